@@ -1,0 +1,64 @@
+/**
+ * tunekit: fine-tune LLMs from TypeScript. This entry point never loads native code; the local
+ * engine loads on first local use.
+ */
+
+export {
+  DataFormatError,
+  formatLocation,
+  SourceError,
+  type SourceLocation,
+  TunekitError,
+  type TunekitErrorOptions,
+  ValidationError,
+} from "./core/errors.js";
+export type { Distribution } from "./core/stats.js";
+export {
+  Dataset,
+  type DatasetOptions,
+  type DatasetRecord,
+  type DatasetStats,
+  type UrlOptions,
+} from "./data/dataset.js";
+export type {
+  ChatExample,
+  ChatMessage,
+  CompletionExample,
+  ContentPart,
+  Example,
+  ExampleKind,
+  ImagePart,
+  PreferenceExample,
+  Role,
+  TextExample,
+  TextPart,
+  ToolCall,
+  ToolDefinition,
+} from "./data/example.js";
+export { contentText } from "./data/example.js";
+export {
+  detectFormat,
+  FORMAT_NAMES,
+  type FormatName,
+  formatExample,
+  parseRecord,
+} from "./data/formats/index.js";
+export type { HubOptions } from "./data/hub.js";
+export type { Problem, Severity } from "./data/problem.js";
+export { FILE_TYPES, type FileType, type ReadOptions } from "./data/readers/index.js";
+export { defaultEpochs } from "./validate/cost.js";
+export {
+  DEFAULT_OPENAI_MODEL,
+  type ModelInfo,
+  OPENAI_TRAINING_PRICES,
+  openaiModel,
+} from "./validate/models.js";
+export type { CostEstimate, ValidationReport, ValidationStats } from "./validate/report.js";
+export {
+  chatTokens,
+  type ExampleTokens,
+  exampleTokens,
+  type TokenCounter,
+  tiktokenCounter,
+} from "./validate/tokens.js";
+export { type ValidationTarget, Validator, type ValidatorOptions } from "./validate/validator.js";

@@ -1,0 +1,209 @@
+import { stat } from "node:fs/promises";
+import { ValidationError } from "../core/errors.js";
+import { distribution, NumberList } from "../core/stats.js";
+import { Dataset, type DatasetOptions } from "../data/dataset.js";
+import type { Example } from "../data/example.js";
+import { formatExample } from "../data/formats/index.js";
+import { type Problem, problem } from "../data/problem.js";
+import type { DatasetRecord } from "../data/records.js";
+import { defaultEpochs } from "./cost.js";
+import { DEFAULT_OPENAI_MODEL, encodingForModel, OPENAI_TRAINING_PRICES, openaiModel } from "./models.js";
+import { ProblemLog, type ValidationReport } from "./report.js";
+import { openaiRules } from "./rules/openai.js";
+import type { RuleSet } from "./rules/rule-set.js";
+import { togetherRules } from "./rules/together.js";
+import { exampleTokens, type TokenCounter, tiktokenCounter } from "./tokens.js";
+
+export type ValidationTarget = "openai" | "together";
+
+export interface ValidatorOptions {
+  /** The provider whose rules apply. Default `"openai"`. */
+  target?: ValidationTarget;
+  /** Model to fine-tune: sets the context limit, tokenizer and price. Default `gpt-4o-mini-2024-07-18` for OpenAI. */
+  model?: string;
+  /** Counts tokens instead of the model's tiktoken encoding (e.g. a Hugging Face tokenizer for Together models). */
+  tokenizer?: TokenCounter;
+  /** Longest example in tokens; overrides the model's. */
+  contextLimit?: number;
+  /** Epochs for the cost estimate. Default: OpenAI's rule for the number of examples. */
+  epochs?: number;
+  /** Training prices, USD per million tokens, by model id. Default `OPENAI_TRAINING_PRICES`. */
+  prices?: Readonly<Record<string, number>>;
+  /** Problems listed in the report; the rest are only counted. Default 1000. */
+  maxProblems?: number;
+}
+
+const RULES: Record<ValidationTarget, RuleSet> = { openai: openaiRules, together: togetherRules };
+
+/**
+ * Checks a dataset against a provider's rules before any money or compute is spent: structure under
+ * the OpenAI Cookbook's codes, per-model context limits with the real tokenizer, statistics and a
+ * cost estimate. Streams: memory stays flat however large the file (three numbers kept per example).
+ */
+export class Validator {
+  readonly options: Readonly<ValidatorOptions>;
+  readonly #rules: RuleSet;
+
+  constructor(options: ValidatorOptions = {}) {
+    const target = options.target ?? "openai";
+    if (!(target in RULES)) {
+      throw new ValidationError("invalid_option", `unknown target "${target}"; use openai or together`);
+    }
+    for (const key of ["contextLimit", "epochs", "maxProblems"] as const) {
+      const value = options[key];
+      if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+        throw new ValidationError("invalid_option", `${key} must be a whole number > 0, got ${value}`);
+      }
+    }
+    this.options = options;
+    this.#rules = RULES[target];
+  }
+
+  /** Validates a dataset, or a file path (read with `Dataset.fromFile`). */
+  async validate(
+    input: Dataset | string,
+    options: DatasetOptions & { signal?: AbortSignal } = {},
+  ): Promise<ValidationReport> {
+    const dataset = typeof input === "string" ? await Dataset.fromFile(input, options) : input;
+    const rules = this.#rules;
+    const model = this.options.model ?? (rules.target === "openai" ? DEFAULT_OPENAI_MODEL : undefined);
+    const known =
+      model && rules.target === "openai"
+        ? openaiModel(model, this.options.prices ?? OPENAI_TRAINING_PRICES)
+        : undefined;
+    const counter =
+      this.options.tokenizer ?? (await tiktokenCounter(known?.encoding ?? encodingForModel(model ?? "")));
+    const contextLimit = this.options.contextLimit ?? known?.contextLimit;
+    const log = new ProblemLog(this.options.maxProblems ?? 1000);
+    if (model && rules.target === "openai" && !known) {
+      log.add(
+        problem(
+          "warning",
+          "unknown_model",
+          `unknown model "${model}": context limit and price are not checked`,
+        ),
+      );
+    }
+    await this.#checkFileSize(dataset.source, log);
+
+    const messages = new NumberList();
+    const totalTokens = new NumberList();
+    const assistantTokens = new NumberList();
+    let examples = 0;
+    let missingSystem = 0;
+    let missingUser = 0;
+    let overLimit = 0;
+    let billedTokens = 0;
+    for await (const record of dataset.records()) {
+      options.signal?.throwIfAborted();
+      const problems = this.#check(record);
+      // A record is an example attempt when it came from a line or row that is not blank; whole-file
+      // problems (an empty file) are not records.
+      const attempt =
+        record.location.line !== undefined && problems.some((entry) => entry.code !== "blank_line");
+      if (record.example || attempt) examples++;
+      for (const entry of problems) log.add(entry);
+      const example = record.example;
+      if (!example || problems.some((entry) => entry.severity === "error")) continue;
+
+      const tokens = exampleTokens(counter, example);
+      totalTokens.push(tokens.total);
+      assistantTokens.push(tokens.assistant);
+      billedTokens += contextLimit ? Math.min(contextLimit, tokens.total) : tokens.total;
+      if (contextLimit && tokens.total > contextLimit) {
+        overLimit++;
+        const message = `${tokens.total} tokens, over the ${contextLimit}-token limit${model ? ` of ${model}` : ""}: it will be truncated`;
+        log.add(problem("warning", "example_too_long", message, record.location));
+      }
+      const conversation = chatMessages(example);
+      if (conversation) {
+        messages.push(conversation.length);
+        if (!conversation.some((message) => message.role === "system")) missingSystem++;
+        if (!conversation.some((message) => message.role === "user")) missingUser++;
+      }
+    }
+    const valid = totalTokens.length;
+    if (examples < rules.minExamples) {
+      const message = `${rules.target} needs at least ${rules.minExamples} example${rules.minExamples > 1 ? "s" : ""}, the data has ${examples}`;
+      log.add(problem("error", "too_few_examples", message, { file: dataset.source }));
+    }
+
+    const epochs = this.options.epochs ?? defaultEpochs(valid);
+    const price = known?.trainingPricePerMillion ?? (model ? this.options.prices?.[model] : undefined);
+    const cost: ValidationReport["cost"] = { billedTokens, epochs, totalTokens: epochs * billedTokens };
+    if (price !== undefined) {
+      cost.pricePerMillion = price;
+      cost.estimatedUSD = Math.round(((cost.totalTokens * price) / 1e6) * 100) / 100;
+    }
+    return {
+      ok: log.errors.length === 0 && log.omitted.errors === 0,
+      target: rules.target,
+      model: known?.id ?? model,
+      tokenizer: counter.name,
+      contextLimit,
+      examples,
+      valid,
+      errors: log.errors,
+      warnings: log.warnings,
+      omitted: log.omitted,
+      counts: log.counts,
+      stats: {
+        missingSystem,
+        missingUser,
+        overLimit,
+        messages: distribution(messages.values()),
+        totalTokens: distribution(totalTokens.values()),
+        assistantTokens: distribution(assistantTokens.values()),
+      },
+      cost,
+    };
+  }
+
+  /** The problems of one record as the provider would see it once uploaded. */
+  #check(record: DatasetRecord): Problem[] {
+    const rules = this.#rules;
+    const { raw, format, example, location } = record;
+    if (raw !== undefined && format !== undefined && rules.nativeFormats.includes(format)) {
+      const found = rules.check(raw as Record<string, unknown>, format, location);
+      // The target's checks name the fault in the provider's own terms; the generic parse error then adds nothing.
+      const keep = found.some((entry) => entry.severity === "error")
+        ? record.problems.filter((entry) => entry.code !== "invalid_record")
+        : record.problems;
+      return [...keep, ...found];
+    }
+    if (!example || record.problems.some((entry) => entry.severity === "error")) return record.problems;
+    const upload = rules.uploadFormat(example);
+    if (typeof upload !== "string") {
+      return [...record.problems, problem("error", "unsupported_format", upload.unsupported, location)];
+    }
+    let wire: unknown;
+    try {
+      wire = formatExample(example, upload);
+    } catch (error) {
+      return [...record.problems, problem("error", "unsupported_format", (error as Error).message, location)];
+    }
+    const found = rules.check(wire as Record<string, unknown>, upload, location);
+    const from = format ? `${format} record` : "example";
+    for (const entry of found) entry.message = `${entry.message} (in the ${from} converted to ${upload})`;
+    return [...record.problems, ...found];
+  }
+
+  async #checkFileSize(source: string, log: ProblemLog): Promise<void> {
+    const limit = this.#rules.maxFileBytes;
+    if (limit === undefined || /^[a-z]+:\/\//i.test(source)) return;
+    const size = await stat(source).then(
+      (info) => (info.isFile() ? info.size : undefined),
+      () => undefined,
+    );
+    if (size !== undefined && size > limit) {
+      const message = `the file is ${size} bytes; ${this.#rules.target} accepts at most ${limit}`;
+      log.add(problem("error", "file_too_large", message, { file: source }));
+    }
+  }
+}
+
+function chatMessages(example: Example) {
+  if (example.kind === "chat") return example.messages;
+  if (example.kind === "preference") return [...example.input, ...example.preferred];
+  return undefined;
+}
