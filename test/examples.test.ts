@@ -1,0 +1,21 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { ROOT } from "./helpers.js";
+
+describe("examples", () => {
+  it("01-prepare-data converts the guide's data, reports the 10-example minimum, and passes the support set", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/01-prepare-data.ts")],
+      {
+        cwd: ROOT,
+      },
+    );
+    expect(stdout).toContain("wrote 2 conversations");
+    expect(stdout).toContain("error too_few_examples: openai needs at least 10 examples, the data has 2");
+    expect(stdout).toContain("36 examples, 36 valid");
+    expect(stdout).toMatch(/== examples\/data\/customer-support\.jsonl[\s\S]*OK: ready to upload/);
+  });
+});
