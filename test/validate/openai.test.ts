@@ -360,3 +360,16 @@ describe("Validator: files", () => {
     expect(report.counts).toEqual({ blank_line: 2 });
   });
 });
+
+describe("Validator: file size", () => {
+  it("a file over OpenAI's 512 MB limit is an error (a sparse file: nothing is really written)", async () => {
+    const { open } = await import("node:fs/promises");
+    const file = await tempFile("huge.jsonl", "");
+    const handle = await open(file, "r+");
+    await handle.truncate(512 * 1024 * 1024 + 1);
+    await handle.close();
+    const report = await new Validator().validate(file, { maxLineBytes: 1024 });
+    expect(report.errors[0]).toMatchObject({ code: "file_too_large", file });
+    expect(report.errors[0]?.message).toBe("the file is 536870913 bytes; openai accepts at most 536870912");
+  });
+});
