@@ -71,3 +71,62 @@ export class SourceError extends TunekitError {
     this.status = options.status;
   }
 }
+
+export interface ProviderErrorOptions extends TunekitErrorOptions {
+  /** The provider (`openai`, `together`). */
+  provider: string;
+  /** HTTP status; undefined when no answer came (a connection error). */
+  status?: number;
+  /** The provider's request id (`x-request-id`), for its support. */
+  requestId?: string;
+}
+
+/**
+ * An error answered by (or on the way to) a provider's API. Use `ProviderError.fromStatus` to get the
+ * subclass for a status. The message never contains an API key.
+ */
+export class ProviderError extends TunekitError {
+  readonly provider: string;
+  readonly status: number | undefined;
+  readonly requestId: string | undefined;
+
+  constructor(code: string, message: string, options: ProviderErrorOptions) {
+    super(code, `${options.provider}: ${message}`, options);
+    this.provider = options.provider;
+    this.status = options.status;
+    this.requestId = options.requestId;
+  }
+
+  /** The subclass for an HTTP status: 401 → AuthenticationError, 429 → RateLimitError, … */
+  static fromStatus(status: number, message: string, options: Omit<ProviderErrorOptions, "status">): ProviderError {
+    const withStatus = { ...options, status };
+    if (status === 400 || status === 422) return new BadRequestError("bad_request", message, withStatus);
+    if (status === 401) return new AuthenticationError("authentication", message, withStatus);
+    if (status === 403) return new PermissionDeniedError("permission_denied", message, withStatus);
+    if (status === 404) return new NotFoundError("not_found", message, withStatus);
+    if (status === 409) return new ProviderError("conflict", message, withStatus);
+    if (status === 429) return new RateLimitError("rate_limited", message, withStatus);
+    if (status >= 500) return new ProviderError("server_error", message, withStatus);
+    return new ProviderError("api_error", message, withStatus);
+  }
+}
+
+export class BadRequestError extends ProviderError {}
+export class AuthenticationError extends ProviderError {}
+export class PermissionDeniedError extends ProviderError {}
+export class NotFoundError extends ProviderError {}
+export class RateLimitError extends ProviderError {}
+/** No answer: DNS, refused or dropped connection, timeout. */
+export class ConnectionError extends ProviderError {}
+
+/** A fine-tuning job ended in failure; `error` is the provider's reason. */
+export class FineTuneFailedError extends TunekitError {
+  readonly jobId: string;
+  readonly error: { message: string; code?: string; param?: string } | undefined;
+
+  constructor(jobId: string, error: { message: string; code?: string; param?: string } | undefined) {
+    super("fine_tune_failed", `fine-tuning job ${jobId} failed: ${error?.message ?? "no reason given"}`);
+    this.jobId = jobId;
+    this.error = error;
+  }
+}
