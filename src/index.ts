@@ -46,6 +46,34 @@ export {
 export type { HubOptions } from "./data/hub.js";
 export type { Problem, Severity } from "./data/problem.js";
 export { FILE_TYPES, type FileType, type ReadOptions } from "./data/readers/index.js";
+export type { FineTuneJobEvent, FineTuneJobEventType } from "./jobs/events.js";
+export {
+  type CreateFineTuneJobOptions,
+  FineTuneJob,
+  type FineTuneResult,
+  type TrainingInput,
+  type WatchOptions,
+} from "./jobs/fine-tune-job.js";
+export {
+  type CallOptions,
+  type ChatTarget,
+  type Checkpoint,
+  type CreateJobRequest,
+  type FineTuningProvider,
+  type Hyperparameters,
+  type JobError,
+  type JobInfo,
+  type JobMetrics,
+  type JobStatus,
+  type Page,
+  type PriceEstimate,
+  type ProviderEvent,
+  type ProviderWarning,
+  TERMINAL_STATUSES,
+  type TrainingMethod,
+  type UploadedFile,
+  type UploadRequest,
+} from "./providers/spec.js";
 export { defaultEpochs } from "./validate/cost.js";
 export {
   DEFAULT_OPENAI_MODEL,
@@ -61,4 +89,9 @@ export {
   type TokenCounter,
   tiktokenCounter,
 } from "./validate/tokens.js";
-export { type ValidationTarget, Validator, type ValidatorOptions } from "./validate/validator.js";
+export {
+  InvalidDatasetError,
+  type ValidationTarget,
+  Validator,
+  type ValidatorOptions,
+} from "./validate/validator.js";

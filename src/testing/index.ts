@@ -1,5 +1,7 @@
 /**
  * `tunekit/testing`: tunekit's public test doubles, for testing code that uses tunekit without the
- * network. They build on msw, an optional peer dependency that tests install themselves.
+ * network: a scripted `MockProvider`, and msw handlers that behave like the real services. The
+ * handlers build on msw, an optional peer dependency: install it (`npm i -D msw`) to use this entry.
  */
 export * from "./hub.js";
+export * from "./mock-provider.js";

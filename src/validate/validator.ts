@@ -207,3 +207,31 @@ function chatMessages(example: Example) {
   if (example.kind === "preference") return [...example.input, ...example.preferred];
   return undefined;
 }
+
+/** A dataset that failed validation; `report` says why. Nothing was uploaded. */
+export class InvalidDatasetError extends ValidationError {
+  readonly report: ValidationReport;
+
+  constructor(what: string, report: ValidationReport) {
+    const errors = report.errors.length + report.omitted.errors;
+    const first = report.errors[0];
+    const where =
+      first?.line !== undefined
+        ? ` (first: line ${first.line}${first.path ? ` ${first.path}` : ""}: ${first.message})`
+        : first
+          ? ` (first: ${first.message})`
+          : "";
+    super(
+      "invalid_dataset",
+      `the ${what} data has ${errors} error${errors === 1 ? "" : "s"} for ${report.target}${where}`,
+    );
+    this.report = report;
+  }
+}
+
+/** An example as the target's upload file holds it (its chat, preference, completion or text record). */
+export function toUploadRecord(target: ValidationTarget, example: Example): unknown {
+  const format = RULES[target].uploadFormat(example);
+  if (typeof format !== "string") throw new ValidationError("unsupported_format", format.unsupported);
+  return formatExample(example, format);
+}
