@@ -4,14 +4,24 @@
  */
 
 export {
+  AuthenticationError,
+  BadRequestError,
+  ConnectionError,
   DataFormatError,
+  FineTuneFailedError,
   formatLocation,
+  NotFoundError,
+  PermissionDeniedError,
+  ProviderError,
+  type ProviderErrorOptions,
+  RateLimitError,
   SourceError,
   type SourceLocation,
   TunekitError,
   type TunekitErrorOptions,
   ValidationError,
 } from "./core/errors.js";
+export type { Sleep } from "./core/http.js";
 export type { Distribution } from "./core/stats.js";
 export {
   Dataset,
@@ -54,6 +64,7 @@ export {
   type TrainingInput,
   type WatchOptions,
 } from "./jobs/fine-tune-job.js";
+export { type OpenAIProviderOptions, openai } from "./providers/openai/index.js";
 export {
   type CallOptions,
   type ChatTarget,
@@ -74,6 +85,7 @@ export {
   type UploadedFile,
   type UploadRequest,
 } from "./providers/spec.js";
+export { type TogetherProviderOptions, together } from "./providers/together/index.js";
 export { defaultEpochs } from "./validate/cost.js";
 export {
   DEFAULT_OPENAI_MODEL,

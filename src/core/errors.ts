@@ -98,7 +98,11 @@ export class ProviderError extends TunekitError {
   }
 
   /** The subclass for an HTTP status: 401 → AuthenticationError, 429 → RateLimitError, … */
-  static fromStatus(status: number, message: string, options: Omit<ProviderErrorOptions, "status">): ProviderError {
+  static fromStatus(
+    status: number,
+    message: string,
+    options: Omit<ProviderErrorOptions, "status">,
+  ): ProviderError {
     const withStatus = { ...options, status };
     if (status === 400 || status === 422) return new BadRequestError("bad_request", message, withStatus);
     if (status === 401) return new AuthenticationError("authentication", message, withStatus);

@@ -172,7 +172,10 @@ export interface FineTuningProvider {
   readonly validationTarget: ValidationTarget;
 
   uploadFile(request: UploadRequest, options?: CallOptions): Promise<UploadedFile>;
-  createJob(request: CreateJobRequest, options?: CallOptions): Promise<{ job: JobInfo; warnings: ProviderWarning[] }>;
+  createJob(
+    request: CreateJobRequest,
+    options?: CallOptions,
+  ): Promise<{ job: JobInfo; warnings: ProviderWarning[] }>;
   retrieveJob(jobId: string, options?: CallOptions): Promise<JobInfo>;
   /** Newest first, like the providers' own lists. */
   listJobs(options?: CallOptions & { after?: string; limit?: number }): Promise<Page<JobInfo>>;

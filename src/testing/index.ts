@@ -5,3 +5,5 @@
  */
 export * from "./hub.js";
 export * from "./mock-provider.js";
+export * from "./openai.js";
+export * from "./together.js";

@@ -1,0 +1,214 @@
+import { parseArgs } from "node:util";
+import type { FineTuneJobEvent } from "../jobs/events.js";
+import { FineTuneJob } from "../jobs/fine-tune-job.js";
+import type { FineTuningProvider, Hyperparameters, JobInfo, JobMetrics } from "../providers/spec.js";
+import { InvalidDatasetError } from "../validate/validator.js";
+import { formatReport } from "./format.js";
+import { type CliIO, UsageError } from "./io.js";
+
+export const JOBS_USAGE = `  jobs create --provider openai|together --model ID --training FILE [--validation FILE]
+              [--epochs N] [--batch-size N] [--learning-rate X] [--learning-rate-multiplier X]
+              [--suffix S] [--seed N] [--watch] [--json]
+      Validate, upload and start a fine-tuning job (keys from OPENAI_API_KEY / TOGETHER_API_KEY).
+  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together [--json]
+      List jobs, show one, print its events, follow it live, or cancel it.`;
+
+/** The provider a name stands for; adapters load on demand so one provider's code never loads another's. */
+async function providerNamed(name: string | undefined, io: CliIO): Promise<FineTuningProvider> {
+  if (name === "openai") {
+    const { openai } = await import("../providers/openai/index.js");
+    const baseURL = io.env.OPENAI_BASE_URL;
+    const apiKey = io.env.OPENAI_API_KEY;
+    return openai({ ...(baseURL ? { baseURL } : {}), ...(apiKey ? { apiKey } : {}) });
+  }
+  if (name === "together") {
+    const { together } = await import("../providers/together/index.js");
+    const baseURL = io.env.TOGETHER_BASE_URL;
+    const apiKey = io.env.TOGETHER_API_KEY;
+    return together({ ...(baseURL ? { baseURL } : {}), ...(apiKey ? { apiKey } : {}) });
+  }
+  throw new UsageError(
+    name ? `unknown provider "${name}"; use openai or together` : "--provider openai|together is required",
+  );
+}
+
+function number(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${flag} takes a number > 0`);
+  return parsed;
+}
+
+const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19);
+
+/** `running  step 120/300  train loss 0.873  00:03:12`: one line of progress. */
+function progressLine(job: JobInfo, metrics: JobMetrics | undefined, elapsed: number): string {
+  const parts = [job.status.padEnd(10)];
+  if (metrics) {
+    parts.push(`step ${metrics.step}${metrics.totalSteps ? `/${metrics.totalSteps}` : ""}`);
+    if (metrics.trainLoss !== undefined) parts.push(`train loss ${metrics.trainLoss.toFixed(4)}`);
+    if (metrics.validLoss !== undefined) parts.push(`valid loss ${metrics.validLoss.toFixed(4)}`);
+  }
+  parts.push(clock(elapsed));
+  return parts.join("  ");
+}
+
+function describeEvent(event: FineTuneJobEvent): string {
+  if (event.type === "message") return `${event.createdAt.toISOString()} ${event.level} ${event.message}`;
+  if (event.type === "checkpoint-created") {
+    const { step, model } = event.checkpoint;
+    return `checkpoint at step ${step}${model ? `: ${model}` : ""}`;
+  }
+  return event.type;
+}
+
+/** Follows a job to its end with a live progress line; exit 0 when it succeeds. */
+async function watch(job: FineTuneJob, io: CliIO, pollInterval: number | undefined): Promise<number> {
+  const started = job.info.createdAt.getTime();
+  let metrics: JobMetrics | undefined;
+  let last = "";
+  for await (const event of job.events(pollInterval ? { pollInterval } : {})) {
+    if (event.type === "metrics") metrics = event.metrics;
+    if (!io.isTTY && (event.type === "message" || event.type === "checkpoint-created")) {
+      io.stdout(`${describeEvent(event)}\n`);
+    }
+    const line = progressLine(job.info, metrics, Math.max(0, Date.now() - started));
+    if (line === last) continue;
+    last = line;
+    io.stdout(io.isTTY ? `\r\x1b[2K${line}` : `${line}\n`);
+  }
+  if (io.isTTY) io.stdout("\n");
+  try {
+    const result = await job.wait();
+    io.stdout(`succeeded: ${result.fineTunedModel ?? "(no model name given)"}\n`);
+    return 0;
+  } catch (error) {
+    io.stderr(`tunekit: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+export async function runJobs(argv: string[], io: CliIO): Promise<number> {
+  const [action, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      provider: { type: "string" },
+      model: { type: "string" },
+      training: { type: "string" },
+      validation: { type: "string" },
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      "learning-rate": { type: "string" },
+      "learning-rate-multiplier": { type: "string" },
+      suffix: { type: "string" },
+      seed: { type: "string" },
+      limit: { type: "string" },
+      "poll-interval": { type: "string" },
+      watch: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const out = (value: unknown) =>
+    io.stdout(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
+  const pollSeconds = number(values["poll-interval"], "--poll-interval");
+  const pollInterval = pollSeconds === undefined ? undefined : pollSeconds * 1000;
+  const jobId = () => {
+    if (positionals.length !== 1) throw new UsageError(`jobs ${action} takes one job id`);
+    return positionals[0] as string;
+  };
+  switch (action) {
+    case "create": {
+      if (!values.model || !values.training) throw new UsageError("jobs create needs --model and --training");
+      const provider = await providerNamed(values.provider, io);
+      const hyperparameters: Hyperparameters = {};
+      const epochs = number(values.epochs, "--epochs");
+      const batchSize = number(values["batch-size"], "--batch-size");
+      const learningRate = number(values["learning-rate"], "--learning-rate");
+      const multiplier = number(values["learning-rate-multiplier"], "--learning-rate-multiplier");
+      if (epochs !== undefined) hyperparameters.epochs = epochs;
+      if (batchSize !== undefined) hyperparameters.batchSize = batchSize;
+      if (learningRate !== undefined) hyperparameters.learningRate = learningRate;
+      if (multiplier !== undefined) hyperparameters.learningRateMultiplier = multiplier;
+      const seed = number(values.seed, "--seed");
+      let job: FineTuneJob;
+      try {
+        job = await FineTuneJob.create({
+          provider,
+          model: values.model,
+          training: values.training,
+          ...(values.validation ? { validation: values.validation } : {}),
+          hyperparameters,
+          ...(values.suffix !== undefined ? { suffix: values.suffix } : {}),
+          ...(seed !== undefined ? { seed } : {}),
+          ...(pollInterval ? { pollInterval } : {}),
+        });
+      } catch (error) {
+        if (!(error instanceof InvalidDatasetError)) throw error;
+        io.stderr(`${formatReport(values.training, error.report)}\n`);
+        return 1;
+      }
+      for (const warning of job.warnings) io.stderr(`warning: ${warning.message}\n`);
+      if (values.json) out(job.info.raw);
+      else out(`created ${job.id} (${job.status}) on ${provider.name}`);
+      if (values.watch) return watch(job, io, pollInterval);
+      job.stop();
+      return 0;
+    }
+    case "list": {
+      const provider = await providerNamed(values.provider, io);
+      const limit = number(values.limit, "--limit") ?? 20;
+      const jobs: JobInfo[] = [];
+      for await (const info of FineTuneJob.list(provider)) {
+        jobs.push(info);
+        if (jobs.length >= limit) break;
+      }
+      if (values.json) out(jobs.map((info) => info.raw));
+      else
+        for (const info of jobs)
+          out(`${info.id}  ${info.status.padEnd(10)}  ${info.model}  ${info.fineTunedModel ?? ""}`.trimEnd());
+      return 0;
+    }
+    case "get": {
+      const provider = await providerNamed(values.provider, io);
+      const info = await provider.retrieveJob(jobId());
+      if (values.json) out(info.raw);
+      else {
+        out(`${info.id}: ${info.status} (${info.rawStatus}), model ${info.model}`);
+        if (info.fineTunedModel) out(`fine-tuned model: ${info.fineTunedModel}`);
+        if (info.error) out(`error: ${info.error.message}${info.error.code ? ` [${info.error.code}]` : ""}`);
+      }
+      return 0;
+    }
+    case "events": {
+      const provider = await providerNamed(values.provider, io);
+      const events = await provider.listEvents(jobId());
+      if (values.json) out(events.map((event) => event.raw));
+      else
+        for (const event of events) out(`${event.createdAt.toISOString()} ${event.level} ${event.message}`);
+      return 0;
+    }
+    case "watch": {
+      const provider = await providerNamed(values.provider, io);
+      const job = await FineTuneJob.attach(provider, jobId(), pollInterval ? { pollInterval } : {});
+      if (values.json) {
+        for await (const event of job.events()) io.stdout(`${JSON.stringify(event)}\n`);
+        return job.status === "succeeded" ? 0 : 1;
+      }
+      return watch(job, io, pollInterval);
+    }
+    case "cancel": {
+      const provider = await providerNamed(values.provider, io);
+      const info = await provider.cancelJob(jobId());
+      out(`${info.id}: ${info.status} (${info.rawStatus})`);
+      return 0;
+    }
+    default:
+      throw new UsageError(
+        action
+          ? `unknown jobs action "${action}"`
+          : "jobs needs an action: create, list, get, events, watch, cancel",
+      );
+  }
+}

@@ -1,0 +1,310 @@
+import OpenAI, { toFile } from "openai";
+import type { FileObject } from "openai/resources/files";
+import type { FineTuningJobCheckpoint } from "openai/resources/fine-tuning/jobs/checkpoints";
+import type { FineTuningJobEvent } from "openai/resources/fine-tuning/jobs/jobs";
+import { AuthenticationError, ProviderError, ValidationError } from "../../core/errors.js";
+import type {
+  CallOptions,
+  ChatTarget,
+  Checkpoint,
+  CreateJobRequest,
+  FineTuningProvider,
+  JobInfo,
+  JobMetrics,
+  Page,
+  ProviderEvent,
+  ProviderWarning,
+  UploadedFile,
+  UploadRequest,
+} from "../spec.js";
+import { type Call, chatTarget } from "./chat.js";
+import { toTunekitError } from "./errors.js";
+import { createJobBody } from "./job-request.js";
+import { PROVIDER, toCheckpoint, toJobInfo, toProviderEvent, toUploadedFile } from "./objects.js";
+import { parseResultMetrics } from "./results.js";
+
+/** Options of `openai()`. */
+export interface OpenAIProviderOptions {
+  /** The API key. Default: the `OPENAI_API_KEY` environment variable, read on the first call. */
+  apiKey?: string;
+  /** Default `https://api.openai.com/v1` (or `OPENAI_BASE_URL`, which the SDK reads). */
+  baseURL?: string;
+  /** Sent as `OpenAI-Organization`. Default: none (or `OPENAI_ORG_ID`, which the SDK reads). */
+  organization?: string;
+  /** A ready client, used as it is; then apiKey, baseURL, organization and maxRetries must be left out. */
+  client?: OpenAI;
+  /**
+   * Retries of a request that failed with 408, 409, 429, a 5xx or no answer, after `retry-after-ms` /
+   * `retry-after` or else 0.5 s doubling up to 8 s with jitter: the SDK's policy. Default 2.
+   */
+  maxRetries?: number;
+  /** How often an upload is checked while OpenAI processes it. Default 1000 ms. */
+  filePollIntervalMs?: number;
+  /** How long to wait for an upload to be processed before giving up. Default 30 minutes. */
+  fileProcessingTimeoutMs?: number;
+}
+
+/** Events and checkpoints per request: fewer round trips than the API's default of 20. */
+const PAGE_SIZE = 100;
+const DEFAULT_POLL_MS = 1000;
+const DEFAULT_PROCESSING_TIMEOUT_MS = 30 * 60 * 1000;
+
+/** tunekit's provider specification v1 over the official `openai` SDK. */
+export class OpenAIProvider implements FineTuningProvider {
+  readonly specificationVersion = "v1" as const;
+  readonly name = PROVIDER;
+  readonly validationTarget = "openai" as const;
+  readonly #options: OpenAIProviderOptions;
+  readonly #pollMs: number;
+  readonly #processingTimeoutMs: number;
+  #client: OpenAI | undefined;
+
+  constructor(options: OpenAIProviderOptions = {}) {
+    const { client, apiKey, baseURL, organization, maxRetries } = options;
+    if (client !== undefined) {
+      const given = Object.entries({ apiKey, baseURL, organization, maxRetries })
+        .filter(([, value]) => value !== undefined)
+        .map(([key]) => key);
+      if (given.length > 0) {
+        invalid(
+          `pass either a client or ${given.join(", ")}: a ready client keeps its own settings`,
+          given[0],
+        );
+      }
+    }
+    if (maxRetries !== undefined && (!Number.isSafeInteger(maxRetries) || maxRetries < 0)) {
+      invalid(`maxRetries must be a whole number of at least 0, got ${maxRetries}`, "maxRetries");
+    }
+    this.#pollMs = duration(options.filePollIntervalMs, DEFAULT_POLL_MS, "filePollIntervalMs");
+    this.#processingTimeoutMs = duration(
+      options.fileProcessingTimeoutMs,
+      DEFAULT_PROCESSING_TIMEOUT_MS,
+      "fileProcessingTimeoutMs",
+    );
+    this.#options = options;
+    this.#client = client;
+  }
+
+  async uploadFile(request: UploadRequest, options?: CallOptions): Promise<UploadedFile> {
+    if (typeof request.filename !== "string" || request.filename.trim() === "") {
+      invalid("uploadFile needs a filename, like train.jsonl", "filename");
+    }
+    if (!(request.data instanceof Uint8Array))
+      invalid("uploadFile needs the file's bytes as a Uint8Array", "data");
+    const upload = await toFile(request.data, request.filename);
+    let file: FileObject = await this.#call(options, (client, call) =>
+      client.files.create({ file: upload, purpose: "fine-tune" }, call),
+    );
+    if (request.waitForProcessing === false) return toUploadedFile(file);
+    const deadline = Date.now() + this.#processingTimeoutMs;
+    while (file.status !== "processed" && file.status !== "error") {
+      if (Date.now() >= deadline) {
+        throw new ProviderError(
+          "file_processing_timeout",
+          `${file.id} (${request.filename}) was still "${file.status}" after ${this.#processingTimeoutMs} ms`,
+          { provider: PROVIDER },
+        );
+      }
+      await delay(this.#pollMs, options?.signal);
+      const id = file.id;
+      file = await this.#call(options, (client, call) => client.files.retrieve(id, call));
+    }
+    if (file.status === "error") {
+      const details = file.status_details?.trim() || "OpenAI gave no reason";
+      throw new ProviderError(
+        "file_rejected",
+        `OpenAI could not process ${request.filename} (${file.id}): ${details}`,
+        {
+          provider: PROVIDER,
+        },
+      );
+    }
+    return toUploadedFile(file);
+  }
+
+  async createJob(
+    request: CreateJobRequest,
+    options?: CallOptions,
+  ): Promise<{ job: JobInfo; warnings: ProviderWarning[] }> {
+    const { body, warnings } = createJobBody(request);
+    const job = await this.#call(options, (client, call) => client.fineTuning.jobs.create(body, call));
+    return { job: toJobInfo(job), warnings };
+  }
+
+  async retrieveJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
+    const id = jobIdOf(jobId);
+    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.retrieve(id, call)));
+  }
+
+  async listJobs(options: CallOptions & { after?: string; limit?: number } = {}): Promise<Page<JobInfo>> {
+    const query = {
+      ...(options.after === undefined ? {} : { after: options.after }),
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+    };
+    const page = await this.#call(options, (client, call) => client.fineTuning.jobs.list(query, call));
+    const data = page.data.map(toJobInfo);
+    const last = page.data.at(-1);
+    return page.has_more && last ? { data, nextCursor: last.id } : { data };
+  }
+
+  async cancelJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
+    const id = jobIdOf(jobId);
+    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.cancel(id, call)));
+  }
+
+  async pauseJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
+    const id = jobIdOf(jobId);
+    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.pause(id, call)));
+  }
+
+  async resumeJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
+    const id = jobIdOf(jobId);
+    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.resume(id, call)));
+  }
+
+  /**
+   * The API lists events newest first, a page at a time, `after` naming the last event of the previous
+   * page. Pages are read from the newest until the event `after` turns up, then turned around. Paging
+   * by id stays stable while the job adds events. When `after` is not among the job's events, all of
+   * them come back.
+   */
+  async listEvents(jobId: string, options: CallOptions & { after?: string } = {}): Promise<ProviderEvent[]> {
+    const id = jobIdOf(jobId);
+    const newestFirst: FineTuningJobEvent[] = [];
+    const seen = new Set<string>();
+    let cursor: string | undefined;
+    pages: for (;;) {
+      const query = { limit: PAGE_SIZE, ...(cursor === undefined ? {} : { after: cursor }) };
+      const page = await this.#call(options, (client, call) =>
+        client.fineTuning.jobs.listEvents(id, query, call),
+      );
+      for (const event of page.data) {
+        if (options.after !== undefined && event.id === options.after) break pages;
+        if (seen.has(event.id)) continue;
+        seen.add(event.id);
+        newestFirst.push(event);
+      }
+      const last = page.data.at(-1);
+      if (!page.has_more || !last || last.id === cursor) break;
+      cursor = last.id;
+    }
+    return newestFirst.reverse().map(toProviderEvent);
+  }
+
+  /** Every checkpoint of the job, by step (the API lists them newest first). */
+  async listCheckpoints(jobId: string, options?: CallOptions): Promise<Checkpoint[]> {
+    const id = jobIdOf(jobId);
+    const checkpoints: FineTuningJobCheckpoint[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const query = { limit: PAGE_SIZE, ...(cursor === undefined ? {} : { after: cursor }) };
+      const page = await this.#call(options, (client, call) =>
+        client.fineTuning.jobs.checkpoints.list(id, query, call),
+      );
+      checkpoints.push(...page.data);
+      const last = page.data.at(-1);
+      if (!page.has_more || !last || last.id === cursor) break;
+      cursor = last.id;
+    }
+    return checkpoints.map(toCheckpoint).sort((a, b) => a.step - b.step);
+  }
+
+  /** The step metrics of the job's result file (`result_files[0]`); none before the job has one. */
+  async resultMetrics(job: JobInfo, options?: CallOptions): Promise<JobMetrics[]> {
+    const fileId = job.resultFiles?.[0];
+    if (fileId === undefined) return [];
+    const content = await this.#call(options, async (client, call) => {
+      const response = await client.files.content(fileId, call);
+      return response.text();
+    });
+    return parseResultMetrics(content, fileId);
+  }
+
+  chat(modelId: string): ChatTarget {
+    return chatTarget(modelId, this.#call);
+  }
+
+  /** Runs one SDK call with the caller's signal and turns what it throws into tunekit's errors. */
+  readonly #call: Call = async (options, run) => {
+    const signal = options?.signal;
+    let apiKey: string | undefined;
+    try {
+      const client = this.#clientOrThrow();
+      apiKey = client.apiKey ?? undefined;
+      return signal ? await untilAborted(run(client, { signal }), signal) : await run(client, {});
+    } catch (error) {
+      throw toTunekitError(error, { apiKey: apiKey ?? this.#options.apiKey, signal });
+    }
+  };
+
+  #clientOrThrow(): OpenAI {
+    if (this.#client) return this.#client;
+    const { baseURL, organization, maxRetries } = this.#options;
+    const apiKey = this.#options.apiKey ?? process.env.OPENAI_API_KEY;
+    if (apiKey === undefined || apiKey.trim() === "") {
+      throw new AuthenticationError(
+        "missing_api_key",
+        "no API key: pass apiKey to openai() or set the OPENAI_API_KEY environment variable",
+        { provider: PROVIDER },
+      );
+    }
+    this.#client = new OpenAI({
+      apiKey,
+      ...(baseURL === undefined ? {} : { baseURL }),
+      ...(organization === undefined ? {} : { organization }),
+      ...(maxRetries === undefined ? {} : { maxRetries }),
+    });
+    return this.#client;
+  }
+}
+
+/**
+ * The call's result, or the signal's reason as soon as it aborts. The SDK notices an abort only between
+ * attempts once its wait before a retry is over (a `retry-after` may ask for a minute); the caller should
+ * not wait for that.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function jobIdOf(jobId: unknown): string {
+  if (typeof jobId !== "string" || jobId.trim() === "")
+    invalid("a job id is needed, like ftjob-abc123", "jobId");
+  return jobId;
+}
+
+function duration(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0)
+    invalid(`${name} must be a number of milliseconds, got ${value}`, name);
+  return value;
+}
+
+function invalid(message: string, path: string | undefined): never {
+  throw new ValidationError(
+    "invalid_option",
+    `openai: ${message}`,
+    path === undefined ? {} : { location: { path } },
+  );
+}
