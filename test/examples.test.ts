@@ -18,4 +18,20 @@ describe("examples", () => {
     expect(stdout).toContain("36 examples, 36 valid");
     expect(stdout).toMatch(/== examples\/data\/customer-support\.jsonl[\s\S]*OK: ready to upload/);
   });
+
+  it("02-openai-finetune runs the guide's OpenAI section offline against the fake", async () => {
+    const env = { ...process.env };
+    delete env.OPENAI_API_KEY;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/02-openai-finetune.ts")],
+      {
+        cwd: ROOT,
+        env,
+      },
+    );
+    expect(stdout).toContain("running against the offline OpenAI fake");
+    expect(stdout).toMatch(/fine-tuned model: ft:gpt-4o-mini-2024-07-18:[^:]*:customer-support:/);
+    expect(stdout).toContain("status: succeeded");
+  });
 });
