@@ -3,6 +3,7 @@ import type { FileObject } from "openai/resources/files";
 import type { FineTuningJobCheckpoint } from "openai/resources/fine-tuning/jobs/checkpoints";
 import type { FineTuningJobEvent } from "openai/resources/fine-tuning/jobs/jobs";
 import { AuthenticationError, ProviderError, ValidationError } from "../../core/errors.js";
+import { sleep } from "../../core/http.js";
 import type {
   CallOptions,
   ChatTarget,
@@ -105,7 +106,7 @@ export class OpenAIProvider implements FineTuningProvider {
           { provider: PROVIDER },
         );
       }
-      await delay(this.#pollMs, options?.signal);
+      await sleep(this.#pollMs, options?.signal);
       const id = file.id;
       file = await this.#call(options, (client, call) => client.files.retrieve(id, call));
     }
@@ -269,22 +270,6 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
 
