@@ -1,0 +1,486 @@
+// The Node-API surface of the engine, and nothing else: argument checks, one AsyncWorker per heavy
+// call, token streaming through a thread-safe function, cancellation through an atomic flag. The
+// TypeScript description of this surface is src/engine/binding.ts; keep the two in step.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/nf4.h"
+#include "model/llama.h"
+
+namespace tunekit {
+namespace {
+
+// ---- Argument helpers: a wrong type is a TypeError naming the field ------------------------------
+
+Napi::Value field(const Napi::Object& object, const char* name) { return object.Get(name); }
+
+double number_field(const Napi::Object& object, const char* name) {
+  Napi::Value value = field(object, name);
+  if (!value.IsNumber()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+int int_field(const Napi::Object& object, const char* name) {
+  const double value = number_field(object, name);
+  if (value != double(int64_t(value)) || value < -2147483648.0 || value > 2147483647.0)
+    throw Napi::TypeError::New(object.Env(), std::string(name) + " must be an integer");
+  return int(value);
+}
+
+bool bool_field(const Napi::Object& object, const char* name, bool fallback) {
+  Napi::Value value = field(object, name);
+  if (value.IsUndefined()) return fallback;
+  if (!value.IsBoolean()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+std::string string_field(const Napi::Object& object, const char* name, const std::string& fallback) {
+  Napi::Value value = field(object, name);
+  if (value.IsUndefined()) return fallback;
+  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+template <typename Typed>
+Typed typed_array(const Napi::Env& env, const Napi::Value& value, const char* name, napi_typedarray_type type,
+                  const char* type_name) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw Napi::TypeError::New(env, std::string(name) + " must be a " + type_name);
+  return value.As<Typed>();
+}
+
+std::vector<int32_t> int32_vector(const Napi::Env& env, const Napi::Value& value, const char* name) {
+  auto array = typed_array<Napi::Int32Array>(env, value, name, napi_int32_array, "Int32Array");
+  return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
+}
+
+DType parse_dtype(const Napi::Env& env, const std::string& name, const std::string& tensor) {
+  if (name == "F32") return DType::F32;
+  if (name == "F16") return DType::F16;
+  if (name == "BF16") return DType::BF16;
+  throw Napi::TypeError::New(env, "tensor " + tensor + ": unsupported dtype " + name + " (F32, F16 or BF16)");
+}
+
+struct LoadSpec {
+  ModelConfig config;
+  std::vector<std::string> files;
+  std::vector<TensorSource> tensors;
+  LoadOptions options;
+};
+
+LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
+  LoadSpec result;
+  Napi::Value config_value = spec.Get("config");
+  if (!config_value.IsObject()) throw Napi::TypeError::New(env, "config must be an object");
+  Napi::Object config = config_value.As<Napi::Object>();
+  ModelConfig& c = result.config;
+  c.hidden_size = int_field(config, "hiddenSize");
+  c.intermediate_size = int_field(config, "intermediateSize");
+  c.num_layers = int_field(config, "numLayers");
+  c.num_heads = int_field(config, "numHeads");
+  c.num_kv_heads = int_field(config, "numKvHeads");
+  c.head_dim = int_field(config, "headDim");
+  c.vocab_size = int_field(config, "vocabSize");
+  c.max_positions = int_field(config, "maxPositions");
+  c.rms_norm_eps = float(number_field(config, "rmsNormEps"));
+  c.tie_word_embeddings = bool_field(config, "tieWordEmbeddings", false);
+  c.attention_bias = bool_field(config, "attentionBias", false);
+  c.attention_scaling = float(number_field(config, "attentionScaling"));
+  auto inv_freq = typed_array<Napi::Float32Array>(env, config.Get("invFreq"), "config.invFreq", napi_float32_array,
+                                                  "Float32Array");
+  c.inv_freq.assign(inv_freq.Data(), inv_freq.Data() + inv_freq.ElementLength());
+
+  Napi::Value files = spec.Get("files");
+  if (!files.IsArray()) throw Napi::TypeError::New(env, "files must be an array of paths");
+  Napi::Array file_array = files.As<Napi::Array>();
+  for (uint32_t i = 0; i < file_array.Length(); i++) {
+    Napi::Value path = file_array.Get(i);
+    if (!path.IsString()) throw Napi::TypeError::New(env, "files must be an array of paths");
+    result.files.push_back(path.As<Napi::String>().Utf8Value());
+  }
+
+  Napi::Value tensors = spec.Get("tensors");
+  if (!tensors.IsArray()) throw Napi::TypeError::New(env, "tensors must be an array");
+  Napi::Array tensor_array = tensors.As<Napi::Array>();
+  for (uint32_t i = 0; i < tensor_array.Length(); i++) {
+    Napi::Value entry = tensor_array.Get(i);
+    if (!entry.IsObject()) throw Napi::TypeError::New(env, "tensors must hold objects");
+    Napi::Object tensor = entry.As<Napi::Object>();
+    TensorSource source;
+    source.name = string_field(tensor, "name", "");
+    source.file = int_field(tensor, "file");
+    const double offset = number_field(tensor, "offset"), bytes = number_field(tensor, "bytes");
+    if (offset < 0 || bytes < 0) throw Napi::TypeError::New(env, "tensor " + source.name + ": negative offset or size");
+    source.offset = uint64_t(offset);
+    source.bytes = uint64_t(bytes);
+    source.dtype = parse_dtype(env, string_field(tensor, "dtype", ""), source.name);
+    Napi::Value shape = tensor.Get("shape");
+    if (!shape.IsArray()) throw Napi::TypeError::New(env, "tensor " + source.name + ": shape must be an array");
+    Napi::Array dims = shape.As<Napi::Array>();
+    for (uint32_t d = 0; d < dims.Length(); d++) {
+      Napi::Value dim = dims.Get(d);
+      if (!dim.IsNumber() || dim.As<Napi::Number>().DoubleValue() < 0)
+        throw Napi::TypeError::New(env, "tensor " + source.name + ": shape must hold sizes");
+      source.shape.push_back(int64_t(dim.As<Napi::Number>().DoubleValue()));
+    }
+    result.tensors.push_back(std::move(source));
+  }
+
+  Napi::Value options_value = spec.Get("options");
+  if (options_value.IsObject()) {
+    Napi::Object options = options_value.As<Napi::Object>();
+    result.options.quantization = string_field(options, "quantization", "none");
+    result.options.nf4_double_quant = bool_field(options, "doubleQuant", false);
+    result.options.cpu = string_field(options, "cpu", "");
+    if (!options.Get("threads").IsUndefined()) {
+      const int threads = int_field(options, "threads");
+      if (threads < 0) throw Napi::TypeError::New(env, "threads must be >= 0");
+      result.options.threads = size_t(threads);
+    }
+  }
+  return result;
+}
+
+// ---- A promise-returning worker ------------------------------------------------------------------
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env, const char* name)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void OnOK() override { deferred_.Resolve(Result(Env())); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  virtual Napi::Value Result(Napi::Env env) = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+// Runs `body` off the JS thread, turning any C++ exception into a rejected promise.
+#define TUNEKIT_EXECUTE(body)                 \
+  void Execute() override {                   \
+    try {                                     \
+      body;                                   \
+    } catch (const std::exception& error) {   \
+      SetError(error.what());                 \
+    }                                         \
+  }
+
+// ---- CancelToken ---------------------------------------------------------------------------------
+
+class CancelToken : public Napi::ObjectWrap<CancelToken> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CancelToken", {InstanceMethod<&CancelToken::Cancel>("cancel")});
+  }
+  explicit CancelToken(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<CancelToken>(info), flag_(std::make_shared<std::atomic<bool>>(false)) {}
+  std::shared_ptr<std::atomic<bool>> flag() const { return flag_; }
+
+ private:
+  void Cancel(const Napi::CallbackInfo&) { flag_->store(true); }
+  std::shared_ptr<std::atomic<bool>> flag_;
+};
+
+// ---- Model ---------------------------------------------------------------------------------------
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Model",
+                       {InstanceMethod<&Model::Logits>("logits"), InstanceMethod<&Model::Loss>("loss"),
+                        InstanceMethod<&Model::Generate>("generate"),
+                        InstanceMethod<&Model::WeightBytes>("weightBytes"), InstanceMethod<&Model::Info>("info"),
+                        InstanceMethod<&Model::Dispose>("dispose")});
+  }
+  explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "Model is created by loadModel()");
+    model_ = *info[0].As<Napi::External<std::shared_ptr<LlamaModel>>>().Data();
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> live(const Napi::Env& env) const {
+    if (!model_) throw Napi::Error::New(env, "the model has been disposed");
+    return model_;
+  }
+
+  Napi::Value Logits(const Napi::CallbackInfo& info);
+  Napi::Value Loss(const Napi::CallbackInfo& info);
+  Napi::Value Generate(const Napi::CallbackInfo& info);
+
+  Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
+    const tunekit::WeightBytes bytes = live(info.Env())->weight_bytes();
+    Napi::Object result = Napi::Object::New(info.Env());
+    result.Set("linear", double(bytes.linear));
+    result.Set("embedding", double(bytes.embedding));
+    result.Set("head", double(bytes.head));
+    result.Set("norm", double(bytes.norm));
+    return result;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    std::shared_ptr<LlamaModel> model = live(info.Env());
+    Napi::Object result = Napi::Object::New(info.Env());
+    result.Set("kernels", model->kernels().name);
+    result.Set("threads", double(model->threads()));
+    return result;
+  }
+
+  // Drops this handle's reference; running calls keep the weights alive until they finish.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<LlamaModel> model_;
+};
+
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, LoadSpec spec) : PromiseWorker(env, "tunekit.loadModel"), spec_(std::move(spec)) {}
+  TUNEKIT_EXECUTE(model_ = std::make_shared<LlamaModel>(std::move(spec_.config), spec_.files, spec_.tensors,
+                                                        spec_.options))
+  Napi::Value Result(Napi::Env env) override {
+    return env.GetInstanceData<Napi::FunctionReference>()->New({Napi::External<std::shared_ptr<LlamaModel>>::New(env, &model_)});
+  }
+
+ private:
+  LoadSpec spec_;
+  std::shared_ptr<LlamaModel> model_;
+};
+
+class LogitsWorker : public PromiseWorker {
+ public:
+  LogitsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens)
+      : PromiseWorker(env, "tunekit.logits"), model_(std::move(model)), tokens_(std::move(tokens)) {}
+  TUNEKIT_EXECUTE(logits_ = model_->logits(tokens_))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
+    std::copy(logits_.begin(), logits_.end(), out.Data());
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> logits_;
+};
+
+Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
+  auto* worker = new LogitsWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"));
+  worker->Queue();
+  return worker->Promise();
+}
+
+class LossWorker : public PromiseWorker {
+ public:
+  LossWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, std::vector<int32_t> labels)
+      : PromiseWorker(env, "tunekit.loss"), model_(std::move(model)), tokens_(std::move(tokens)),
+        labels_(std::move(labels)) {}
+  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("loss", result_.first);
+    out.Set("tokens", double(result_.second));
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  std::vector<int32_t> tokens_, labels_;
+  std::pair<double, size_t> result_;
+};
+
+Napi::Value Model::Loss(const Napi::CallbackInfo& info) {
+  auto* worker = new LossWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"),
+                                int32_vector(info.Env(), info[1], "labels"));
+  worker->Queue();
+  return worker->Promise();
+}
+
+class GenerateWorker : public PromiseWorker {
+ public:
+  GenerateWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> prompt, SamplingOptions options,
+                 std::shared_ptr<std::atomic<bool>> cancelled, Napi::Function on_token)
+      : PromiseWorker(env, "tunekit.generate"), model_(std::move(model)), prompt_(std::move(prompt)),
+        options_(std::move(options)), cancelled_(std::move(cancelled)) {
+    if (!on_token.IsEmpty())
+      on_token_ = Napi::ThreadSafeFunction::New(env, on_token, "tunekit.generate.token", 0, 1);
+  }
+  ~GenerateWorker() override {
+    if (on_token_) on_token_.Release();
+  }
+  TUNEKIT_EXECUTE(result_ = model_->generate(prompt_, options_, *cancelled_, [this](int32_t token) {
+    if (!on_token_) return;
+    on_token_.BlockingCall([token](Napi::Env env, Napi::Function callback) {
+      callback.Call({Napi::Number::New(env, token)});
+    });
+  }))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    Napi::Int32Array tokens = Napi::Int32Array::New(env, result_.tokens.size());
+    std::copy(result_.tokens.begin(), result_.tokens.end(), tokens.Data());
+    out.Set("tokenIds", tokens);
+    const char* reason = result_.finish == FinishReason::Stop ? "stop"
+                         : result_.finish == FinishReason::Abort ? "abort"
+                                                                 : "length";
+    out.Set("finishReason", reason);
+    if (options_.collect_logits) {
+      Napi::Float32Array logits = Napi::Float32Array::New(env, result_.logits.size());
+      std::copy(result_.logits.begin(), result_.logits.end(), logits.Data());
+      out.Set("logits", logits);
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  std::vector<int32_t> prompt_;
+  SamplingOptions options_;
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+  Napi::ThreadSafeFunction on_token_;
+  Generation result_;
+};
+
+// generate(inputIds, options, onToken?, cancelToken?)
+Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int32_t> prompt = int32_vector(env, info[0], "inputIds");
+  if (!info[1].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  Napi::Object object = info[1].As<Napi::Object>();
+  SamplingOptions options;
+  options.max_tokens = int_field(object, "maxTokens");
+  if (options.max_tokens < 0) throw Napi::RangeError::New(env, "maxTokens must be >= 0");
+  options.temperature = float(number_field(object, "temperature"));
+  options.top_k = int_field(object, "topK");
+  options.top_p = float(number_field(object, "topP"));
+  if (!(options.temperature >= 0.0f) || options.top_k < 0 || !(options.top_p > 0.0f && options.top_p <= 1.0f))
+    throw Napi::RangeError::New(env, "temperature must be >= 0, topK >= 0 and topP in (0, 1]");
+  const double seed = number_field(object, "seed");
+  if (seed < 0 || seed != double(uint64_t(seed))) throw Napi::RangeError::New(env, "seed must be an integer >= 0");
+  options.seed = uint64_t(seed);
+  options.stop_tokens = int32_vector(env, object.Get("stopTokens"), "stopTokens");
+  options.collect_logits = bool_field(object, "collectLogits", false);
+  Napi::Function on_token = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  if (info[3].IsObject()) cancelled = CancelToken::Unwrap(info[3].As<Napi::Object>())->flag();
+  auto* worker = new GenerateWorker(env, live(env), std::move(prompt), std::move(options), cancelled, on_token);
+  worker->Queue();
+  return worker->Promise();
+}
+
+// ---- Module functions ----------------------------------------------------------------------------
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "loadModel needs a spec object");
+  auto* worker = new LoadWorker(info.Env(), parse_load_spec(info.Env(), info[0].As<Napi::Object>()));
+  worker->Queue();
+  return worker->Promise();
+}
+
+Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
+  const tunekit::CpuFeatures features = cpu_features();
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("avx2", features.avx2);
+  result.Set("avx512", features.avx512);
+  return result;
+}
+
+// quantizeNF4(values: Float32Array, blockSize: number, doubleQuant: boolean)
+Napi::Value QuantizeNF4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto values = typed_array<Napi::Float32Array>(env, info[0], "values", napi_float32_array, "Float32Array");
+  const double block_size = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 64;
+  if (block_size < 2 || block_size > 4096 || block_size != double(int(block_size)) || int(block_size) % 2 != 0)
+    throw Napi::RangeError::New(env, "blockSize must be an even integer in [2, 4096]");
+  const bool double_quant = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  NF4Tensor tensor;
+  try {
+    tensor = quantize_nf4(values.Data(), values.ElementLength(), size_t(block_size), double_quant);
+  } catch (const std::exception& error) {
+    throw Napi::Error::New(env, error.what());
+  }
+  Napi::Object result = Napi::Object::New(env);
+  Napi::Uint8Array packed = Napi::Uint8Array::New(env, tensor.packed.size());
+  std::copy(tensor.packed.begin(), tensor.packed.end(), packed.Data());
+  result.Set("packed", packed);
+  Napi::Float32Array absmax = Napi::Float32Array::New(env, tensor.blocks());
+  for (size_t b = 0; b < tensor.blocks(); b++) absmax[b] = tensor.block_absmax(b);
+  result.Set("absmax", absmax);
+  result.Set("blockSize", double(tensor.block_size));
+  result.Set("length", double(tensor.length));
+  if (double_quant) {
+    Napi::Object nested = Napi::Object::New(env);
+    nested.Set("offset", tensor.absmax_offset);
+    Napi::Uint8Array codes = Napi::Uint8Array::New(env, tensor.absmax_codes.size());
+    std::copy(tensor.absmax_codes.begin(), tensor.absmax_codes.end(), codes.Data());
+    nested.Set("codes", codes);
+    Napi::Float32Array scales = Napi::Float32Array::New(env, tensor.absmax_scales.size());
+    std::copy(tensor.absmax_scales.begin(), tensor.absmax_scales.end(), scales.Data());
+    nested.Set("scales", scales);
+    nested.Set("blockSize", 256);
+    result.Set("nested", nested);
+  }
+  return result;
+}
+
+// dequantizeNF4(packed: Uint8Array, absmax: Float32Array, blockSize: number, length: number)
+Napi::Value DequantizeNF4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto packed = typed_array<Napi::Uint8Array>(env, info[0], "packed", napi_uint8_array, "Uint8Array");
+  auto absmax = typed_array<Napi::Float32Array>(env, info[1], "absmax", napi_float32_array, "Float32Array");
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "blockSize and length must be numbers");
+  const double block_size = info[2].As<Napi::Number>().DoubleValue();
+  const double length = info[3].As<Napi::Number>().DoubleValue();
+  if (block_size < 2 || block_size != double(int64_t(block_size)) || length < 0 || length != double(int64_t(length)))
+    throw Napi::RangeError::New(env, "blockSize and length must be integers");
+  NF4Tensor tensor;
+  tensor.length = size_t(length);
+  tensor.block_size = size_t(block_size);
+  if (packed.ElementLength() != (tensor.length + 1) / 2)
+    throw Napi::RangeError::New(env, "packed holds " + std::to_string(packed.ElementLength()) + " bytes; " +
+                                         std::to_string((tensor.length + 1) / 2) + " expected for " +
+                                         std::to_string(tensor.length) + " values");
+  if (absmax.ElementLength() != tensor.blocks())
+    throw Napi::RangeError::New(env, "absmax holds " + std::to_string(absmax.ElementLength()) + " values; " +
+                                         std::to_string(tensor.blocks()) + " blocks expected");
+  tensor.packed.assign(packed.Data(), packed.Data() + packed.ElementLength());
+  tensor.absmax.assign(absmax.Data(), absmax.Data() + absmax.ElementLength());
+  Napi::Float32Array out = Napi::Float32Array::New(env, tensor.length);
+  tensor.dequantize(0, tensor.length, out.Data());
+  return out;
+}
+
+Napi::Value DynamicMap(const Napi::CallbackInfo& info) {
+  const std::vector<float>& map = dynamic_map_signed();
+  Napi::Float32Array out = Napi::Float32Array::New(info.Env(), map.size());
+  std::copy(map.begin(), map.end(), out.Data());
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function model = Model::Define(env);
+  // Per environment (main thread or worker thread), freed with it.
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(model)));
+  exports.Set("Model", model);
+  exports.Set("CancelToken", CancelToken::Define(env));
+  exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));
+  exports.Set("cpuFeatures", Napi::Function::New<CpuFeatures>(env, "cpuFeatures"));
+  exports.Set("quantizeNF4", Napi::Function::New<QuantizeNF4>(env, "quantizeNF4"));
+  exports.Set("dequantizeNF4", Napi::Function::New<DequantizeNF4>(env, "dequantizeNF4"));
+  exports.Set("nf4DynamicMap", Napi::Function::New<DynamicMap>(env, "nf4DynamicMap"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace tunekit
+
+static Napi::Object InitTunekit(Napi::Env env, Napi::Object exports) { return tunekit::Init(env, exports); }
+
+NODE_API_MODULE(tunekit, InitTunekit)

@@ -1,0 +1,53 @@
+// The kernel interface: the few inner loops that dominate the engine's time. Each instruction set
+// (scalar reference, AVX2, AVX-512) provides one table; the engine picks one at run time from the
+// CPU's features (or TUNEKIT_CPU), so one binary runs on any x86-64. A future CUDA backend plugs in
+// behind the same seam.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tunekit {
+
+enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, NF4 = 3 };
+
+const char* dtype_name(DType dtype);
+
+struct Kernels {
+  const char* name;
+  // sum_i a[i] * b[i], accumulated in fp32.
+  float (*dot)(const float* a, const float* b, size_t n);
+  // dst[i] = float(src[i]) for IEEE half and bfloat16 sources.
+  void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
+  void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);
+  // y[i] += a * x[i]
+  void (*axpy)(float a, const float* x, float* y, size_t n);
+};
+
+const Kernels& scalar_kernels();
+#ifdef TUNEKIT_X86_SIMD
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels();
+#endif
+
+struct CpuFeatures {
+  bool avx2 = false;    // AVX2 + FMA + F16C
+  bool avx512 = false;  // AVX-512 F/BW/VL/DQ (+ F16C)
+};
+
+CpuFeatures cpu_features();
+
+// The kernel table for `path` ("scalar", "avx2", "avx512", or "" for the best this CPU has).
+// Throws std::runtime_error when the CPU lacks the requested path.
+const Kernels& select_kernels(const std::string& path);
+
+// Scalar conversions shared by the reference kernels and the tail loops of the SIMD ones.
+inline float bf16_to_float(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float value;
+  __builtin_memcpy(&value, &bits, 4);
+  return value;
+}
+float half_to_float(uint16_t h);
+
+}  // namespace tunekit

@@ -1,0 +1,408 @@
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+
+#include "model/sampler.h"
+
+namespace tunekit {
+
+namespace {
+
+size_t dtype_size(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); i++) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+}  // namespace
+
+// ---- Weight -------------------------------------------------------------------------------------
+
+Weight::Weight(const TensorSource& source, const uint8_t* bytes, size_t rows, size_t cols)
+    : dtype_(source.dtype), rows_(rows), cols_(cols), data_(bytes) {
+  // safetensors only promises byte alignment; fp32 rows are used in place, so copy when misaligned.
+  if (reinterpret_cast<uintptr_t>(bytes) % 4 != 0) {
+    owned_.assign(bytes, bytes + source.bytes);
+    data_ = owned_.data();
+  }
+}
+
+void Weight::quantize_nf4(size_t block_size, bool double_quant, const Kernels& kernels) {
+  std::vector<float> values(rows_ * cols_);
+  for (size_t r = 0; r < rows_; r++) {
+    const float* source = row(r, values.data() + r * cols_, kernels);
+    if (source != values.data() + r * cols_) std::memcpy(values.data() + r * cols_, source, cols_ * 4);
+  }
+  nf4_ = std::make_unique<NF4Tensor>(tunekit::quantize_nf4(values.data(), values.size(), block_size, double_quant));
+  dtype_ = DType::NF4;
+  data_ = nullptr;
+  owned_.clear();
+  owned_.shrink_to_fit();
+}
+
+size_t Weight::bytes() const {
+  if (dtype_ == DType::NF4) return nf4_->bytes();
+  return rows_ * cols_ * dtype_size(dtype_);
+}
+
+const float* Weight::row(size_t r, float* scratch, const Kernels& kernels) const {
+  const size_t offset = r * cols_;
+  switch (dtype_) {
+    case DType::F32: return reinterpret_cast<const float*>(data_) + offset;
+    case DType::F16: kernels.f16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, cols_); break;
+    case DType::BF16: kernels.bf16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, cols_); break;
+    case DType::NF4: nf4_->dequantize(offset, cols_, scratch); break;
+  }
+  return scratch;
+}
+
+// ---- Loading ------------------------------------------------------------------------------------
+
+LlamaModel::LlamaModel(ModelConfig config, const std::vector<std::string>& files,
+                       const std::vector<TensorSource>& tensors, const LoadOptions& options)
+    : config_(std::move(config)), kernels_(&select_kernels(options.cpu)) {
+  const ModelConfig& c = config_;
+  if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 ||
+      c.num_kv_heads <= 0 || c.head_dim <= 0 || c.vocab_size <= 0 || c.max_positions <= 0)
+    throw std::invalid_argument("config: sizes must be positive");
+  if (c.num_heads % c.num_kv_heads != 0)
+    throw std::invalid_argument("config: num_attention_heads must be a multiple of num_key_value_heads");
+  if (c.head_dim % 2 != 0 || int(c.inv_freq.size()) != c.head_dim / 2)
+    throw std::invalid_argument("config: RoPE needs head_dim / 2 frequencies");
+  if (options.quantization != "none" && options.quantization != "nf4")
+    throw std::invalid_argument("quantization must be \"none\" or \"nf4\", not \"" + options.quantization + "\"");
+
+  for (const std::string& path : files) files_.push_back(std::make_unique<MappedFile>(path));
+
+  auto find = [&](const std::string& name) -> const TensorSource& {
+    for (const TensorSource& tensor : tensors)
+      if (tensor.name == name) return tensor;
+    throw std::runtime_error("missing tensor " + name);
+  };
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+    const TensorSource& source = find(name);
+    if (source.shape != shape)
+      throw std::runtime_error("tensor " + name + " has shape " + shape_string(source.shape) + ", the config needs " +
+                               shape_string(shape));
+    if (source.dtype == DType::NF4) throw std::runtime_error("tensor " + name + ": NF4 is not a source dtype");
+    size_t count = 1;
+    for (int64_t dim : shape) count *= size_t(dim);
+    if (source.bytes != count * dtype_size(source.dtype))
+      throw std::runtime_error("tensor " + name + ": " + std::to_string(source.bytes) + " bytes for shape " +
+                               shape_string(shape) + " in " + dtype_name(source.dtype));
+    if (source.file < 0 || size_t(source.file) >= files_.size())
+      throw std::runtime_error("tensor " + name + ": no such file index");
+    const MappedFile& file = *files_[source.file];
+    if (source.offset > file.size() || source.bytes > file.size() - source.offset)
+      throw std::runtime_error("tensor " + name + " lies beyond the end of " + file.path() + " (truncated file?)");
+    const size_t rows = shape.size() == 2 ? size_t(shape[0]) : 1;
+    const size_t cols = shape.size() == 2 ? size_t(shape[1]) : size_t(shape[0]);
+    return Weight(source, file.data() + source.offset, rows, cols);
+  };
+
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t Q = int64_t(c.num_heads) * c.head_dim, KV = int64_t(c.num_kv_heads) * c.head_dim;
+  embed_ = load("model.embed_tokens.weight", {V, H});
+  final_norm_ = load("model.norm.weight", {H});
+  if (!c.tie_word_embeddings) lm_head_ = load("lm_head.weight", {V, H});
+  layers_.resize(c.num_layers);
+  for (int i = 0; i < c.num_layers; i++) {
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    Layer& layer = layers_[i];
+    layer.input_norm = load(prefix + "input_layernorm.weight", {H});
+    layer.post_attention_norm = load(prefix + "post_attention_layernorm.weight", {H});
+    layer.q = load(prefix + "self_attn.q_proj.weight", {Q, H});
+    layer.k = load(prefix + "self_attn.k_proj.weight", {KV, H});
+    layer.v = load(prefix + "self_attn.v_proj.weight", {KV, H});
+    layer.o = load(prefix + "self_attn.o_proj.weight", {H, Q});
+    if (c.attention_bias) {
+      layer.q_bias = load(prefix + "self_attn.q_proj.bias", {Q});
+      layer.k_bias = load(prefix + "self_attn.k_proj.bias", {KV});
+      layer.v_bias = load(prefix + "self_attn.v_proj.bias", {KV});
+    }
+    layer.gate = load(prefix + "mlp.gate_proj.weight", {I, H});
+    layer.up = load(prefix + "mlp.up_proj.weight", {I, H});
+    layer.down = load(prefix + "mlp.down_proj.weight", {H, I});
+  }
+
+  const size_t threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  pool_ = std::make_unique<ThreadPool>(threads);
+
+  if (options.quantization == "nf4") {
+    // Every frozen linear weight; embeddings, norms and the head stay as they are (QLoRA's recipe).
+    std::vector<Weight*> linears;
+    for (Layer& layer : layers_)
+      for (Weight* weight : {&layer.q, &layer.k, &layer.v, &layer.o, &layer.gate, &layer.up, &layer.down})
+        linears.push_back(weight);
+    pool_->parallel_for(linears.size(), [&](size_t begin, size_t end, size_t) {
+      for (size_t i = begin; i < end; i++)
+        linears[i]->quantize_nf4(options.nf4_block_size, options.nf4_double_quant, *kernels_);
+    });
+  }
+}
+
+WeightBytes LlamaModel::weight_bytes() const {
+  WeightBytes bytes;
+  bytes.embedding = embed_.bytes();
+  bytes.head = config_.tie_word_embeddings ? 0 : lm_head_.bytes();
+  bytes.norm = final_norm_.bytes();
+  for (const Layer& layer : layers_) {
+    bytes.norm += layer.input_norm.bytes() + layer.post_attention_norm.bytes();
+    for (const Weight* weight : {&layer.q, &layer.k, &layer.v, &layer.o, &layer.gate, &layer.up, &layer.down,
+                                 &layer.q_bias, &layer.k_bias, &layer.v_bias})
+      bytes.linear += weight->bytes();
+  }
+  return bytes;
+}
+
+// ---- Building blocks ----------------------------------------------------------------------------
+
+void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
+  const size_t N = weight.rows(), K = weight.cols();
+  const Kernels& k = *kernels_;
+  pool_->parallel_for(N, [&](size_t begin, size_t end, size_t) {
+    std::vector<float> scratch(K), bias_scratch(bias ? N : 0);
+    const float* b = bias ? bias->row(0, bias_scratch.data(), k) : nullptr;
+    for (size_t n = begin; n < end; n++) {
+      const float* w = weight.row(n, scratch.data(), k);
+      for (int row = 0; row < m; row++) {
+        float value = k.dot(x + size_t(row) * K, w, K);
+        y[size_t(row) * N + n] = b ? value + b[n] : value;
+      }
+    }
+  });
+}
+
+// transformers LlamaRMSNorm: x · rsqrt(mean(x²) + eps), then the weight, all in fp32.
+void LlamaModel::rms_norm(const float* x, int m, const Weight& weight, float* y) const {
+  const size_t H = weight.cols();
+  std::vector<float> scratch(H);
+  const float* w = weight.row(0, scratch.data(), *kernels_);
+  for (int row = 0; row < m; row++) {
+    const float* in = x + size_t(row) * H;
+    float* out = y + size_t(row) * H;
+    const float variance = kernels_->dot(in, in, H) / float(H);
+    const float scale = 1.0f / std::sqrt(variance + config_.rms_norm_eps);
+    for (size_t i = 0; i < H; i++) out[i] = w[i] * (in[i] * scale);
+  }
+}
+
+void LlamaModel::head(const float* hidden, int m, float* logits) const { linear(hidden, m, head_weight(), nullptr, logits); }
+
+KVCache LlamaModel::new_cache(int capacity) const {
+  KVCache cache;
+  cache.capacity = capacity;
+  const size_t size = size_t(capacity) * config_.num_kv_heads * config_.head_dim;
+  cache.keys.assign(config_.num_layers, std::vector<float>(size));
+  cache.values.assign(config_.num_layers, std::vector<float>(size));
+  return cache;
+}
+
+void LlamaModel::check_tokens(const std::vector<int32_t>& tokens) const {
+  for (size_t i = 0; i < tokens.size(); i++)
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
+      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                              " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+}
+
+// ---- The decoder --------------------------------------------------------------------------------
+// Shapes: T new tokens, H hidden, D head_dim, Hq / Hkv query / key-value heads, I intermediate.
+
+void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, float* out) const {
+  const ModelConfig& c = config_;
+  const int T = count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size, start = cache.length;
+  if (start + T > cache.capacity) throw std::length_error("KV cache is full");
+  const Kernels& k = *kernels_;
+
+  // x [T × H]: the token embeddings.
+  std::vector<float> x(size_t(T) * H), normed(size_t(T) * H);
+  for (int t = 0; t < T; t++) {
+    const float* row = embed_.row(size_t(tokens[t]), x.data() + size_t(t) * H, k);
+    if (row != x.data() + size_t(t) * H) std::memcpy(x.data() + size_t(t) * H, row, sizeof(float) * H);
+  }
+
+  // RoPE tables for positions start…start+T: cos/sin [T × D/2].
+  const int half = D / 2;
+  std::vector<float> cos_table(size_t(T) * half), sin_table(size_t(T) * half);
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < half; i++) {
+      const float angle = float(start + t) * c.inv_freq[i];  // fp32, as transformers computes it
+      cos_table[size_t(t) * half + i] = std::cos(angle) * c.attention_scaling;
+      sin_table[size_t(t) * half + i] = std::sin(angle) * c.attention_scaling;
+    }
+  // rotate_half: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin) on the two halves of each head.
+  auto rope = [&](float* vectors, int heads, int t) {
+    const float* cos_row = &cos_table[size_t(t) * half];
+    const float* sin_row = &sin_table[size_t(t) * half];
+    for (int h = 0; h < heads; h++) {
+      float* v = vectors + size_t(h) * D;
+      for (int i = 0; i < half; i++) {
+        const float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * cos_row[i] - x2 * sin_row[i];
+        v[i + half] = x2 * cos_row[i] + x1 * sin_row[i];
+      }
+    }
+  };
+
+  std::vector<float> q(size_t(T) * Q), key(size_t(T) * KV), value(size_t(T) * KV), attention(size_t(T) * Q);
+  std::vector<float> projected(size_t(T) * H), gate(size_t(T) * I), up(size_t(T) * I);
+  const float scale = 1.0f / std::sqrt(float(D));
+  const int group = Hq / Hkv;
+
+  for (int l = 0; l < c.num_layers; l++) {
+    const Layer& layer = layers_[l];
+    // Attention block: x += o(attention(rope(q(n)), rope(k(n)), v(n))), n = rms_norm(x).
+    rms_norm(x.data(), T, layer.input_norm, normed.data());
+    linear(normed.data(), T, layer.q, c.attention_bias ? &layer.q_bias : nullptr, q.data());
+    linear(normed.data(), T, layer.k, c.attention_bias ? &layer.k_bias : nullptr, key.data());
+    linear(normed.data(), T, layer.v, c.attention_bias ? &layer.v_bias : nullptr, value.data());
+    for (int t = 0; t < T; t++) {
+      rope(&q[size_t(t) * Q], Hq, t);
+      rope(&key[size_t(t) * KV], Hkv, t);
+    }
+    float* keys = cache.keys[l].data();
+    float* values = cache.values[l].data();
+    std::memcpy(keys + size_t(start) * KV, key.data(), sizeof(float) * key.size());
+    std::memcpy(values + size_t(start) * KV, value.data(), sizeof(float) * value.size());
+
+    // Causal attention, one (token, head) pair per task: softmax(q·Kᵀ · scale) · V over positions ≤ t.
+    pool_->parallel_for(size_t(T) * Hq, [&](size_t begin, size_t end, size_t) {
+      std::vector<float> scores(size_t(start + T));
+      for (size_t task = begin; task < end; task++) {
+        const int t = int(task / Hq), h = int(task % Hq), kv_head = h / group;
+        const int positions = start + t + 1;
+        const float* query = &q[size_t(t) * Q + size_t(h) * D];
+        float maximum = -std::numeric_limits<float>::infinity();
+        for (int p = 0; p < positions; p++) {
+          scores[p] = k.dot(query, keys + size_t(p) * KV + size_t(kv_head) * D, D) * scale;
+          maximum = std::max(maximum, scores[p]);
+        }
+        float sum = 0.0f;
+        for (int p = 0; p < positions; p++) {
+          scores[p] = std::exp(scores[p] - maximum);
+          sum += scores[p];
+        }
+        float* output = &attention[size_t(t) * Q + size_t(h) * D];
+        std::fill(output, output + D, 0.0f);
+        for (int p = 0; p < positions; p++)
+          k.axpy(scores[p] / sum, values + size_t(p) * KV + size_t(kv_head) * D, output, D);
+      }
+    });
+    linear(attention.data(), T, layer.o, nullptr, projected.data());
+    for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
+
+    // MLP block: x += down(silu(gate(n)) · up(n)), n = rms_norm(x).
+    rms_norm(x.data(), T, layer.post_attention_norm, normed.data());
+    linear(normed.data(), T, layer.gate, nullptr, gate.data());
+    linear(normed.data(), T, layer.up, nullptr, up.data());
+    for (size_t i = 0; i < gate.size(); i++) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    linear(gate.data(), T, layer.down, nullptr, projected.data());
+    for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
+  }
+  rms_norm(x.data(), T, final_norm_, out);
+  cache.length += T;
+}
+
+// ---- Entry points -------------------------------------------------------------------------------
+
+std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens) const {
+  check_tokens(tokens);
+  if (tokens.empty()) return {};
+  if (int(tokens.size()) > config_.max_positions)
+    throw std::length_error(std::to_string(tokens.size()) + " tokens exceed max_position_embeddings (" +
+                            std::to_string(config_.max_positions) + ")");
+  const int T = int(tokens.size());
+  KVCache cache = new_cache(T);
+  std::vector<float> hidden(size_t(T) * config_.hidden_size);
+  forward(tokens.data(), T, cache, hidden.data());
+  std::vector<float> out(size_t(T) * config_.vocab_size);
+  head(hidden.data(), T, out.data());
+  return out;
+}
+
+std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels) const {
+  check_tokens(tokens);
+  if (labels.size() != tokens.size())
+    throw std::invalid_argument("labels has " + std::to_string(labels.size()) + " entries for " +
+                                std::to_string(tokens.size()) + " tokens");
+  for (size_t i = 0; i < labels.size(); i++)
+    if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= config_.vocab_size))
+      throw std::out_of_range("label " + std::to_string(labels[i]) + " at position " + std::to_string(i) +
+                              " is neither -100 nor a token id");
+  if (int(tokens.size()) > config_.max_positions)
+    throw std::length_error(std::to_string(tokens.size()) + " tokens exceed max_position_embeddings (" +
+                            std::to_string(config_.max_positions) + ")");
+  const int T = int(tokens.size()), H = config_.hidden_size, V = config_.vocab_size;
+  if (T < 2) return {0.0, 0};
+  KVCache cache = new_cache(T);
+  std::vector<float> hidden(size_t(T) * H);
+  forward(tokens.data(), T, cache, hidden.data());
+  // The head in chunks of positions, so a long sequence never holds [T × vocab] logits at once.
+  const int chunk = 32;
+  std::vector<float> logits(size_t(chunk) * V);
+  double total = 0.0;
+  size_t counted = 0;
+  for (int t0 = 0; t0 < T - 1; t0 += chunk) {
+    const int rows = std::min(chunk, T - 1 - t0);
+    head(hidden.data() + size_t(t0) * H, rows, logits.data());
+    for (int r = 0; r < rows; r++) {
+      const int32_t label = labels[size_t(t0 + r + 1)];
+      if (label == -100) continue;
+      const float* row = logits.data() + size_t(r) * V;
+      const float maximum = *std::max_element(row, row + V);
+      double sum = 0.0;
+      for (int v = 0; v < V; v++) sum += std::exp(double(row[v] - maximum));
+      total += double(maximum) + std::log(sum) - double(row[label]);
+      counted++;
+    }
+  }
+  return {counted ? total / double(counted) : 0.0, counted};
+}
+
+Generation LlamaModel::generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
+                                const std::atomic<bool>& cancelled,
+                                const std::function<void(int32_t)>& on_token) const {
+  check_tokens(prompt);
+  if (prompt.empty()) throw std::invalid_argument("generate needs at least one prompt token");
+  const int capacity = std::min<int>(config_.max_positions, int(prompt.size()) + std::max(0, options.max_tokens));
+  if (int(prompt.size()) > config_.max_positions)
+    throw std::length_error(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings (" +
+                            std::to_string(config_.max_positions) + ")");
+  const int H = config_.hidden_size, V = config_.vocab_size;
+  Generation result;
+  KVCache cache = new_cache(capacity);
+  Sampler sampler(options);
+  std::vector<float> hidden(prompt.size() * size_t(H)), logits(V);
+  forward(prompt.data(), int(prompt.size()), cache, hidden.data());
+  const float* last = hidden.data() + (prompt.size() - 1) * size_t(H);
+  for (int step = 0; step < options.max_tokens; step++) {
+    if (cancelled.load(std::memory_order_relaxed)) {
+      result.finish = FinishReason::Abort;
+      return result;
+    }
+    head(last, 1, logits.data());
+    if (options.collect_logits) result.logits.insert(result.logits.end(), logits.begin(), logits.end());
+    const int32_t token = sampler.sample(logits.data(), V);
+    result.tokens.push_back(token);
+    on_token(token);
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
+      result.finish = FinishReason::Stop;
+      return result;
+    }
+    if (step + 1 == options.max_tokens || cache.length >= cache.capacity) break;  // done, or the context is full
+    forward(&token, 1, cache, hidden.data());
+    last = hidden.data();
+  }
+  result.finish = FinishReason::Length;
+  return result;
+}
+
+}  // namespace tunekit

@@ -1,0 +1,151 @@
+// The Llama-family decoder (Llama, Mistral, Qwen2 and anything with the same block), computed as
+// Hugging Face transformers computes it (models/llama/modeling_llama.py): RMSNorm in fp32,
+// rotate_half RoPE, grouped-query causal attention, SwiGLU MLP, tied or separate head.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/mapped_file.h"
+#include "kernels/kernels.h"
+#include "kernels/nf4.h"
+#include "util/thread_pool.h"
+
+namespace tunekit {
+
+struct ModelConfig {
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int vocab_size = 0;
+  int max_positions = 0;
+  float rms_norm_eps = 1e-6f;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // Qwen2: q/k/v carry a bias
+  std::vector<float> inv_freq;  // head_dim / 2 RoPE frequencies, scaling already applied
+  float attention_scaling = 1.0f;  // RoPE's cos/sin factor (1 except for yarn-like schemes)
+};
+
+// Where one tensor lies: a byte range of a mapped safetensors file.
+struct TensorSource {
+  std::string name;
+  int file = 0;
+  uint64_t offset = 0;  // from the start of the file
+  uint64_t bytes = 0;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+};
+
+struct LoadOptions {
+  std::string quantization = "none";  // "none" | "nf4"
+  size_t nf4_block_size = 64;
+  bool nf4_double_quant = false;
+  size_t threads = 0;  // 0: all hardware threads
+  std::string cpu;     // "" (best), "scalar", "avx2", "avx512"
+};
+
+// A weight matrix [rows × cols] in its storage dtype; rows are handed out as fp32.
+class Weight {
+ public:
+  Weight() = default;
+  Weight(const TensorSource& source, const uint8_t* bytes, size_t rows, size_t cols);
+  // Quantizes to NF4 (the source stays mapped but is no longer referenced).
+  void quantize_nf4(size_t block_size, bool double_quant, const Kernels& kernels);
+
+  size_t rows() const { return rows_; }
+  size_t cols() const { return cols_; }
+  DType dtype() const { return dtype_; }
+  size_t bytes() const;
+  bool empty() const { return rows_ == 0; }
+  // Row r as fp32: a pointer into the weights for F32, else decoded into scratch (cols floats).
+  const float* row(size_t r, float* scratch, const Kernels& kernels) const;
+
+ private:
+  DType dtype_ = DType::F32;
+  size_t rows_ = 0, cols_ = 0;
+  const uint8_t* data_ = nullptr;  // in the mapped file, or owned_ when it was not 4-byte aligned
+  std::vector<uint8_t> owned_;
+  std::unique_ptr<NF4Tensor> nf4_;
+};
+
+struct Layer {
+  Weight input_norm, post_attention_norm;
+  Weight q, k, v, o;
+  Weight q_bias, k_bias, v_bias;  // vectors stored as [1 × n]; empty unless attention_bias
+  Weight gate, up, down;
+};
+
+// Keys and values of the positions seen so far, per layer: [capacity × kv_heads × head_dim].
+struct KVCache {
+  int capacity = 0;
+  int length = 0;
+  std::vector<std::vector<float>> keys, values;
+};
+
+struct WeightBytes {
+  size_t linear = 0, embedding = 0, head = 0, norm = 0;
+};
+
+enum class FinishReason { Stop, Length, Abort };
+
+struct SamplingOptions {
+  int max_tokens = 256;
+  float temperature = 0.0f;  // 0: greedy
+  int top_k = 0;             // 0: off
+  float top_p = 1.0f;        // 1: off
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_tokens;
+  bool collect_logits = false;  // keep each step's logits (tests compare them with a full recompute)
+};
+
+struct Generation {
+  std::vector<int32_t> tokens;
+  FinishReason finish = FinishReason::Length;
+  std::vector<float> logits;  // [steps × vocab] when collect_logits
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(ModelConfig config, const std::vector<std::string>& files, const std::vector<TensorSource>& tensors,
+             const LoadOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const Kernels& kernels() const { return *kernels_; }
+  size_t threads() const { return pool_->size(); }
+  WeightBytes weight_bytes() const;
+
+  // Logits of every position of one sequence: [tokens × vocab].
+  std::vector<float> logits(const std::vector<int32_t>& tokens) const;
+  // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored) and its token count.
+  std::pair<double, size_t> loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels) const;
+  // Autoregressive generation with a KV cache; on_token sees each new id as it is chosen.
+  Generation generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
+                      const std::atomic<bool>& cancelled, const std::function<void(int32_t)>& on_token) const;
+
+ private:
+  void check_tokens(const std::vector<int32_t>& tokens) const;
+  // Runs `count` tokens at positions cache.length… through the decoder, appending to the cache;
+  // writes the final-normed hidden states [count × hidden] to out.
+  void forward(const int32_t* tokens, int count, KVCache& cache, float* out) const;
+  KVCache new_cache(int capacity) const;
+  // y[m × N] = x[m × K] · Wᵀ (+ bias)
+  void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
+  void rms_norm(const float* x, int m, const Weight& weight, float* y) const;
+  void head(const float* hidden, int m, float* logits) const;
+  const Weight& head_weight() const { return config_.tie_word_embeddings ? embed_ : lm_head_; }
+
+  ModelConfig config_;
+  std::vector<std::unique_ptr<MappedFile>> files_;
+  Weight embed_, final_norm_, lm_head_;
+  std::vector<Layer> layers_;
+  const Kernels* kernels_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+}  // namespace tunekit
