@@ -8,6 +8,8 @@ const shared: Options = {
   dts: true,
   splitting: false,
   treeshake: true,
+  // import.meta.url in the CJS build (the engine's loader finds the package folder from it).
+  shims: true,
 };
 
 export default defineConfig([

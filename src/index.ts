@@ -8,8 +8,10 @@ export {
   BadRequestError,
   ConnectionError,
   DataFormatError,
+  EngineError,
   FineTuneFailedError,
   formatLocation,
+  ModelFormatError,
   NotFoundError,
   PermissionDeniedError,
   ProviderError,
@@ -22,6 +24,7 @@ export {
   ValidationError,
 } from "./core/errors.js";
 export type { Sleep } from "./core/http.js";
+export * from "./engine/index.js";
 export type { Distribution } from "./core/stats.js";
 export {
   Dataset,

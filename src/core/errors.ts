@@ -134,3 +134,15 @@ export class FineTuneFailedError extends TunekitError {
     this.error = error;
   }
 }
+
+/**
+ * A model folder or file that cannot be used: a missing or truncated safetensors file, a header that
+ * lies, a missing tensor, a shape mismatch, an unsupported architecture or dtype, a bad config.
+ */
+export class ModelFormatError extends TunekitError {}
+
+/**
+ * The native engine: not built for this platform (`engine_unavailable`), a disposed model
+ * (`disposed`), bad input to a native call (`bad_input`), or a failure inside it (`engine_failed`).
+ */
+export class EngineError extends TunekitError {}

@@ -64,11 +64,12 @@ std::vector<float> make_dynamic_map_signed() {
   for (int i = 0; i < max_exponent_bits; i++) {
     const int fraction_items = (1 << (i + non_sign_bits - max_exponent_bits)) + 1;
     std::vector<float> boundaries = linspace_f32(0.1f, 1.0f, fraction_items);
-    const double scale = std::pow(10.0, -(max_exponent_bits - 1) + i);
+    // torch multiplies a float32 tensor by a Python float in float32 arithmetic.
+    const float scale = float(std::pow(10.0, -(max_exponent_bits - 1) + i));
     for (int j = 0; j + 1 < fraction_items; j++) {
       const float mean = (boundaries[j] + boundaries[j + 1]) / 2.0f;
-      data.push_back(float(scale * double(mean)));
-      data.push_back(float(-scale * double(mean)));
+      data.push_back(scale * mean);
+      data.push_back(-scale * mean);
     }
   }
   data.push_back(0.0f);

@@ -1,0 +1,181 @@
+/**
+ * The native engine's binding: its hand-written type (kept in step with native/src/addon/addon.cc)
+ * and the loader. Nothing imports this at start-up; the addon loads on first local use, so
+ * cloud-only users never need it.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { EngineError } from "../core/errors.js";
+
+export type NativeDType = "F32" | "F16" | "BF16";
+export type KernelPath = "scalar" | "avx2" | "avx512";
+
+export interface NativeConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  attentionBias: boolean;
+  /** RoPE frequencies (head_dim / 2), with any rope_scaling applied. */
+  invFreq: Float32Array;
+  attentionScaling: number;
+}
+
+export interface NativeTensor {
+  name: string;
+  /** Index into `files`. */
+  file: number;
+  /** Byte offset from the start of the file. */
+  offset: number;
+  bytes: number;
+  dtype: NativeDType;
+  shape: number[];
+}
+
+export interface NativeLoadSpec {
+  config: NativeConfig;
+  files: string[];
+  tensors: NativeTensor[];
+  options: { quantization: "none" | "nf4"; doubleQuant?: boolean; threads?: number; cpu?: KernelPath | "" };
+}
+
+export interface NativeGenerateOptions {
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  stopTokens: Int32Array;
+  collectLogits?: boolean;
+}
+
+export interface NativeGeneration {
+  tokenIds: Int32Array;
+  finishReason: "stop" | "length" | "abort";
+  logits?: Float32Array;
+}
+
+export interface NativeWeightBytes {
+  linear: number;
+  embedding: number;
+  head: number;
+  norm: number;
+}
+
+export interface NativeModel {
+  logits(inputIds: Int32Array): Promise<Float32Array>;
+  loss(inputIds: Int32Array, labels: Int32Array): Promise<{ loss: number; tokens: number }>;
+  generate(
+    inputIds: Int32Array,
+    options: NativeGenerateOptions,
+    onToken?: (tokenId: number) => void,
+    cancel?: NativeCancelToken,
+  ): Promise<NativeGeneration>;
+  weightBytes(): NativeWeightBytes;
+  info(): { kernels: KernelPath; threads: number };
+  dispose(): void;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+}
+
+export interface NativeNF4 {
+  packed: Uint8Array;
+  absmax: Float32Array;
+  blockSize: number;
+  length: number;
+  nested?: { offset: number; codes: Uint8Array; scales: Float32Array; blockSize: number };
+}
+
+export interface NativeBinding {
+  loadModel(spec: NativeLoadSpec): Promise<NativeModel>;
+  CancelToken: new () => NativeCancelToken;
+  cpuFeatures(): { avx2: boolean; avx512: boolean };
+  quantizeNF4(values: Float32Array, blockSize: number, doubleQuant: boolean): NativeNF4;
+  dequantizeNF4(packed: Uint8Array, absmax: Float32Array, blockSize: number, length: number): Float32Array;
+  nf4DynamicMap(): Float32Array;
+}
+
+/** The package root: the nearest folder above this module whose package.json is tunekit's. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest)) {
+      try {
+        if (JSON.parse(readFileSync(manifest, "utf8")).name === "tunekit") return dir;
+      } catch {
+        // not a readable manifest: keep looking
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new EngineError("engine_unavailable", "cannot find tunekit's package folder");
+    dir = parent;
+  }
+}
+
+/** Where the loader looks, in order: a local build, then the prebuilt binary for this platform. */
+export function bindingCandidates(root = packageRoot()): string[] {
+  return [
+    join(root, "native", "build", "Release", "tunekit.node"),
+    join(root, "prebuilds", `${process.platform}-${process.arch}`, "tunekit.node"),
+  ];
+}
+
+let cached: NativeBinding | undefined;
+
+/** Loads the native engine once; throws an `EngineError` that says what is missing when it cannot. */
+export function loadBinding(): NativeBinding {
+  if (cached) return cached;
+  const candidates = bindingCandidates();
+  const require = createRequire(import.meta.url);
+  const failures: string[] = [];
+  for (const path of candidates) {
+    if (!existsSync(path)) continue;
+    try {
+      cached = require(path) as NativeBinding;
+      return cached;
+    } catch (error) {
+      failures.push(`${path}: ${(error as Error).message}`);
+    }
+  }
+  const platform = `${process.platform}-${process.arch}`;
+  throw new EngineError(
+    "engine_unavailable",
+    [
+      failures.length
+        ? `tunekit's native engine did not load:\n  ${failures.join("\n  ")}`
+        : `tunekit's native engine is not built for ${platform} (looked for ${candidates.join(" and ")}).`,
+      "Build it with `npm rebuild tunekit` (or `npm run build:native` in a clone). That needs a C++17 compiler",
+      "(g++ 9+ or clang 10+; Xcode command-line tools on macOS; Visual Studio Build Tools on Windows), make,",
+      "Python 3 and Node's headers (node-gyp downloads them, or set npm_config_nodedir).",
+    ].join("\n"),
+  );
+}
+
+/** The SIMD paths this CPU runs, best last; `scalar` always. */
+export function availableKernels(): KernelPath[] {
+  const features = loadBinding().cpuFeatures();
+  return [
+    "scalar",
+    ...(features.avx2 ? (["avx2"] as const) : []),
+    ...(features.avx512 ? (["avx512"] as const) : []),
+  ];
+}
+
+/** `TUNEKIT_CPU` checked: a forced kernel path, or "" for the best the CPU has. */
+export function kernelPathFromEnv(env: NodeJS.ProcessEnv = process.env): KernelPath | "" {
+  const value = env.TUNEKIT_CPU?.trim().toLowerCase();
+  if (!value) return "";
+  if (value === "scalar" || value === "avx2" || value === "avx512") return value;
+  throw new EngineError("bad_input", `TUNEKIT_CPU must be scalar, avx2 or avx512, not "${env.TUNEKIT_CPU}"`);
+}

@@ -1,0 +1,26 @@
+export { availableKernels, type KernelPath } from "./binding.js";
+export { ARCHITECTURES, type ModelConfig, parseModelConfig, ropeFrequencies } from "./config.js";
+export {
+  type GenerateInput,
+  type GenerateOptions,
+  type GenerateResult,
+  type LoadOptions,
+  type LoadProgressEvent,
+  LocalModel,
+  type Quantization,
+  type StreamChunk,
+  type WeightBytes,
+} from "./local-model.js";
+export { dequantizeNF4, NF4_CODE, type NF4Quantized, quantizeNF4 } from "./nf4.js";
+export {
+  readModelTensors,
+  readSafetensorsHeader,
+  type SafetensorsHeader,
+  type TensorInfo,
+} from "./safetensors.js";
+export {
+  type ChatTemplateOptions,
+  LocalTokenizer,
+  StreamDecoder,
+  type TemplateMessage,
+} from "./tokenizer.js";

@@ -1,0 +1,469 @@
+/**
+ * `LocalModel`: a Hugging Face model folder loaded into the native engine, with its tokenizer and
+ * chat template. Every heavy call runs off the JS thread; generation streams tokens as they come.
+ */
+import { randomInt } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { EngineError, ModelFormatError, ValidationError } from "../core/errors.js";
+import {
+  type KernelPath,
+  kernelPathFromEnv,
+  loadBinding,
+  type NativeDType,
+  type NativeGeneration,
+  type NativeModel,
+  type NativeTensor,
+} from "./binding.js";
+import { type ModelConfig, nativeConfig, readModelConfig } from "./config.js";
+import { readModelTensors } from "./safetensors.js";
+import { LocalTokenizer, StreamDecoder, type TemplateMessage } from "./tokenizer.js";
+
+export type Quantization = "none" | "nf4";
+
+/** Typed progress of `LocalModel.load`. */
+export type LoadProgressEvent =
+  | { type: "download-progress"; file: string; loadedBytes: number; totalBytes: number | undefined }
+  | { type: "load-start"; path: string; tensors: number; bytes: number }
+  | { type: "load-done"; path: string; seconds: number };
+
+export interface LoadOptions {
+  /** "nf4" stores the linear weights in 4 bits as bitsandbytes does. Default "none" (the source dtype). */
+  quantization?: Quantization;
+  /** NF4 only: quantize the absmax values again (bitsandbytes' double quantization). Default false. */
+  doubleQuant?: boolean;
+  /** Compute threads. Default: all hardware threads. */
+  threads?: number;
+  /** Forces a kernel path; default `TUNEKIT_CPU`, else the best this CPU runs. */
+  kernels?: KernelPath;
+  signal?: AbortSignal;
+  onProgress?: (event: LoadProgressEvent) => void;
+}
+
+/** What to generate from: a prompt, chat messages (the template adds the generation prompt), or ids. */
+export type GenerateInput = string | TemplateMessage[] | { inputIds: ArrayLike<number> };
+
+export interface GenerateOptions {
+  /** New tokens at most. Default: generation_config.json's max_new_tokens, else 256. */
+  maxTokens?: number;
+  /** 0 is greedy. Default: generation_config.json's when it samples, else 0. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0 = off). Default: generation_config.json's when it samples, else 0. */
+  topK?: number;
+  /** Nucleus sampling (1 = off). Default: generation_config.json's when it samples, else 1. */
+  topP?: number;
+  /** Seed of the sampler; the same seed gives the same text. Default: random. */
+  seed?: number;
+  /** Texts that end generation; the text stops before them (they may span tokens). */
+  stop?: string[];
+  /** Token ids that end generation. Default: every eos id of generation_config.json and config.json. */
+  stopTokens?: number[];
+  /** Also return the logits each new token was chosen from (`GenerateResult.logits`). Default false. */
+  returnLogits?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface GenerateResult {
+  text: string;
+  /** The generated ids only (not the prompt). */
+  tokenIds: number[];
+  finishReason: "stop" | "length" | "abort";
+  promptTokens: number;
+  /** With `returnLogits`: [tokenIds.length × vocab], the distribution each new token was chosen from. */
+  logits?: Float32Array;
+}
+
+export interface StreamChunk {
+  tokenId: number;
+  /** The text this token completes; "" while a multi-byte character is still incomplete. */
+  text: string;
+}
+
+export interface WeightBytes {
+  linear: number;
+  embedding: number;
+  head: number;
+  norm: number;
+  total: number;
+}
+
+/** A generation's end as #run reports it: `text` only when a stop string cut it. */
+type RunResult = Omit<GenerateResult, "text" | "tokenIds"> & { text?: string };
+
+/** The first `steps` rows of [steps × vocab] logits, or undefined. */
+function firstRows(logits: Float32Array | undefined, steps: number, vocab: number): Float32Array | undefined {
+  return logits?.subarray(0, steps * vocab);
+}
+
+interface GenerationDefaults {
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  eosTokenIds: number[];
+}
+
+const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
+
+async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(await readFile(join(dir, "generation_config.json"), "utf8"));
+  } catch {
+    // optional file
+  }
+  const sample = json.do_sample === true;
+  const number = (value: unknown, fallback: number) => (typeof value === "number" ? value : fallback);
+  const eos = json.eos_token_id;
+  const ids = new Set<number>(config.eosTokenIds);
+  for (const id of Array.isArray(eos) ? eos : [eos]) if (typeof id === "number") ids.add(id);
+  return {
+    maxTokens: number(json.max_new_tokens, 256),
+    temperature: sample ? number(json.temperature, 1) : 0,
+    topK: sample ? number(json.top_k, 50) : 0,
+    topP: sample ? number(json.top_p, 1) : 1,
+    eosTokenIds: [...ids],
+  };
+}
+
+/** A local Llama-family model in the native engine. */
+export class LocalModel {
+  readonly path: string;
+  readonly config: ModelConfig;
+  readonly tokenizer: LocalTokenizer;
+  readonly quantization: Quantization;
+  #native: NativeModel | undefined;
+  readonly #defaults: GenerationDefaults;
+
+  private constructor(
+    path: string,
+    config: ModelConfig,
+    tokenizer: LocalTokenizer,
+    quantization: Quantization,
+    native: NativeModel,
+    defaults: GenerationDefaults,
+  ) {
+    this.path = path;
+    this.config = config;
+    this.tokenizer = tokenizer;
+    this.quantization = quantization;
+    this.#native = native;
+    this.#defaults = defaults;
+  }
+
+  /** Loads a model folder (`config.json`, safetensors weights, `tokenizer.json`). */
+  static async load(path: string, options: LoadOptions = {}): Promise<LocalModel> {
+    const quantization = options.quantization ?? "none";
+    if (quantization !== "none" && quantization !== "nf4")
+      throw new ValidationError(
+        "bad_option",
+        `quantization must be "none" or "nf4", not ${JSON.stringify(quantization)}`,
+      );
+    if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads > 0))
+      throw new ValidationError("bad_option", "threads must be a positive integer");
+    const dir = resolve(path);
+    const folder = await stat(dir).catch(() => undefined);
+    if (!folder?.isDirectory())
+      throw new ModelFormatError("missing_file", "no model folder here", { location: { file: dir } });
+    options.signal?.throwIfAborted();
+    const started = performance.now();
+    const config = await readModelConfig(join(dir, "config.json"));
+    const tensors = await readModelTensors(dir);
+    const tokenizer = await LocalTokenizer.fromFolder(dir);
+    const defaults = await generationDefaults(dir, config);
+    options.signal?.throwIfAborted();
+
+    const files: string[] = [];
+    const nativeTensors: NativeTensor[] = [];
+    let bytes = 0;
+    for (const tensor of tensors.values()) {
+      if (!/^(model\.|lm_head\.)/.test(tensor.name)) continue;
+      if (!SUPPORTED_DTYPES.has(tensor.dtype))
+        throw new ModelFormatError(
+          "unsupported_dtype",
+          `dtype ${tensor.dtype} (tunekit reads F32, F16 and BF16)`,
+          {
+            location: { file: tensor.file, path: tensor.name },
+          },
+        );
+      let file = files.indexOf(tensor.file);
+      if (file < 0) file = files.push(tensor.file) - 1;
+      nativeTensors.push({ ...tensor, dtype: tensor.dtype as NativeDType, file });
+      bytes += tensor.bytes;
+    }
+    options.onProgress?.({ type: "load-start", path: dir, tensors: nativeTensors.length, bytes });
+    const binding = loadBinding();
+    let native: NativeModel;
+    try {
+      native = await binding.loadModel({
+        config: nativeConfig(config, join(dir, "config.json")),
+        files,
+        tensors: nativeTensors,
+        options: {
+          quantization,
+          doubleQuant: options.doubleQuant ?? false,
+          threads: options.threads ?? 0,
+          cpu: options.kernels ?? kernelPathFromEnv(),
+        },
+      });
+    } catch (error) {
+      const message = (error as Error).message;
+      const code = /^missing tensor/.test(message)
+        ? "missing_tensor"
+        : / has shape /.test(message)
+          ? "shape_mismatch"
+          : /TUNEKIT_CPU/.test(message)
+            ? "bad_input"
+            : "bad_safetensors";
+      throw new ModelFormatError(code, message, { location: { file: dir }, cause: error });
+    }
+    options.onProgress?.({ type: "load-done", path: dir, seconds: (performance.now() - started) / 1000 });
+    return new LocalModel(dir, config, tokenizer, quantization, native, defaults);
+  }
+
+  /** The kernel path and thread count the engine runs with. */
+  get engine(): { kernels: KernelPath; threads: number } {
+    return this.#live().info();
+  }
+
+  #live(): NativeModel {
+    if (!this.#native) throw new EngineError("disposed", "this LocalModel has been disposed");
+    return this.#native;
+  }
+
+  #ids(values: ArrayLike<number>, what: string): Int32Array {
+    const ids = Int32Array.from(values);
+    for (let i = 0; i < ids.length; i++) {
+      const id = values[i] as number;
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize)
+        throw new ValidationError(
+          "bad_input",
+          `${what}[${i}] = ${id} is not a token id in [0, ${this.config.vocabSize})`,
+        );
+    }
+    return ids;
+  }
+
+  /** The token ids an input stands for (chat messages get the template and the generation prompt). */
+  encodeInput(input: GenerateInput): number[] {
+    if (typeof input === "string") return this.tokenizer.encode(input);
+    if (Array.isArray(input)) return this.tokenizer.encodeChat(input, { addGenerationPrompt: true });
+    if (input && typeof input === "object" && "inputIds" in input) return Array.from(input.inputIds);
+    throw new ValidationError("bad_input", "input must be a string, chat messages or { inputIds }");
+  }
+
+  /** Logits of every position: a Float32Array of [tokens × vocab]. */
+  async logits(inputIds: ArrayLike<number>): Promise<Float32Array> {
+    return this.#call(() => this.#live().logits(this.#ids(inputIds, "inputIds")));
+  }
+
+  /**
+   * Mean next-token cross-entropy as transformers computes it: logits at t predict labels[t + 1],
+   * -100 is ignored, and labels default to the inputs.
+   */
+  async loss(
+    inputIds: ArrayLike<number>,
+    labels?: ArrayLike<number>,
+  ): Promise<{ loss: number; tokens: number }> {
+    const ids = this.#ids(inputIds, "inputIds");
+    const target = labels === undefined ? ids : Int32Array.from(labels);
+    if (target.length !== ids.length)
+      throw new ValidationError(
+        "bad_input",
+        `labels has ${target.length} entries for ${ids.length} input ids`,
+      );
+    return this.#call(() => this.#live().loss(ids, target));
+  }
+
+  /** Generates a completion. */
+  async generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerateResult> {
+    let text = "";
+    const tokenIds: number[] = [];
+    const result = await this.#run(input, options, (chunk) => {
+      tokenIds.push(chunk.tokenId);
+      text += chunk.text;
+    });
+    return { ...result, text: result.text ?? text, tokenIds };
+  }
+
+  /** Generates a completion as an async iterator of tokens and the text each completes. */
+  async *stream(
+    input: GenerateInput,
+    options: GenerateOptions = {},
+  ): AsyncGenerator<StreamChunk, GenerateResult> {
+    const queue: StreamChunk[] = [];
+    let wake: (() => void) | undefined;
+    let finished: { result?: RunResult; error?: unknown } | undefined;
+    const tokenIds: number[] = [];
+    let text = "";
+    // Leaving the loop early (break, return, throw) cancels the generation.
+    const controller = new AbortController();
+    const forward = () => controller.abort();
+    options.signal?.throwIfAborted();
+    options.signal?.addEventListener("abort", forward, { once: true });
+    this.#run(input, { ...options, signal: controller.signal }, (chunk) => {
+      tokenIds.push(chunk.tokenId);
+      text += chunk.text;
+      queue.push(chunk);
+      wake?.();
+    }).then(
+      (result) => {
+        finished = { result };
+        wake?.();
+      },
+      (error: unknown) => {
+        finished = { error };
+        wake?.();
+      },
+    );
+    try {
+      for (;;) {
+        const chunk = queue.shift();
+        if (chunk) {
+          yield chunk;
+          continue;
+        }
+        if (finished) {
+          if (finished.error !== undefined) throw finished.error;
+          const result = finished.result as RunResult;
+          return { ...result, text: result.text ?? text, tokenIds };
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", forward);
+      if (!finished) controller.abort();
+    }
+  }
+
+  /** Generates a completion for each input (the guide's `llm.generate(prompts)`), in order. */
+  async generateBatch(inputs: GenerateInput[], options: GenerateOptions = {}): Promise<GenerateResult[]> {
+    const results: GenerateResult[] = [];
+    for (const input of inputs) results.push(await this.generate(input, options));
+    return results;
+  }
+
+  /**
+   * The engine's generation loop, with stop strings handled here: each token's text is checked as it
+   * streams, and once a stop string appears the native loop is cancelled and the text cut before it.
+   * `text` in the result is set only when a stop string cut it.
+   */
+  async #run(
+    input: GenerateInput,
+    options: GenerateOptions,
+    onChunk: (chunk: StreamChunk) => void,
+  ): Promise<RunResult> {
+    const native = this.#live();
+    const prompt = this.#ids(this.encodeInput(input), "inputIds");
+    if (prompt.length === 0) throw new ValidationError("bad_input", "the prompt has no tokens");
+    const sampling = this.#sampling(options);
+    const stops = (options.stop ?? []).filter((stop) => stop.length > 0);
+    const binding = loadBinding();
+    const cancel = new binding.CancelToken();
+    const abort = () => cancel.cancel();
+    options.signal?.throwIfAborted();
+    options.signal?.addEventListener("abort", abort, { once: true });
+    const decoder = new StreamDecoder(this.tokenizer);
+    let text = "";
+    let delivered = 0;
+    let stopped: string | undefined;
+    const deliver = (tokenId: number) => {
+      if (stopped !== undefined) return;
+      delivered++;
+      const piece = decoder.push(tokenId);
+      const before = text.length;
+      text += piece;
+      if (stops.length > 0) {
+        // Only the new text (and a stop string's length before it) can hold a new match.
+        const from = Math.max(0, before - Math.max(...stops.map((stop) => stop.length)) + 1);
+        let cut = -1;
+        for (const stop of stops) {
+          const at = text.indexOf(stop, from);
+          if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+        }
+        if (cut >= 0) {
+          stopped = text.slice(0, cut);
+          cancel.cancel();
+          onChunk({ tokenId, text: stopped.slice(before) });
+          return;
+        }
+      }
+      onChunk({ tokenId, text: piece });
+    };
+    let generation: NativeGeneration;
+    try {
+      generation = await this.#call(() => native.generate(prompt, sampling, deliver, cancel));
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+    }
+    // The promise can settle before the last streamed tokens reach JS: deliver those from the result.
+    for (let i = delivered; i < generation.tokenIds.length && stopped === undefined; i++)
+      deliver(generation.tokenIds[i] as number);
+    const logits = firstRows(generation.logits, delivered, this.config.vocabSize);
+    const extra = logits ? { logits } : {};
+    if (stopped !== undefined)
+      return { finishReason: "stop", promptTokens: prompt.length, text: stopped, ...extra };
+    return { finishReason: generation.finishReason, promptTokens: prompt.length, ...extra };
+  }
+
+  #sampling(options: GenerateOptions) {
+    const defaults = this.#defaults;
+    const maxTokens = options.maxTokens ?? defaults.maxTokens;
+    const temperature = options.temperature ?? defaults.temperature;
+    const topK = options.topK ?? defaults.topK;
+    const topP = options.topP ?? defaults.topP;
+    if (!(Number.isInteger(maxTokens) && maxTokens >= 0))
+      throw new ValidationError("bad_option", "maxTokens must be an integer >= 0");
+    if (!(temperature >= 0)) throw new ValidationError("bad_option", "temperature must be >= 0");
+    if (!(Number.isInteger(topK) && topK >= 0))
+      throw new ValidationError("bad_option", "topK must be an integer >= 0");
+    if (!(topP > 0 && topP <= 1)) throw new ValidationError("bad_option", "topP must be in (0, 1]");
+    const seed = options.seed ?? randomInt(2 ** 47);
+    if (!(Number.isSafeInteger(seed) && seed >= 0))
+      throw new ValidationError("bad_option", "seed must be an integer >= 0");
+    const stopTokens = this.#ids(options.stopTokens ?? defaults.eosTokenIds, "stopTokens");
+    return {
+      maxTokens,
+      temperature,
+      topK,
+      topP,
+      seed,
+      stopTokens,
+      collectLogits: options.returnLogits ?? false,
+    };
+  }
+
+  /** Native errors become tunekit errors: bad input is the caller's, anything else the engine's. */
+  async #call<T>(body: () => Promise<T>): Promise<T> {
+    try {
+      return await body();
+    } catch (error) {
+      if (error instanceof EngineError || error instanceof ValidationError) throw error;
+      const message = (error as Error).message ?? String(error);
+      const input =
+        error instanceof TypeError ||
+        error instanceof RangeError ||
+        /outside the vocabulary|exceed|label/.test(message);
+      throw new EngineError(input ? "bad_input" : "engine_failed", message, { cause: error });
+    }
+  }
+
+  /** Resident bytes of the weights by kind (NF4 shows in `linear`). */
+  weightBytes(): WeightBytes {
+    const bytes = this.#live().weightBytes();
+    return { ...bytes, total: bytes.linear + bytes.embedding + bytes.head + bytes.norm };
+  }
+
+  /** Frees the native weights (idempotent); calls already running finish first. */
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}

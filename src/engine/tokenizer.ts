@@ -1,0 +1,244 @@
+/**
+ * A model's tokenizer: `@huggingface/tokenizers` over `tokenizer.json` + `tokenizer_config.json`, and
+ * its chat template rendered with `@huggingface/jinja` the way transformers' `apply_chat_template`
+ * renders it (the special tokens in scope, the template's text encoded without adding special
+ * tokens again, so a template that writes BOS gets exactly one).
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Template } from "@huggingface/jinja";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { ModelFormatError, ValidationError } from "../core/errors.js";
+
+/** A chat message as chat templates expect it. */
+export interface TemplateMessage {
+  role: string;
+  content: string | null;
+  [key: string]: unknown;
+}
+
+export interface ChatTemplateOptions {
+  /** Ends the text with the assistant's header so the model writes the reply. Default false. */
+  addGenerationPrompt?: boolean;
+  /** Tool definitions, for templates that describe tools. */
+  tools?: unknown[];
+  /** Extra variables for the template (e.g. `enable_thinking`). */
+  variables?: Record<string, unknown>;
+}
+
+type TokenizerConfig = Record<string, unknown>;
+
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { content?: unknown }).content === "string"
+  )
+    return (value as { content: string }).content;
+  return undefined;
+}
+
+async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if (!required) return undefined;
+    throw new ModelFormatError("missing_file", "missing tokenizer file", {
+      location: { file },
+      cause: error,
+    });
+  }
+  try {
+    const json = JSON.parse(text);
+    if (typeof json !== "object" || json === null) throw new Error("not an object");
+    return json;
+  } catch (error) {
+    throw new ModelFormatError("bad_tokenizer", `not a JSON object (${(error as Error).message})`, {
+      location: { file },
+    });
+  }
+}
+
+/** The tokenizer of a local model. */
+export class LocalTokenizer {
+  /** The chat template, or undefined for a base model without one. */
+  readonly chatTemplate: string | undefined;
+  readonly bosToken: string | undefined;
+  readonly eosToken: string | undefined;
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
+  readonly #tokenizer: Tokenizer;
+  readonly #config: TokenizerConfig;
+  #template: Template | undefined;
+
+  private constructor(tokenizer: Tokenizer, config: TokenizerConfig, chatTemplate: string | undefined) {
+    this.#tokenizer = tokenizer;
+    this.#config = config;
+    this.chatTemplate = chatTemplate;
+    this.bosToken = tokenText(config.bos_token);
+    this.eosToken = tokenText(config.eos_token);
+    this.bosTokenId = this.bosToken === undefined ? undefined : tokenizer.token_to_id(this.bosToken);
+    this.eosTokenId = this.eosToken === undefined ? undefined : tokenizer.token_to_id(this.eosToken);
+  }
+
+  /**
+   * Reads `tokenizer.json`, `tokenizer_config.json` (optional) and `chat_template.jinja` (optional,
+   * preferred over the config's template, as transformers does) from a model folder.
+   */
+  static async fromFolder(dir: string): Promise<LocalTokenizer> {
+    const json = (await readJson(join(dir, "tokenizer.json"), true)) as Record<string, unknown>;
+    const config = (await readJson(join(dir, "tokenizer_config.json"), false)) ?? {};
+    let template: string | undefined;
+    try {
+      template = await readFile(join(dir, "chat_template.jinja"), "utf8");
+    } catch {
+      template = LocalTokenizer.#configTemplate(config);
+    }
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = new Tokenizer(json, config);
+    } catch (error) {
+      throw new ModelFormatError(
+        "bad_tokenizer",
+        `cannot build the tokenizer (${(error as Error).message})`,
+        {
+          location: { file: join(dir, "tokenizer.json") },
+          cause: error,
+        },
+      );
+    }
+    return new LocalTokenizer(tokenizer, config, template);
+  }
+
+  /** A config's `chat_template`: a string, or a list of named templates of which "default" is used. */
+  static #configTemplate(config: TokenizerConfig): string | undefined {
+    const value = config.chat_template;
+    if (typeof value === "string") return value;
+    if (Array.isArray(value)) {
+      const named = value.find((entry) => entry?.name === "default") ?? value[0];
+      return typeof named?.template === "string" ? named.template : undefined;
+    }
+    return undefined;
+  }
+
+  /** Token ids of a text; `addSpecialTokens` (default true) adds what the tokenizer adds, e.g. BOS. */
+  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.#tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /** The text of token ids; `skipSpecialTokens` defaults to true. */
+  decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return "";
+    return this.#tokenizer.decode(Array.from(ids), {
+      skip_special_tokens: options.skipSpecialTokens ?? true,
+    });
+  }
+
+  /** The id of a token string, such as `<|im_end|>`. */
+  tokenToId(token: string): number | undefined {
+    return this.#tokenizer.token_to_id(token);
+  }
+
+  /** Renders messages with the chat template, as text. */
+  applyChatTemplate(messages: TemplateMessage[], options: ChatTemplateOptions = {}): string {
+    if (this.chatTemplate === undefined)
+      throw new ValidationError(
+        "no_chat_template",
+        "this model has no chat template (tokenizer_config.json chat_template or chat_template.jinja): pass text instead of messages",
+      );
+    this.#template ??= new Template(this.chatTemplate);
+    const special: Record<string, unknown> = {};
+    for (const name of [
+      "bos_token",
+      "eos_token",
+      "unk_token",
+      "pad_token",
+      "sep_token",
+      "cls_token",
+      "mask_token",
+    ]) {
+      const text = tokenText(this.#config[name]);
+      if (text !== undefined) special[name] = text;
+    }
+    if (Array.isArray(this.#config.additional_special_tokens))
+      special.additional_special_tokens = this.#config.additional_special_tokens.map(tokenText);
+    return this.#template.render({
+      ...special,
+      ...options.variables,
+      messages,
+      ...(options.tools ? { tools: options.tools } : {}),
+      add_generation_prompt: options.addGenerationPrompt ?? false,
+      raise_exception: (message: string) => {
+        throw new ValidationError(
+          "chat_template_error",
+          `the chat template refused the messages: ${message}`,
+        );
+      },
+      strftime_now: (format: string) => strftime(new Date(), format),
+    });
+  }
+
+  /** Renders messages with the chat template and encodes the text (no special tokens added twice). */
+  encodeChat(messages: TemplateMessage[], options: ChatTemplateOptions = {}): number[] {
+    return this.encode(this.applyChatTemplate(messages, options), { addSpecialTokens: false });
+  }
+}
+
+/** The few strftime codes chat templates use (Llama 3's "%d %b %Y"). */
+function strftime(date: Date, format: string): string {
+  const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const pad = (value: number) => String(value).padStart(2, "0");
+  return format.replace(/%([dbBYmHMS%])/g, (_, code: string) => {
+    switch (code) {
+      case "d":
+        return pad(date.getDate());
+      case "b":
+        return months[date.getMonth()] as string;
+      case "B":
+        return date.toLocaleString("en-US", { month: "long" });
+      case "Y":
+        return String(date.getFullYear());
+      case "m":
+        return pad(date.getMonth() + 1);
+      case "H":
+        return pad(date.getHours());
+      case "M":
+        return pad(date.getMinutes());
+      case "S":
+        return pad(date.getSeconds());
+      default:
+        return "%";
+    }
+  });
+}
+
+/**
+ * Turns generated ids into text piece by piece without ever splitting a character: text is emitted
+ * only when the decode of a short window of tokens is complete (no U+FFFD at the end), the way
+ * text-generation-inference's `decode_token` does, so byte-fallback tokens of one emoji come out together.
+ */
+export class StreamDecoder {
+  readonly #tokenizer: LocalTokenizer;
+  readonly #ids: number[] = [];
+  #prefixOffset = 0;
+  #readOffset = 0;
+
+  constructor(tokenizer: LocalTokenizer) {
+    this.#tokenizer = tokenizer;
+  }
+
+  /** Adds one id; returns the text it completes ("" while a character is still incomplete). */
+  push(id: number): string {
+    this.#ids.push(id);
+    const prefix = this.#tokenizer.decode(this.#ids.slice(this.#prefixOffset, this.#readOffset));
+    const text = this.#tokenizer.decode(this.#ids.slice(this.#prefixOffset));
+    if (text.length > prefix.length && !text.endsWith("\uFFFD")) {
+      this.#prefixOffset = this.#readOffset;
+      this.#readOffset = this.#ids.length;
+      return text.slice(prefix.length);
+    }
+    return "";
+  }
+}
