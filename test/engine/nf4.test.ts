@@ -43,8 +43,8 @@ describe("NF4 as bitsandbytes defines it", () => {
           blockSize: 4,
         },
       );
-      expect(pair.packed[0]! & 0x0f, `above midpoint ${i}`).toBe(i + 1);
-      expect(pair.packed[1]! >> 4, `below midpoint ${i}`).toBe(i);
+      expect((pair.packed[0] as number) & 0x0f, `above midpoint ${i}`).toBe(i + 1);
+      expect((pair.packed[1] as number) >> 4, `below midpoint ${i}`).toBe(i);
     }
   });
 
