@@ -1,0 +1,213 @@
+/**
+ * Bad models and bad input give a JS error with a message and a code, never a crash: the process
+ * stays up and the next call works.
+ */
+import { readFileSync } from "node:fs";
+import { readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { EngineError, ModelFormatError, TunekitError, ValidationError } from "../../src/core/errors.js";
+import { kernelPathFromEnv, loadBinding } from "../../src/engine/binding.js";
+import { nativeConfig, parseModelConfig } from "../../src/engine/config.js";
+import { LocalModel } from "../../src/engine/local-model.js";
+import { tempDir } from "../helpers.js";
+import { TINY_MODELS, type TinyConfig, writeTinyModel } from "./tiny-model.js";
+
+const llama = TINY_MODELS.llama as TinyConfig;
+
+async function tinyFolder(config: TinyConfig = llama): Promise<string> {
+  return writeTinyModel(join(await tempDir(), "model"), config);
+}
+
+/** Rewrites a safetensors file's header through `edit`, keeping the data as it is. */
+async function editHeader(
+  file: string,
+  edit: (header: Record<string, { data_offsets: number[]; dtype: string; shape: number[] }>) => void,
+) {
+  const bytes = await readFile(file);
+  const length = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + length).toString());
+  edit(header);
+  const json = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+  await writeFile(file, Buffer.concat([prefix, json, bytes.subarray(8 + length)]));
+}
+
+async function loadError(dir: string): Promise<TunekitError> {
+  const error = await LocalModel.load(dir).then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(TunekitError.isInstance(error), String(error)).toBe(true);
+  return error as TunekitError;
+}
+
+describe("loading a bad model folder", () => {
+  it("names a missing folder, config, weights file or tokenizer", async () => {
+    const missing = await loadError(join(await tempDir(), "nothing-here"));
+    expect(missing).toBeInstanceOf(ModelFormatError);
+    expect(missing.code).toBe("missing_file");
+    for (const file of ["config.json", "model.safetensors", "tokenizer.json"]) {
+      const dir = await tinyFolder();
+      await rm(join(dir, file));
+      const error = await loadError(dir);
+      expect(error.code, file).toBe("missing_file");
+      expect(error.message).toContain(file);
+    }
+  });
+
+  it("finds a truncated safetensors file and a header that lies about sizes", async () => {
+    const truncated = await tinyFolder();
+    const file = join(truncated, "model.safetensors");
+    await truncate(file, readFileSync(file).length - 100);
+    let error = await loadError(truncated);
+    expect(error.code).toBe("bad_safetensors");
+    expect(error.message).toMatch(/truncated/);
+    expect(error.message).toContain("model.safetensors");
+
+    await truncate(file, 6);
+    expect((await loadError(truncated)).message).toMatch(/less than the 8-byte header length/);
+
+    const lying = await tinyFolder();
+    await editHeader(join(lying, "model.safetensors"), (header) => {
+      const tensor = header["model.norm.weight"] as { data_offsets: number[] };
+      tensor.data_offsets = [tensor.data_offsets[0] as number, (tensor.data_offsets[1] as number) + 4];
+    });
+    error = await loadError(lying);
+    expect(error.code).toBe("bad_safetensors");
+    expect(error.message).toMatch(
+      /model\.norm\.weight: 132 bytes of data for shape \[32\] in F32, which needs 128/,
+    );
+
+    const huge = await tinyFolder();
+    const bytes = await readFile(join(huge, "model.safetensors"));
+    bytes.writeBigUInt64LE(BigInt(bytes.length), 0);
+    await writeFile(join(huge, "model.safetensors"), bytes);
+    expect((await loadError(huge)).message).toMatch(/the header claims \d+ bytes but the file has only/);
+
+    const overlapping = await tinyFolder();
+    await editHeader(join(overlapping, "model.safetensors"), (header) => {
+      const norm = header["model.norm.weight"] as { data_offsets: number[] };
+      const embed = header["model.embed_tokens.weight"] as { data_offsets: number[] };
+      norm.data_offsets = [embed.data_offsets[0] as number, (embed.data_offsets[0] as number) + 128];
+    });
+    expect((await loadError(overlapping)).message).toMatch(/overlaps/);
+  });
+
+  it("names a missing tensor and a shape that does not fit the config", async () => {
+    const dir = await tinyFolder();
+    await editHeader(join(dir, "model.safetensors"), (header) => {
+      delete header["model.layers.1.mlp.up_proj.weight"];
+    });
+    let error = await loadError(dir);
+    expect(error.code).toBe("missing_tensor");
+    expect(error.message).toMatch(/missing tensor model\.layers\.1\.mlp\.up_proj\.weight/);
+
+    const wrong = await tinyFolder();
+    await writeFile(join(wrong, "config.json"), JSON.stringify({ ...llama, intermediate_size: 50 }));
+    error = await loadError(wrong);
+    expect(error.code).toBe("shape_mismatch");
+    expect(error.message).toMatch(
+      /model\.layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\], the config needs \[50, 32\]/,
+    );
+  });
+
+  it("refuses an unsupported architecture, activation, rope scaling or dtype", async () => {
+    const gpt2 = await tinyFolder();
+    await writeFile(
+      join(gpt2, "config.json"),
+      JSON.stringify({ ...llama, architectures: ["GPT2LMHeadModel"] }),
+    );
+    let error = await loadError(gpt2);
+    expect(error.code).toBe("unsupported_architecture");
+    expect(error.message).toMatch(/GPT2LMHeadModel.*LlamaForCausalLM/);
+    expect(error.location?.path).toBe("architectures");
+
+    expect(() => parseModelConfig({ ...llama, hidden_act: "gelu" })).toThrow(/hidden_act "gelu"/);
+    expect(() =>
+      nativeConfig(parseModelConfig({ ...llama, rope_scaling: { rope_type: "yarn", factor: 4 } })),
+    ).toThrow(/rope_scaling type "yarn"/);
+    expect(() => parseModelConfig({ ...llama, hidden_size: "big" })).toThrow(ModelFormatError);
+    expect(() => parseModelConfig({ ...llama, num_key_value_heads: 3 })).toThrow(
+      /multiple of num_key_value_heads/,
+    );
+
+    const ints = await tinyFolder();
+    await editHeader(join(ints, "model.safetensors"), (header) => {
+      (header["model.norm.weight"] as { dtype: string }).dtype = "I32";
+    });
+    error = await loadError(ints);
+    expect(error.code).toBe("unsupported_dtype");
+    expect(error.message).toMatch(/I32/);
+    expect(error.location?.path).toBe("model.norm.weight");
+  });
+});
+
+describe("bad input to a loaded model", () => {
+  it("rejects token ids out of range, bad labels and bad options, and keeps working", async () => {
+    await using model = await LocalModel.load(await tinyFolder());
+    await expect(model.logits([1, 64])).rejects.toThrow(ValidationError);
+    await expect(model.logits([1, -1])).rejects.toThrow(/inputIds\[1\] = -1 is not a token id in \[0, 64\)/);
+    await expect(model.logits([1.5])).rejects.toThrow(/not a token id/);
+    await expect(model.loss([1, 2, 3], [1, 2])).rejects.toThrow(/labels has 2 entries for 3/);
+    await expect(model.loss([1, 2, 3], [1, 2, 99])).rejects.toThrow(/label 99 at position 2/);
+    await expect(model.generate({ inputIds: [] })).rejects.toThrow(/no tokens/);
+    await expect(model.generate({ inputIds: [1] }, { topP: 0 })).rejects.toThrow(/topP/);
+    await expect(model.generate({ inputIds: [1] }, { maxTokens: -1 })).rejects.toThrow(/maxTokens/);
+    await expect(model.generate({ inputIds: [1] }, { stopTokens: [640] })).rejects.toThrow(/stopTokens\[0\]/);
+    await expect(model.logits(Array.from({ length: 129 }, () => 1))).rejects.toThrow(
+      /exceed max_position_embeddings/,
+    );
+    expect((await model.logits([1, 2])).length).toBe(2 * 64);
+  });
+
+  it("checks at the native boundary too, whatever the TypeScript side lets through", async () => {
+    const binding = loadBinding();
+    expect(() => binding.loadModel({} as never)).toThrow(/config must be an object/);
+    expect(() => binding.quantizeNF4("x" as never, 64, false)).toThrow(/Float32Array/);
+    const dir = await tinyFolder();
+    const file = join(dir, "model.safetensors");
+    const config = nativeConfig(parseModelConfig(llama));
+    const tensor = {
+      name: "model.norm.weight",
+      file: 0,
+      offset: 1e9,
+      bytes: 128,
+      dtype: "F32" as const,
+      shape: [32],
+    };
+    await expect(
+      binding.loadModel({ config, files: [file], tensors: [tensor], options: { quantization: "none" } }),
+    ).rejects.toThrow(/missing tensor model\.embed_tokens\.weight/);
+    await using model = await LocalModel.load(dir);
+    const native = (await binding
+      .loadModel({
+        config,
+        files: [file],
+        tensors: [
+          { ...tensor, offset: 1e9, name: "model.embed_tokens.weight", shape: [64, 32], bytes: 8192 },
+        ],
+        options: { quantization: "none" },
+      })
+      .catch((error: Error) => error)) as Error;
+    expect(native.message).toMatch(/lies beyond the end of .*model\.safetensors/);
+    expect((await model.logits([1])).length).toBe(64);
+  });
+
+  it("throws a named error after dispose (which is idempotent)", async () => {
+    const model = await LocalModel.load(await tinyFolder());
+    model.dispose();
+    model.dispose();
+    const error = await model.logits([1]).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EngineError);
+    expect((error as EngineError).code).toBe("disposed");
+    expect(() => model.weightBytes()).toThrow(/disposed/);
+  });
+
+  it("checks TUNEKIT_CPU", () => {
+    expect(kernelPathFromEnv({ TUNEKIT_CPU: "AVX2" })).toBe("avx2");
+    expect(kernelPathFromEnv({})).toBe("");
+    expect(() => kernelPathFromEnv({ TUNEKIT_CPU: "neon" })).toThrow(/scalar, avx2 or avx512/);
+  });
+});
