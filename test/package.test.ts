@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ROOT, tempDir } from "./helpers.js";
+import { FIXTURES, HAS_FIXTURES, ROOT, tempDir } from "./helpers.js";
 
 const run = promisify(execFile);
 
@@ -22,6 +23,18 @@ describe("the built package", () => {
     }
     expect(require.resolve("tunekit")).toBe(join(ROOT, "dist/index.cjs"));
     expect(typeof require("tunekit/testing").hubDatasetHandlers).toBe("function");
+  });
+
+  it("never loads the native engine on import, only on first local use", async () => {
+    const script = `
+      import("tunekit").then(async ({ quantizeNF4 }) => {
+        const loaded = () => Object.keys(require.cache).some((path) => path.endsWith(".node"));
+        const before = loaded();
+        quantizeNF4(new Float32Array(2));
+        console.log(before, loaded());
+      });`;
+    const { stdout } = await run(process.execPath, ["-e", script], { cwd: ROOT });
+    expect(stdout.trim()).toBe("false true");
   });
 
   it("require() build validates data end to end (hyparquet bundled for CJS)", async () => {
@@ -52,5 +65,58 @@ describe("the built package", () => {
     );
     expect(attw.stdout).toContain('"tunekit/testing"');
     expect(attw.stdout).not.toMatch(/❌|⚠️/);
+  });
+});
+
+describe("the packed tarball with its prebuilt engine", () => {
+  it("installs offline with --ignore-scripts into a fresh project and runs the fixture model from there", {
+    timeout: 240_000,
+  }, async () => {
+    const dir = await tempDir();
+    // What prepack does, then pack without scripts (the build `npm test` made is current).
+    await run(process.execPath, [join(ROOT, "scripts/prebuild.mjs")], { cwd: ROOT });
+    let tarball: string;
+    try {
+      const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], {
+        cwd: ROOT,
+      });
+      const packed = JSON.parse(stdout)[0];
+      const files = packed.files.map((file: { path: string }) => file.path);
+      expect(files).toContain(`prebuilds/${process.platform}-${process.arch}/tunekit.node`);
+      expect(files).toContain("native/src/model/llama.cc");
+      expect(files.some((file: string) => file.startsWith("native/build/"))).toBe(false);
+      tarball = join(dir, packed.filename);
+    } finally {
+      await run(process.execPath, [join(ROOT, "scripts/prebuild.mjs"), "--clean"], { cwd: ROOT });
+    }
+    const project = join(dir, "app");
+    await mkdir(project);
+    await writeFile(
+      join(project, "package.json"),
+      JSON.stringify({ name: "app", version: "1.0.0", type: "module" }),
+    );
+    // Dependencies come from the npm cache the root install filled: no network, and no install scripts.
+    await run("npm", ["install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund", tarball], {
+      cwd: project,
+    });
+    expect(existsSync(join(project, "node_modules/tunekit/native/build"))).toBe(false);
+    const script = HAS_FIXTURES
+      ? `import { LocalModel } from "tunekit";
+           const model = await LocalModel.load(${JSON.stringify(join(FIXTURES, "stories260K-hf"))});
+           const result = await model.generate({ inputIds: [1] }, { maxTokens: 200, temperature: 0, stopTokens: [] });
+           console.log(JSON.stringify({ text: result.text, kernels: model.engine.kernels }));`
+      : `import { quantizeNF4 } from "tunekit";
+           console.log(JSON.stringify({ text: String(quantizeNF4(new Float32Array([1, -1])).packed[0]) }));`;
+    await writeFile(join(project, "main.mjs"), script);
+    const { stdout } = await run(process.execPath, ["main.mjs"], { cwd: project });
+    const output = JSON.parse(stdout);
+    if (HAS_FIXTURES)
+      expect(output.text).toBe(
+        readFileSync(join(FIXTURES, "stories260K-hf/expected-greedy-200.txt"), "utf8"),
+      );
+    else expect(output.text).toBe(String(0xf0));
+    // The same package, required from CommonJS.
+    await writeFile(join(project, "main.cjs"), `console.log(typeof require("tunekit").LocalModel.load);`);
+    expect((await run(process.execPath, ["main.cjs"], { cwd: project })).stdout.trim()).toBe("function");
   });
 });
