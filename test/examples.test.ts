@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ROOT } from "./helpers.js";
+import { HAS_FIXTURES, ROOT } from "./helpers.js";
 
 describe("examples", () => {
   it("01-prepare-data converts the guide's data, reports the 10-example minimum, and passes the support set", async () => {
@@ -34,4 +34,19 @@ describe("examples", () => {
     expect(stdout).toMatch(/fine-tuned model: ft:gpt-4o-mini-2024-07-18:[^:]*:customer-support:/);
     expect(stdout).toContain("status: succeeded");
   });
+
+  it.skipIf(!HAS_FIXTURES)(
+    "03-local-generate runs the fixture model greedy, sampled, streamed and in NF4",
+    async () => {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ["--import", "tsx", join(ROOT, "examples/03-local-generate.ts")],
+        { cwd: ROOT },
+      );
+      expect(stdout).toMatch(/engine: (scalar|avx2|avx512) kernels/);
+      expect(stdout).toContain("greedy (length): Once upon a time");
+      expect(stdout).toMatch(/streamed: Tom and Lily[^.]*\n/);
+      expect(stdout).toMatch(/nf4 linear weights: \d+ bytes \(14\.1% of 906240\)/);
+    },
+  );
 });

@@ -366,7 +366,7 @@ export class LocalModel {
     const abort = () => cancel.cancel();
     options.signal?.throwIfAborted();
     options.signal?.addEventListener("abort", abort, { once: true });
-    const decoder = new StreamDecoder(this.tokenizer);
+    const decoder = new StreamDecoder(this.tokenizer, prompt);
     let text = "";
     let delivered = 0;
     let stopped: string | undefined;

@@ -214,6 +214,9 @@ function strftime(date: Date, format: string): string {
   });
 }
 
+/** Prompt tokens a StreamDecoder decodes before the first new one. */
+const CONTEXT_TOKENS = 5;
+
 /**
  * Turns generated ids into text piece by piece without ever splitting a character: text is emitted
  * only when the decode of a short window of tokens is complete (no U+FFFD at the end), the way
@@ -225,8 +228,16 @@ export class StreamDecoder {
   #prefixOffset = 0;
   #readOffset = 0;
 
-  constructor(tokenizer: LocalTokenizer) {
+  /**
+   * `context`: the ids before the first pushed one (the end of the prompt). Decoding in context
+   * keeps what the first token means there, e.g. its leading space, which a decode from the start of
+   * a text would strip.
+   */
+  constructor(tokenizer: LocalTokenizer, context: ArrayLike<number> = []) {
     this.#tokenizer = tokenizer;
+    const tail = Array.from(context).slice(-CONTEXT_TOKENS);
+    this.#ids.push(...tail);
+    this.#readOffset = tail.length;
   }
 
   /** Adds one id; returns the text it completes ("" while a character is still incomplete). */

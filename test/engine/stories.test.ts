@@ -67,6 +67,15 @@ describe.skipIf(!HAS_FIXTURES)("stories260K (fixture)", () => {
     );
   });
 
+  it("returns the completion as it reads after the prompt (leading space kept)", async () => {
+    const prompt = "Tom and Lily";
+    const result = await model.generate(prompt, { ...greedy, maxTokens: 12 });
+    expect(result.text.startsWith(" ")).toBe(true);
+    expect(prompt + result.text).toBe(
+      model.tokenizer.decode([...model.tokenizer.encode(prompt), ...result.tokenIds]),
+    );
+  });
+
   it("ends on a stop string that spans two tokens, before it", async () => {
     // "le gi" spans the tokens of "little" and " gir".
     const result = await model.generate({ inputIds: [1] }, { ...greedy, stop: ["le gi"] });
