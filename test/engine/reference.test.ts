@@ -28,3 +28,33 @@ describe("logits match PyTorch reference values (reference/make_reference.py)", 
     }
   }
 });
+
+describe("kernel paths and threads", () => {
+  it("every SIMD path gives the scalar reference's logits within 1e-5 relative", async () => {
+    for (const [name, config] of Object.entries(TINY_MODELS)) {
+      const dir = await writeTinyModel(join(await tempDir(), name), config);
+      await using scalar = await LocalModel.load(dir, { kernels: "scalar" });
+      const expected = await scalar.logits(REFERENCE_INPUT);
+      for (const kernels of availableKernels().filter((path) => path !== "scalar")) {
+        await using model = await LocalModel.load(dir, { kernels });
+        expect(
+          maxRelativeError(await model.logits(REFERENCE_INPUT), expected),
+          `${name} ${kernels}`,
+        ).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  it("gives bit-identical results for any thread count", async () => {
+    const dir = await writeTinyModel(
+      join(await tempDir(), "llama"),
+      TINY_MODELS.llama as (typeof TINY_MODELS)[string],
+    );
+    await using one = await LocalModel.load(dir, { threads: 1 });
+    await using three = await LocalModel.load(dir, { threads: 3 });
+    expect(three.engine.threads).toBe(3);
+    expect(Array.from(await three.logits(REFERENCE_INPUT))).toEqual(
+      Array.from(await one.logits(REFERENCE_INPUT)),
+    );
+  });
+});
