@@ -135,15 +135,18 @@ let cached: NativeBinding | undefined;
 
 /** Loads the native engine once; throws an `EngineError` that says what is missing when it cannot. */
 export function loadBinding(): NativeBinding {
-  if (cached) return cached;
-  const candidates = bindingCandidates();
+  cached ??= loadBindingFrom(bindingCandidates());
+  return cached;
+}
+
+/** Loads the first of `candidates` that exists and loads; else explains what to install. */
+export function loadBindingFrom(candidates: string[]): NativeBinding {
   const require = createRequire(import.meta.url);
   const failures: string[] = [];
   for (const path of candidates) {
     if (!existsSync(path)) continue;
     try {
-      cached = require(path) as NativeBinding;
-      return cached;
+      return require(path) as NativeBinding;
     } catch (error) {
       failures.push(`${path}: ${(error as Error).message}`);
     }

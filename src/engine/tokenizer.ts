@@ -164,54 +164,28 @@ export class LocalTokenizer {
     }
     if (Array.isArray(this.#config.additional_special_tokens))
       special.additional_special_tokens = this.#config.additional_special_tokens.map(tokenText);
-    return this.#template.render({
-      ...special,
-      ...options.variables,
-      messages,
-      ...(options.tools ? { tools: options.tools } : {}),
-      add_generation_prompt: options.addGenerationPrompt ?? false,
-      raise_exception: (message: string) => {
-        throw new ValidationError(
-          "chat_template_error",
-          `the chat template refused the messages: ${message}`,
-        );
-      },
-      strftime_now: (format: string) => strftime(new Date(), format),
-    });
+    try {
+      // @huggingface/jinja provides raise_exception (it throws) and strftime_now itself.
+      return this.#template.render({
+        ...special,
+        ...options.variables,
+        messages,
+        ...(options.tools ? { tools: options.tools } : {}),
+        add_generation_prompt: options.addGenerationPrompt ?? false,
+      });
+    } catch (error) {
+      throw new ValidationError(
+        "chat_template_error",
+        `the chat template refused the messages: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
   }
 
   /** Renders messages with the chat template and encodes the text (no special tokens added twice). */
   encodeChat(messages: TemplateMessage[], options: ChatTemplateOptions = {}): number[] {
     return this.encode(this.applyChatTemplate(messages, options), { addSpecialTokens: false });
   }
-}
-
-/** The few strftime codes chat templates use (Llama 3's "%d %b %Y"). */
-function strftime(date: Date, format: string): string {
-  const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-  const pad = (value: number) => String(value).padStart(2, "0");
-  return format.replace(/%([dbBYmHMS%])/g, (_, code: string) => {
-    switch (code) {
-      case "d":
-        return pad(date.getDate());
-      case "b":
-        return months[date.getMonth()] as string;
-      case "B":
-        return date.toLocaleString("en-US", { month: "long" });
-      case "Y":
-        return String(date.getFullYear());
-      case "m":
-        return pad(date.getMonth() + 1);
-      case "H":
-        return pad(date.getHours());
-      case "M":
-        return pad(date.getMinutes());
-      case "S":
-        return pad(date.getSeconds());
-      default:
-        return "%";
-    }
-  });
 }
 
 /** Prompt tokens a StreamDecoder decodes before the first new one. */

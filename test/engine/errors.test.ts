@@ -7,7 +7,12 @@ import { readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EngineError, ModelFormatError, TunekitError, ValidationError } from "../../src/core/errors.js";
-import { kernelPathFromEnv, loadBinding } from "../../src/engine/binding.js";
+import {
+  bindingCandidates,
+  kernelPathFromEnv,
+  loadBinding,
+  loadBindingFrom,
+} from "../../src/engine/binding.js";
 import { nativeConfig, parseModelConfig } from "../../src/engine/config.js";
 import { LocalModel } from "../../src/engine/local-model.js";
 import { tempDir } from "../helpers.js";
@@ -209,5 +214,31 @@ describe("bad input to a loaded model", () => {
     expect(kernelPathFromEnv({ TUNEKIT_CPU: "AVX2" })).toBe("avx2");
     expect(kernelPathFromEnv({})).toBe("");
     expect(() => kernelPathFromEnv({ TUNEKIT_CPU: "neon" })).toThrow(/scalar, avx2 or avx512/);
+  });
+});
+
+describe("the loader", () => {
+  it("takes the local build first, then the prebuilt binary for this platform", () => {
+    const [local, prebuilt] = bindingCandidates("/pkg");
+    expect(local).toBe(join("/pkg", "native/build/Release/tunekit.node"));
+    expect(prebuilt).toBe(join("/pkg", "prebuilds", `${process.platform}-${process.arch}`, "tunekit.node"));
+  });
+
+  it("says what is missing when there is no binary, and why one did not load", async () => {
+    const dir = await tempDir();
+    const missing = (() => {
+      try {
+        loadBindingFrom([join(dir, "none.node")]);
+      } catch (error) {
+        return error as EngineError;
+      }
+    })();
+    expect(missing).toBeInstanceOf(EngineError);
+    expect(missing?.code).toBe("engine_unavailable");
+    expect(missing?.message).toMatch(
+      /not built for .*none\.node[\s\S]*npm rebuild tunekit[\s\S]*C\+\+17 compiler/,
+    );
+    await writeFile(join(dir, "broken.node"), "not a shared library");
+    expect(() => loadBindingFrom([join(dir, "broken.node")])).toThrow(/did not load:\n {2}.*broken\.node: /);
   });
 });
