@@ -52,7 +52,29 @@ void axpy(float a, const float* x, float* y, size_t n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
-const Kernels kAvx512 = {"avx512", dot, f16_to_f32, bf16_to_f32, axpy};
+// Thirty-two codes per step: sixteen bytes widened to 16-bit lanes holding (low nibble << 8 | high
+// nibble) are, as bytes, the codes in element order; one 16-entry table lookup per 16 values.
+void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out) {
+  const __m512 table = _mm512_loadu_ps(code);
+  const __m512 scales = _mm512_set1_ps(scale);
+  const __m256i mask = _mm256_set1_epi16(0x0f);
+  size_t i = 0;
+  for (; i + 16 <= pairs; i += 16) {
+    const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + i)));
+    const __m256i interleaved = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask),
+                                                _mm256_slli_epi16(_mm256_and_si256(bytes, mask), 8));
+    const __m512i first = _mm512_cvtepu8_epi32(_mm256_castsi256_si128(interleaved));
+    const __m512i second = _mm512_cvtepu8_epi32(_mm256_extracti128_si256(interleaved, 1));
+    _mm512_storeu_ps(out + 2 * i, _mm512_mul_ps(_mm512_permutexvar_ps(first, table), scales));
+    _mm512_storeu_ps(out + 2 * i + 16, _mm512_mul_ps(_mm512_permutexvar_ps(second, table), scales));
+  }
+  for (; i < pairs; i++) {
+    out[2 * i] = code[packed[i] >> 4] * scale;
+    out[2 * i + 1] = code[packed[i] & 0x0f] * scale;
+  }
+}
+
+const Kernels kAvx512 = {"avx512", dot, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
 
 }  // namespace
 

@@ -22,6 +22,9 @@ struct Kernels {
   void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);
   // y[i] += a * x[i]
   void (*axpy)(float a, const float* x, float* y, size_t n);
+  // Decodes 2 * pairs NF4 values, two per byte (high nibble first), all scaled by `scale`:
+  // out[2i] = code[packed[i] >> 4] * scale, out[2i + 1] = code[packed[i] & 15] * scale.
+  void (*nf4_to_f32)(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out);
 };
 
 const Kernels& scalar_kernels();

@@ -99,18 +99,23 @@ float NF4Tensor::block_absmax(size_t block) const {
   return dynamic_map_signed()[absmax_codes[block]] * absmax_scales[block / 256] + absmax_offset;
 }
 
-void NF4Tensor::dequantize(size_t start, size_t count, float* out) const {
+void NF4Tensor::dequantize(size_t start, size_t count, float* out, const Kernels& kernels) const {
   size_t i = start;
   const size_t end = start + count;
+  auto one = [&](size_t index, float scale) {
+    const uint8_t byte = packed[index >> 1];
+    *out++ = kNF4Code[(index & 1) ? (byte & 0x0f) : (byte >> 4)] * scale;
+  };
   while (i < end) {
     const size_t block = i / block_size;
     const size_t block_end = std::min(end, (block + 1) * block_size);
     const float scale = block_absmax(block);
-    for (; i < block_end; i++) {
-      const uint8_t byte = packed[i >> 1];
-      const uint8_t index = (i & 1) ? (byte & 0x0f) : (byte >> 4);
-      *out++ = kNF4Code[index] * scale;
-    }
+    if (i & 1) one(i++, scale);  // a span starting mid-byte
+    const size_t pairs = (block_end - i) / 2;
+    kernels.nf4_to_f32(packed.data() + (i >> 1), pairs, scale, kNF4Code, out);
+    out += 2 * pairs;
+    i += 2 * pairs;
+    if (i < block_end) one(i++, scale);
   }
 }
 

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kernels.h"
+
 namespace tunekit {
 
 extern const float kNF4Code[16];
@@ -37,7 +39,7 @@ struct NF4Tensor {
   // The absmax of block b, dequantized when double-quantized.
   float block_absmax(size_t block) const;
   // Decode values [start, start + count) of the flattened tensor into out.
-  void dequantize(size_t start, size_t count, float* out) const;
+  void dequantize(size_t start, size_t count, float* out, const Kernels& kernels = scalar_kernels()) const;
 };
 
 // values: `length` floats produced one at a time by `value(i)`; the source may be any dtype.

@@ -63,7 +63,14 @@ void axpy(float a, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-const Kernels kScalar = {"scalar", dot, f16_to_f32, bf16_to_f32, axpy};
+void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out) {
+  for (size_t i = 0; i < pairs; i++) {
+    out[2 * i] = code[packed[i] >> 4] * scale;
+    out[2 * i + 1] = code[packed[i] & 0x0f] * scale;
+  }
+}
+
+const Kernels kScalar = {"scalar", dot, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
 
 }  // namespace
 

@@ -58,7 +58,7 @@ const float* Weight::row(size_t r, float* scratch, const Kernels& kernels) const
     case DType::F32: return reinterpret_cast<const float*>(data_) + offset;
     case DType::F16: kernels.f16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, cols_); break;
     case DType::BF16: kernels.bf16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, cols_); break;
-    case DType::NF4: nf4_->dequantize(offset, cols_, scratch); break;
+    case DType::NF4: nf4_->dequantize(offset, cols_, scratch, kernels); break;
   }
   return scratch;
 }
