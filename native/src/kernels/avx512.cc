@@ -28,6 +28,28 @@ float dot(const float* a, const float* b, size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
 }
 
+// Four rows of x against four rows of w: 16 accumulators + 4 w vectors + 1 x vector of 32 registers.
+void dot4x4(const float* x, size_t x_stride, const float* const* w, size_t n, float* out) {
+  __m512 acc[4][4];
+  for (auto& row : acc)
+    for (auto& value : row) value = _mm512_setzero_ps();
+  size_t k = 0;
+  for (; k < n; k += 16) {
+    const __mmask16 mask = n - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - k)) - 1);
+    const __m512 b0 = _mm512_maskz_loadu_ps(mask, w[0] + k), b1 = _mm512_maskz_loadu_ps(mask, w[1] + k);
+    const __m512 b2 = _mm512_maskz_loadu_ps(mask, w[2] + k), b3 = _mm512_maskz_loadu_ps(mask, w[3] + k);
+    for (int i = 0; i < 4; i++) {
+      const __m512 a = _mm512_maskz_loadu_ps(mask, x + i * x_stride + k);
+      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
+      acc[i][3] = _mm512_fmadd_ps(a, b3, acc[i][3]);
+    }
+  }
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) out[i * 4 + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
 void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -74,7 +96,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kAvx512 = {"avx512", dot, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
+const Kernels kAvx512 = {"avx512", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
 
 }  // namespace
 

@@ -17,6 +17,9 @@ struct Kernels {
   const char* name;
   // sum_i a[i] * b[i], accumulated in fp32.
   float (*dot)(const float* a, const float* b, size_t n);
+  // A 4 × 4 tile of dot products: out[i * 4 + j] = dot(x + i * x_stride, w[j], n). Loading each x and
+  // w vector once for four products is what makes a matrix product (prefill, training) fast.
+  void (*dot4x4)(const float* x, size_t x_stride, const float* const* w, size_t n, float* out);
   // dst[i] = float(src[i]) for IEEE half and bfloat16 sources.
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
   void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);

@@ -51,6 +51,11 @@ float dot(const float* a, const float* b, size_t n) {
   return sum;
 }
 
+void dot4x4(const float* x, size_t x_stride, const float* const* w, size_t n, float* out) {
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) out[i * 4 + j] = dot(x + i * x_stride, w[j], n);
+}
+
 void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
 }
@@ -70,7 +75,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kScalar = {"scalar", dot, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
+const Kernels kScalar = {"scalar", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
 
 }  // namespace
 

@@ -167,15 +167,28 @@ WeightBytes LlamaModel::weight_bytes() const {
 void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
-  pool_->parallel_for(N, [&](size_t begin, size_t end, size_t) {
-    std::vector<float> scratch(K), bias_scratch(bias ? N : 0);
+  // Groups of four output features per task: each group's rows are decoded to fp32 once, then meet
+  // four rows of x at a time in a 4 × 4 tile of dot products.
+  pool_->parallel_for((N + 3) / 4, [&](size_t begin, size_t end, size_t) {
+    std::vector<float> scratch(4 * K), bias_scratch(bias ? N : 0);
     const float* b = bias ? bias->row(0, bias_scratch.data(), k) : nullptr;
-    for (size_t n = begin; n < end; n++) {
-      const float* w = weight.row(n, scratch.data(), k);
-      for (int row = 0; row < m; row++) {
-        float value = k.dot(x + size_t(row) * K, w, K);
-        y[size_t(row) * N + n] = b ? value + b[n] : value;
+    const float* w[4];
+    float tile[16];
+    for (size_t group = begin; group < end; group++) {
+      const size_t n0 = group * 4, count = std::min<size_t>(4, N - n0);
+      for (size_t j = 0; j < 4; j++) w[j] = j < count ? weight.row(n0 + j, scratch.data() + j * K, k) : w[0];
+      int row = 0;
+      for (; row + 4 <= m; row += 4) {
+        k.dot4x4(x + size_t(row) * K, K, w, K, tile);
+        for (int i = 0; i < 4; i++)
+          for (size_t j = 0; j < count; j++)
+            y[size_t(row + i) * N + n0 + j] = b ? tile[i * 4 + j] + b[n0 + j] : tile[i * 4 + j];
       }
+      for (; row < m; row++)
+        for (size_t j = 0; j < count; j++) {
+          const float value = k.dot(x + size_t(row) * K, w[j], K);
+          y[size_t(row) * N + n0 + j] = b ? value + b[n0 + j] : value;
+        }
     }
   });
 }
