@@ -131,7 +131,7 @@ describe("tunekit jobs (Together, mocked)", () => {
     expect(created.stderr).toBe("");
     expect(created.code).toBe(0);
     expect(created.stdout).toMatch(/^created ft-/);
-    expect(created.stdout).toMatch(/running\s+step \d+\/10/);
+    expect(created.stdout).toMatch(/running\s+step \d+\/10\s+train loss \d\.\d{4}/);
     expect(created.stdout).toMatch(/succeeded: \S+support/);
     const id = created.stdout.match(/^created (ft-\S+)/)?.[1] as string;
     expect(together.state.jobRequests.get(id)).toMatchObject({ model, n_epochs: 2, suffix: "support" });

@@ -68,7 +68,9 @@ async function watch(job: FineTuneJob, io: CliIO, pollInterval: number | undefin
   let metrics: JobMetrics | undefined;
   let last = "";
   for await (const event of job.events(pollInterval ? { pollInterval } : {})) {
-    if (event.type === "metrics") metrics = event.metrics;
+    // Metrics may come from two sources (Together: step counts on events, losses apart): keep what
+    // the newest lacks from the one before.
+    if (event.type === "metrics") metrics = { ...metrics, ...event.metrics };
     if (!io.isTTY && (event.type === "message" || event.type === "checkpoint-created")) {
       io.stdout(`${describeEvent(event)}\n`);
     }

@@ -313,6 +313,15 @@ export class FineTuneJob {
           createdAt: event.createdAt,
         });
     }
+    // Providers whose events carry no loss serve the metrics apart; each step is reported once.
+    if (this.provider.listMetrics && (info.status === "running" || TERMINAL_STATUSES.has(info.status))) {
+      for (const metrics of await this.provider.listMetrics(this.id, call)) {
+        const id = `metrics:${metrics.step}:${metrics.validLoss === undefined ? "train" : "eval"}`;
+        if (this.#seenEvents.has(id)) continue;
+        this.#seenEvents.add(id);
+        this.#log.push({ type: "metrics", id, metrics, createdAt: new Date() });
+      }
+    }
     if (events.length > 0 || TERMINAL_STATUSES.has(info.status)) {
       const checkpoints = await this.provider.listCheckpoints(this.id, call);
       const fresh = checkpoints.filter((checkpoint) => !this.#seenCheckpoints.has(checkpoint.id));

@@ -189,6 +189,11 @@ export interface FineTuningProvider {
    */
   listEvents(jobId: string, options?: CallOptions & { after?: string }): Promise<ProviderEvent[]>;
   listCheckpoints(jobId: string, options?: CallOptions): Promise<Checkpoint[]>;
+  /**
+   * The step metrics logged so far, oldest first, where the provider serves them apart from events
+   * (Together's `GET /fine-tunes/{id}/metrics`: its events carry no loss).
+   */
+  listMetrics?(jobId: string, options?: CallOptions): Promise<JobMetrics[]>;
   /** Training metrics per step from the job's result files (OpenAI's CSV), once it succeeded. */
   resultMetrics?(job: JobInfo, options?: CallOptions): Promise<JobMetrics[]>;
   /** The provider's own price estimate for a job, where it has one (Together). */

@@ -108,6 +108,8 @@ interface StoredJob {
   updatedAt: string;
   events: Record<string, unknown>[];
   checkpoints: Record<string, unknown>[];
+  /** `GET /fine-tunes/{id}/metrics` entries, logged as training goes. */
+  metrics: Record<string, unknown>[];
   tokens: number;
 }
 
@@ -238,6 +240,9 @@ class FakeTogether {
       if (job && parts.length === 3 && method === "GET" && action === "events") {
         return HttpResponse.json({ object: "list", data: job.events });
       }
+      if (job && parts.length === 3 && method === "GET" && action === "metrics") {
+        return HttpResponse.json({ metrics: job.metrics });
+      }
       if (job && parts.length === 3 && method === "GET" && action === "checkpoints") {
         return HttpResponse.json({ data: job.checkpoints });
       }
@@ -353,6 +358,7 @@ class FakeTogether {
       createdAt: now,
       updatedAt: now,
       events: [],
+      metrics: [],
       checkpoints: [],
       tokens: Math.ceil((trainingFile?.bytes?.byteLength ?? 0) / 4) * epochs,
     };
@@ -431,6 +437,28 @@ class FakeTogether {
     return job.statuses[job.step] ?? "completed";
   }
 
+  /**
+   * Metrics of steps `from`…`to` as Together logs them (W&B-style keys; docs.together.ai reference
+   * get-fine-tunes-id-metrics): a falling training loss, and an evaluation entry at the last step
+   * when the job has a validation file.
+   */
+  #logMetrics(job: StoredJob, from: number, to: number, total: number): void {
+    const rate = typeof job.request.learning_rate === "number" ? job.request.learning_rate : 0.00001;
+    for (let step = from; step <= to; step++) {
+      job.metrics.push({
+        "train/loss": Number((2.5 / (1 + step / 4)).toFixed(4)),
+        "train/learning_rate": rate,
+        "train/global_step": step,
+        "train/epoch": Number(((step / total) * Number(job.request.n_epochs ?? 1)).toFixed(3)),
+      });
+    }
+    if (to === total && job.request.validation_file)
+      job.metrics.push({
+        "eval/loss": Number((2.5 / (1 + total / 3)).toFixed(4)),
+        "eval/global_step": total,
+      });
+  }
+
   /** The events (and checkpoints) of reaching a status, appended oldest first. */
   #enter(job: StoredJob, status: string): void {
     const total = this.#options.totalSteps ?? 10;
@@ -444,8 +472,10 @@ class FakeTogether {
       event("training_start", "Training started");
       const half = Math.max(1, Math.floor(total / 2));
       const path = `s3://together-finetune/${job.id}/checkpoint-${half}`;
+      this.#logMetrics(job, 1, half, total);
       event("checkpoint_save", `New checkpoint saved at step ${half}`, { step: half, checkpoint_path: path });
       job.checkpoints.push({ checkpoint_type: "Intermediate", created_at: this.#time(), path, step: half });
+      this.#logMetrics(job, half + 1, total, total);
       event("epoch_complete", `Epoch completed, at step ${total}`, { step: total });
     } else if (status === "compressing") {
       event("model_compressing", "Compressing output model");

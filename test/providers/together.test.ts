@@ -442,6 +442,45 @@ describe("cancelJob", () => {
   });
 });
 
+describe("listMetrics", () => {
+  it("reads the losses Together logs apart from events (GET /fine-tunes/{id}/metrics), oldest step first", async () => {
+    serve({ totalSteps: 6 });
+    const { provider: target } = provider();
+    const train = await upload(target);
+    const validation = await upload(target);
+    const { job } = await target.createJob({
+      model: MODEL,
+      trainingFile: train.id,
+      validationFile: validation.id,
+    });
+    const listMetrics = (id: string) =>
+      target.listMetrics?.(id) ?? Promise.reject(new Error("no listMetrics"));
+    expect(await listMetrics(job.id)).toEqual([]);
+    await target.retrieveJob(job.id); // running
+    const metrics = await listMetrics(job.id);
+    expect(metrics.map((entry) => entry.step)).toEqual([1, 2, 3, 4, 5, 6, 6]);
+    expect(metrics[0]?.trainLoss).toBeCloseTo(2);
+    expect(metrics.at(-1)).toEqual({ step: 6, validLoss: expect.any(Number) });
+    expect(metrics[2]).toMatchObject({ step: 3, epoch: expect.any(Number) });
+  });
+
+  it("skips entries without a step or a loss", async () => {
+    const { toJobMetrics } = await import("../../src/providers/together/events.js");
+    expect(
+      toJobMetrics([
+        { "train/loss": 1.5 },
+        { "train/global_step": 2, "train/learning_rate": 0.1 },
+        { "train/global_step": 3, "train/loss": "x" },
+        { "eval/global_step": 4, "eval/loss": 0.5 },
+        { "train/global_step": 1, "train/loss": 2 },
+      ]),
+    ).toEqual([
+      { step: 1, trainLoss: 2 },
+      { step: 4, validLoss: 0.5 },
+    ]);
+  });
+});
+
 describe("listEvents", () => {
   async function finishedJob() {
     serve({ totalSteps: 8 });

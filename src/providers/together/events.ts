@@ -1,8 +1,9 @@
 /**
  * Together's job events as tunekit events. Together lists every event of a job, oldest first, in one
  * answer; an event has no id, only a `hash`, and its step counters sit in `step` / `total_steps`
- * (together-py src/together/types/finetune_event.py). Loss fields are not in that model; when an event
- * carries one anyway (`loss`, `eval_loss`, …) it is read, since unknown fields are kept.
+ * (together-py src/together/types/finetune_event.py). Loss fields are not in that model: Together
+ * serves losses at `GET /fine-tunes/{id}/metrics` (see `toJobMetrics`); when an event carries one
+ * anyway (`loss`, `eval_loss`, …) it is read, since unknown fields are kept.
  */
 import { createHash } from "node:crypto";
 import type { JobMetrics, ProviderEvent } from "../spec.js";
@@ -100,4 +101,31 @@ function digest(event: TogetherEvent): string {
     part === null || part === undefined ? "" : String(part),
   );
   return `event-${createHash("sha256").update(parts.join("\u0000")).digest("hex").slice(0, 16)}`;
+}
+
+/**
+ * Together's logged metrics as tunekit's, oldest step first: `train/loss` and `train/global_step`
+ * make a training entry, `eval/loss` (with `eval/global_step` or `train/global_step`) an evaluation one.
+ * Entries without a step or a loss are skipped.
+ */
+export function toJobMetrics(entries: readonly Record<string, unknown>[]): JobMetrics[] {
+  const number = (entry: Record<string, unknown>, key: string) => {
+    const value = entry[key];
+    return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+  };
+  const metrics: JobMetrics[] = [];
+  for (const entry of entries) {
+    const step = number(entry, "train/global_step") ?? number(entry, "eval/global_step");
+    const trainLoss = number(entry, "train/loss");
+    const validLoss = number(entry, "eval/loss");
+    if (step === undefined || (trainLoss === undefined && validLoss === undefined)) continue;
+    const epoch = number(entry, "train/epoch") ?? number(entry, "eval/epoch");
+    metrics.push({
+      step,
+      ...(epoch !== undefined ? { epoch } : {}),
+      ...(trainLoss !== undefined ? { trainLoss } : {}),
+      ...(validLoss !== undefined ? { validLoss } : {}),
+    });
+  }
+  return metrics.sort((a, b) => a.step - b.step);
 }

@@ -11,6 +11,7 @@ import type {
   CreateJobRequest,
   FineTuningProvider,
   JobInfo,
+  JobMetrics,
   Page,
   PriceEstimate,
   ProviderEvent,
@@ -21,7 +22,7 @@ import type {
 import { togetherChat } from "./chat.js";
 import { toCheckpoints } from "./checkpoints.js";
 import { TogetherClient } from "./client.js";
-import { errorMessageOf, eventsAfter, toProviderEvents } from "./events.js";
+import { errorMessageOf, eventsAfter, toJobMetrics, toProviderEvents } from "./events.js";
 import { PROVIDER, toJobInfo } from "./job.js";
 import { needsDefaultRank, toCreateBody, toEstimateBody } from "./request.js";
 import {
@@ -30,6 +31,7 @@ import {
   jobListSchema,
   jobSchema,
   limitsSchema,
+  metricListSchema,
   priceSchema,
 } from "./schemas.js";
 import { uploadFile } from "./upload.js";
@@ -161,6 +163,14 @@ class TogetherProvider implements FineTuningProvider {
       signal: options.signal,
     });
     return eventsAfter(toProviderEvents(data ?? []), options.after);
+  }
+
+  async listMetrics(jobId: string, options: CallOptions = {}): Promise<JobMetrics[]> {
+    const { metrics } = await this.#client.call("GET", `/fine-tunes/${segment(jobId)}/metrics`, {
+      schema: metricListSchema,
+      signal: options.signal,
+    });
+    return toJobMetrics(metrics ?? []);
   }
 
   async listCheckpoints(jobId: string, options: CallOptions = {}): Promise<Checkpoint[]> {

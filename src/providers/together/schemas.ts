@@ -82,6 +82,15 @@ export const checkpointListSchema = z.looseObject({
     .nullish(),
 });
 
+/**
+ * `GET /fine-tunes/{id}/metrics` (docs.together.ai/reference/get-fine-tunes-id-metrics): logged
+ * values keyed like W&B's, `train/loss`, `train/learning_rate`, `train/global_step`, and `eval/*` in
+ * entries of their own.
+ */
+export const metricListSchema = z.looseObject({
+  metrics: z.array(z.record(z.string(), z.unknown())).nullish(),
+});
+
 /** `FineTuningEstimatePriceResponse`. */
 export const priceSchema = z.looseObject({
   estimated_total_price: z.number(),
