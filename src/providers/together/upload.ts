@@ -4,8 +4,10 @@
  *    as together-typescript src/lib/upload.ts sends them) answers 302: `Location` is a pre-signed URL,
  *    `X-Together-File-Id` the file's id. The redirect is not followed: the bytes go there with a PUT.
  * 2. `PUT` the bytes to that URL, without Together's credentials.
- * 3. `POST /files/{id}/preprocess` starts Together's processing and answers the file
- *    (together-py src/together/lib/resources/files.py, `UploadManager.callback`).
+ * 3. `POST /files/{id}/preprocess` starts Together's processing and answers the file, as the Python
+ *    SDKs do (together-py src/together/lib/resources/files.py `UploadManager.callback`, and the older
+ *    together-python filemanager.py). The TypeScript SDK goes straight to step 4; the call is kept
+ *    because the Python SDKs, the ones Together documents for fine-tuning, still make it.
  * 4. `GET /files/{id}` until `processing_status` says COMPLETED; FAILED or INVALID_FORMAT raise the
  *    validation report's error (together-py src/together/types/file_response.py).
  */
