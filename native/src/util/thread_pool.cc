@@ -41,10 +41,18 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t,
   start_.notify_all();
   size_t begin, end;
   chunk(n, size(), 0, &begin, &end);
-  if (begin < end) body(begin, end, 0);
+  std::exception_ptr own;
+  try {
+    if (begin < end) body(begin, end, 0);
+  } catch (...) {
+    own = std::current_exception();
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [this] { return pending_ == 0; });
   body_ = nullptr;
+  std::exception_ptr error = own ? own : error_;
+  error_ = nullptr;
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::work(size_t index) {
@@ -62,9 +70,15 @@ void ThreadPool::work(size_t index) {
     }
     size_t begin, end;
     chunk(n, size(), index, &begin, &end);
-    if (begin < end) (*body)(begin, end, index);
+    std::exception_ptr error;
+    try {
+      if (begin < end) (*body)(begin, end, index);
+    } catch (...) {
+      error = std::current_exception();
+    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (error && !error_) error_ = error;
       if (--pending_ == 0) done_.notify_one();
     }
   }

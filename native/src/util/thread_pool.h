@@ -4,6 +4,7 @@
 #pragma once
 #include <condition_variable>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -21,7 +22,8 @@ class ThreadPool {
   size_t size() const { return workers_.size() + 1; }
 
   // Calls body(begin, end, thread) over [0, n) split into contiguous chunks, one per thread (the
-  // calling thread takes the first). Concurrent callers are served one after another.
+  // calling thread takes the first). Concurrent callers are served one after another. An exception
+  // thrown by a body (std::bad_alloc, say) is rethrown here once every chunk has ended.
   void parallel_for(size_t n, const std::function<void(size_t, size_t, size_t)>& body);
 
  private:
@@ -37,6 +39,7 @@ class ThreadPool {
   size_t generation_ = 0;
   size_t pending_ = 0;
   bool stop_ = false;
+  std::exception_ptr error_;  // the first exception of the current call
 };
 
 }  // namespace tunekit
