@@ -24,7 +24,6 @@ export {
   ValidationError,
 } from "./core/errors.js";
 export type { Sleep } from "./core/http.js";
-export * from "./engine/index.js";
 export type { Distribution } from "./core/stats.js";
 export {
   Dataset,
@@ -59,6 +58,7 @@ export {
 export type { HubOptions } from "./data/hub.js";
 export type { Problem, Severity } from "./data/problem.js";
 export { FILE_TYPES, type FileType, type ReadOptions } from "./data/readers/index.js";
+export * from "./engine/index.js";
 export type { FineTuneJobEvent, FineTuneJobEventType } from "./jobs/events.js";
 export {
   type CreateFineTuneJobOptions,

@@ -2,30 +2,36 @@
  * Hugging Face Hub datasets: which data files make a split (the conventions of Python's `datasets`),
  * and getting them into the Hugging Face cache that Python shares, with its offline behaviour.
  */
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { dirname, join } from "node:path";
-import { datasetInfo, downloadFileToCacheDir, HubApiError, listFiles } from "@huggingface/hub";
+import { join } from "node:path";
+import { datasetInfo } from "@huggingface/hub";
 import { z } from "zod";
 import { SourceError, ValidationError } from "../core/errors.js";
+import {
+  type CacheFallback,
+  cachedSnapshot,
+  cacheFailure,
+  downloadFiles,
+  type HubAccessOptions,
+  type HubRepo,
+  type HubSession,
+  isRelativePath,
+  listCommit,
+  listOrFallback,
+  optionalString,
+  type RepoFile,
+  recordRevision,
+  redact,
+  resolveHubRepo,
+} from "../core/hub.js";
 
-export interface HubOptions {
+/** Where a Hub dataset is and which split to read; see `HubAccessOptions` for the rest. */
+export interface HubOptions extends HubAccessOptions {
   /** Split to read. Default "train". */
   split?: string;
   /** Dataset config (subset): a folder of data files, or a `configs` entry of the dataset card. */
   config?: string;
-  /** Branch, tag or commit. Default "main". */
-  revision?: string;
-  /** Defaults to the HF_TOKEN environment variable (then HUGGING_FACE_HUB_TOKEN). */
-  accessToken?: string;
-  /** Hub cache folder. Default: the standard one (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub). */
-  cacheDir?: string;
-  /** Default https://huggingface.co (or HF_ENDPOINT). */
-  hubUrl?: string;
-  fetch?: typeof fetch;
 }
 
-const DEFAULT_HUB_URL = "https://huggingface.co";
 const DATA_EXTENSIONS = [
   ".jsonl",
   ".jsonl.gz",
@@ -66,9 +72,6 @@ const NAMED_SPLIT_RULES = [
   new RegExp(String.raw`^(?:partial-)?(${SPLIT_NAME})/\d+\.parquet$`),
 ];
 const EXPORT_LAYOUT = new RegExp(String.raw`^[^/]+/(?:partial-)?${SPLIT_NAME}/\d+\.parquet$`);
-const COMMIT = /^[0-9a-f]{40}$/;
-const REPO = /^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?\/[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$/;
-const DOWNLOADS_AT_ONCE = 4;
 
 const patterns = z.union([z.string(), z.array(z.string())]);
 const cardSchema = z.object({
@@ -91,30 +94,15 @@ const cardSchema = z.object({
 });
 type CardConfig = NonNullable<z.infer<typeof cardSchema>["configs"]>[number];
 
-interface Settings {
-  repo: string;
+/** The split and config asked for. */
+interface DatasetChoice {
   split: string;
   config: string | undefined;
-  revision: string;
-  token: string | undefined;
-  cacheDir: string;
-  hubUrl: string;
-  fetch: typeof fetch;
-  offline: boolean;
-  /** `hf://datasets/org/name`, with `@revision` when it is not main: where errors say they happened. */
-  location: string;
 }
 
 type Problem = { problem: { code: string; message: string } };
 type Selection = { files: string[] } | Problem;
 type Layout = { splits: Map<string, string[]>; where: string; patterns?: Map<string, string[]> } | Problem;
-
-/** Why the Hub failed, kept from the responses: the library's errors drop the headers, and mid-download the type. */
-interface Trace {
-  fetch: typeof fetch;
-  unreachable?: unknown;
-  failure?: { status: number; errorCode: string | null };
-}
 
 /**
  * Resolves a split of a Hub dataset to local data files in the HF cache, downloading what is missing.
@@ -125,107 +113,38 @@ interface Trace {
  * sit in a folder named for the config.
  */
 export async function readHubDataset(repo: string, options: HubOptions = {}): Promise<string[]> {
-  const settings = resolveSettings(repo, options, process.env);
-  if (settings.offline) return fromCache(settings, "hub_not_cached", "HF_HUB_OFFLINE is set");
+  const hub = resolveHubRepo("dataset", repo, options, process.env);
+  const choice = resolveChoice(options);
+  const connection = await listOrFallback(hub, listRevision);
+  if ("fallback" in connection) return fromCache(hub, choice, connection.fallback);
+  const { session, listing } = connection;
 
-  const trace = traceFetch(settings.fetch);
-  const credentials = settings.token ? { accessToken: settings.token } : {};
-  const common = { hubUrl: settings.hubUrl, fetch: trace.fetch, ...credentials };
-  let listing: Awaited<ReturnType<typeof listRevision>>;
-  try {
-    listing = await listRevision(settings, common);
-  } catch (error) {
-    if (trace.unreachable === undefined) throw hubFailure(error, trace, settings);
-    const reason = `cannot reach the Hub at ${settings.hubUrl} (${messageOf(trace.unreachable)})`;
-    return fromCache(settings, "hub_unreachable", reason, trace.unreachable);
-  }
-  const { commit, paths, blobs, card } = listing;
-
-  const selection = selectFiles(paths, settings, card);
+  const selection = selectFiles([...listing.files.keys()], choice, listing.card);
   if ("problem" in selection) {
-    throw new SourceError(selection.problem.code, redact(selection.problem.message, settings), {
-      location: { file: settings.location },
+    throw new SourceError(selection.problem.code, redact(selection.problem.message, hub), {
+      location: { file: hub.location },
     });
   }
-  const download = async (path: string): Promise<string> => {
-    try {
-      return await downloadFileToCacheDir({
-        repo: { type: "dataset", name: settings.repo },
-        path,
-        revision: commit,
-        cacheDir: settings.cacheDir,
-        ...common,
-      });
-    } catch (error) {
-      if (trace.unreachable === undefined) throw hubFailure(error, trace, settings, path);
-      const reason = `cannot reach the Hub at ${settings.hubUrl} (${messageOf(trace.unreachable)})`;
-      throw new SourceError(
-        "hub_unreachable",
-        redact(`${reason}, and the file is not in the cache`, settings),
-        {
-          location: { file: `${settings.location}/${path}` },
-          cause: trace.unreachable,
-        },
-      );
-    }
-  };
-  // The library writes a blob through `blobs/<id>.incomplete`, so two files with the same content must
-  // not download at once: the later one waits, then only links the blob.
-  const firstOfBlob = new Map<string, Promise<string>>();
-  const files = await mapInOrder(selection.files, DOWNLOADS_AT_ONCE, (path) => {
-    const blob = blobs.get(path);
-    const earlier = blob === undefined ? undefined : firstOfBlob.get(blob);
-    const result = earlier ? earlier.catch(() => undefined).then(() => download(path)) : download(path);
-    if (blob !== undefined && !earlier) firstOfBlob.set(blob, result);
-    return result;
-  });
-  if (settings.revision !== commit) await writeRef(storageFolder(settings), settings.revision, commit);
+  const wanted = selection.files.map((path) => listing.files.get(path) as RepoFile);
+  const files = await downloadFiles(session, listing.commit, wanted);
+  await recordRevision(hub, listing.commit);
   return files;
 }
 
-/** Which commit the revision is, the dataset card's configs, and every file path of that commit. */
-async function listRevision(
-  settings: Settings,
-  common: { hubUrl: string; fetch: typeof fetch; accessToken?: string },
-) {
+/** Which commit the revision is, the dataset card's configs, and every file of that commit. */
+async function listRevision(session: HubSession) {
+  const { repo } = session;
   const info = await datasetInfo({
-    name: settings.repo,
-    revision: settings.revision,
+    name: repo.name,
+    revision: repo.revision,
     additionalFields: ["sha", "cardData"],
-    ...common,
+    ...session.common,
   });
-  if (typeof info.sha !== "string" || !COMMIT.test(info.sha)) {
-    throw new SourceError("hub_error", "the Hub did not say which commit the revision is", {
-      location: { file: settings.location },
-    });
-  }
-  const card = parseCard(info.cardData, settings);
-  const paths: string[] = [];
-  /** Path → the id its cache blob is named by, picked as `downloadFileToCacheDir` picks it. */
-  const blobs = new Map<string, string>();
-  // Listing the commit, not the branch, keeps the listing and the downloads on one snapshot.
-  const entries = listFiles({
-    repo: { type: "dataset", name: settings.repo },
-    recursive: true,
-    revision: info.sha,
-    ...common,
-  });
-  for await (const entry of entries) {
-    if (entry.type !== "file") continue;
-    paths.push(entry.path);
-    const blob = entry.lfs?.oid ?? entry.xetHash ?? entry.oid;
-    if (blob) blobs.set(entry.path, blob);
-  }
-  return { commit: info.sha, paths, blobs, card };
+  const card = parseCard(info.cardData, repo);
+  return { ...(await listCommit(session, info.sha)), card };
 }
 
-function resolveSettings(repo: unknown, options: HubOptions, env: NodeJS.ProcessEnv): Settings {
-  if (typeof repo !== "string" || !REPO.test(repo) || repo.includes("--") || repo.includes("..")) {
-    throw new ValidationError(
-      "invalid_repo",
-      `the dataset must be given as "owner/name" (like "HuggingFaceH4/no_robots"), got ${JSON.stringify(repo)}`,
-    );
-  }
+function resolveChoice(options: HubOptions): DatasetChoice {
   const split = optionalString(options.split, "split") ?? "train";
   if (!new RegExp(`^${SPLIT_NAME}$`).test(split)) {
     const hint = split.includes("[") ? "; slicing a split is not supported, use take() on the dataset" : "";
@@ -241,181 +160,16 @@ function resolveSettings(repo: unknown, options: HubOptions, env: NodeJS.Process
       `config must be a config name or a folder of the dataset, got "${config}"`,
     );
   }
-  const revision = optionalString(options.revision, "revision") ?? "main";
-  if (!/^[\w.\-/]+$/.test(revision) || !isRelativePath(revision)) {
-    throw new ValidationError(
-      "invalid_option",
-      `revision must be a branch, tag or commit, got "${revision}"`,
-    );
-  }
-  const cacheDir = optionalString(options.cacheDir, "cacheDir") ?? defaultCacheDir(env);
-  const hubUrl = parseHubUrl(
-    optionalString(options.hubUrl, "hubUrl") ?? envValue(env, "HF_ENDPOINT") ?? DEFAULT_HUB_URL,
-  );
-  if (options.fetch !== undefined && typeof options.fetch !== "function") {
-    throw new ValidationError("invalid_option", "fetch must be a function");
-  }
-  const base =
-    options.fetch ?? ((input: Parameters<typeof fetch>[0], init?: RequestInit) => fetch(input, init));
-  const offline = ["1", "ON", "YES", "TRUE"].includes((envValue(env, "HF_HUB_OFFLINE") ?? "").toUpperCase());
-  return {
-    repo,
-    split,
-    config,
-    revision,
-    token: resolveToken(options.accessToken, env),
-    cacheDir,
-    hubUrl,
-    fetch: base,
-    offline,
-    location: `hf://datasets/${repo}${revision === "main" ? "" : `@${revision}`}`,
-  };
+  return { split, config };
 }
 
-function optionalString(value: unknown, name: string): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "string" || value.trim() === "") {
-    throw new ValidationError("invalid_option", `${name} must be a non-empty string`);
-  }
-  return value;
-}
-
-function isRelativePath(path: string): boolean {
-  return (
-    !path.startsWith("/") &&
-    !path.endsWith("/") &&
-    !path.split("/").some((part) => part === "" || part === "..")
-  );
-}
-
-function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value ? value : undefined;
-}
-
-/** The same folder Python's `huggingface_hub` uses, so both read and fill one cache. */
-function defaultCacheDir(env: NodeJS.ProcessEnv): string {
-  const expand = (path: string) =>
-    path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path;
-  const hub = envValue(env, "HF_HUB_CACHE") ?? envValue(env, "HUGGINGFACE_HUB_CACHE");
-  if (hub) return expand(hub);
-  const home = envValue(env, "HF_HOME");
-  if (home) return join(expand(home), "hub");
-  return join(expand(envValue(env, "XDG_CACHE_HOME") ?? join(homedir(), ".cache")), "huggingface", "hub");
-}
-
-function parseHubUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ValidationError("invalid_option", `hubUrl must be an http(s) URL, got "${value}"`);
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new ValidationError("invalid_option", `hubUrl must be an http(s) URL, got "${value}"`);
-  }
-  return value.replace(/\/+$/, "");
-}
-
-function resolveToken(option: unknown, env: NodeJS.ProcessEnv): string | undefined {
-  const [token, source] =
-    option !== undefined
-      ? [option, "accessToken"]
-      : envValue(env, "HF_TOKEN") !== undefined
-        ? [envValue(env, "HF_TOKEN"), "HF_TOKEN"]
-        : [envValue(env, "HUGGING_FACE_HUB_TOKEN"), "HUGGING_FACE_HUB_TOKEN"];
-  if (token === undefined) return undefined;
-  // The Hub library refuses other tokens with a TypeError; say so here, without echoing the token.
-  if (typeof token !== "string" || !token.trim().startsWith("hf_")) {
-    throw new ValidationError(
-      "invalid_option",
-      `${source} must be a Hugging Face access token (it starts with "hf_")`,
-    );
-  }
-  return token.trim();
-}
-
-function traceFetch(base: typeof fetch): Trace {
-  const trace: Trace = {
-    fetch: async (input, init) => {
-      let response: Response;
-      try {
-        response = await base(input, init);
-      } catch (error) {
-        trace.unreachable ??= error;
-        throw error;
-      }
-      if (!response.ok)
-        trace.failure ??= { status: response.status, errorCode: response.headers.get("x-error-code") };
-      return response;
-    },
-  };
-  return trace;
-}
-
-/** Turns what the Hub library threw into a named error; `X-Error-Code` refines the status, as in Python. */
-function hubFailure(error: unknown, trace: Trace, settings: Settings, path?: string): SourceError {
-  if (error instanceof SourceError) return error;
-  const file = path ? `${settings.location}/${path}` : settings.location;
-  const status = error instanceof HubApiError ? error.statusCode : trace.failure?.status;
-  const errorCode = trace.failure && trace.failure.status === status ? trace.failure.errorCode : null;
-  const page = `${settings.hubUrl}/datasets/${settings.repo}`;
-  const useToken = "set HF_TOKEN or pass accessToken";
-  let code: string;
-  let message: string;
-  if (errorCode === "GatedRepo" || (status === 403 && !errorCode?.endsWith("NotFound"))) {
-    code = "hub_gated";
-    message =
-      `the dataset is gated: accept its conditions at ${page} while logged in, then use a token of that account ` +
-      `(${useToken})${settings.token ? "; the token sent has not been granted access" : "; no token was sent"}`;
-  } else if (errorCode === "RevisionNotFound") {
-    code = "hub_not_found";
-    message = `revision "${settings.revision}" not found at ${page}`;
-  } else if (errorCode === "EntryNotFound") {
-    code = "hub_not_found";
-    message = "the file is not in the dataset at this revision";
-  } else if (errorCode === "RepoNotFound" || status === 404) {
-    // Without a token the Hub answers 401 RepoNotFound for missing and private repositories alike.
-    code = "hub_not_found";
-    message = `dataset not found at ${page}`;
-    if (errorCode === null && settings.revision !== "main")
-      message += ` (or it has no revision "${settings.revision}")`;
-    if (!settings.token) message += `; if it is private, ${useToken}`;
-  } else if (status === 401) {
-    code = "hub_unauthorized";
-    message = settings.token
-      ? `the Hub rejected the access token: check HF_TOKEN or accessToken (tokens: ${settings.hubUrl}/settings/tokens)`
-      : `the Hub wants an access token for this dataset: ${useToken}`;
-  } else {
-    code = "hub_error";
-    message =
-      status === undefined
-        ? `unexpected answer from the Hub: ${messageOf(error)}`
-        : `the Hub answered ${status}: ${messageOf(error)}`;
-  }
-  return new SourceError(code, redact(message, settings), {
-    location: { file },
-    cause: error,
-    ...(status === undefined ? {} : { status }),
-  });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The token never reaches a message, even when a server or a proxy echoes it. */
-function redact(message: string, settings: Settings): string {
-  return settings.token ? message.replaceAll(settings.token, "<token>") : message;
-}
-
-function parseCard(cardData: unknown, settings: Settings): CardConfig[] | undefined {
+function parseCard(cardData: unknown, hub: HubRepo): CardConfig[] | undefined {
   const parsed = cardSchema.safeParse(cardData ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue ? `${issue.path.join(".")}: ${issue.message}` : "";
     throw new SourceError("hub_bad_card", `the dataset card's configs are not valid (${where})`, {
-      location: { file: `${settings.location}/README.md` },
+      location: { file: `${hub.location}/README.md` },
     });
   }
   const configs = parsed.data.configs;
@@ -425,7 +179,7 @@ function parseCard(cardData: unknown, settings: Settings): CardConfig[] | undefi
 /** Picks the split's data files among a revision's paths; see `readHubDataset`. */
 function selectFiles(
   paths: readonly string[],
-  settings: Settings,
+  choice: DatasetChoice,
   card: CardConfig[] | undefined,
 ): Selection {
   const dataFiles = paths.filter(isDataFile).sort(byPath);
@@ -435,9 +189,9 @@ function selectFiles(
       `the dataset has no data files tunekit can read (${DATA_EXTENSIONS.join(", ")})`,
     );
   }
-  const layout = splitLayout(dataFiles, settings.config, card);
+  const layout = splitLayout(dataFiles, choice.config, card);
   if ("problem" in layout) return layout;
-  const { split } = settings;
+  const { split } = choice;
   const canonical = Object.keys(SPLIT_KEYWORDS).find((name) => SPLIT_KEYWORDS[name]?.includes(split));
   const files =
     layout.splits.get(split) ?? (canonical === undefined ? undefined : layout.splits.get(canonical));
@@ -618,99 +372,12 @@ function problem(code: string, message: string): Problem {
   return { problem: { code, message } };
 }
 
-function storageFolder(settings: Settings): string {
-  return join(settings.cacheDir, `datasets--${settings.repo.replace("/", "--")}`);
-}
-
 /** Answers from the cached snapshot of the revision, as `huggingface_hub` does offline. */
-async function fromCache(
-  settings: Settings,
-  code: string,
-  reason: string,
-  cause?: unknown,
-): Promise<string[]> {
-  const fail = (detail: string) =>
-    new SourceError(code, redact(`${reason}, and ${detail}`, settings), {
-      location: { file: settings.location },
-      ...(cause === undefined ? {} : { cause }),
-    });
-  const storage = storageFolder(settings);
-  const commit = COMMIT.test(settings.revision)
-    ? settings.revision
-    : await readRef(storage, settings.revision);
-  const snapshot = commit === undefined ? undefined : join(storage, "snapshots", commit);
-  const cached = snapshot === undefined ? undefined : await listTree(snapshot);
-  if (snapshot === undefined || cached === undefined) {
-    throw fail(`the dataset is not in the cache (${settings.cacheDir})`);
-  }
-  const selection = selectFiles(cached, settings, undefined);
+async function fromCache(hub: HubRepo, choice: DatasetChoice, fallback: CacheFallback): Promise<string[]> {
+  const snapshot = await cachedSnapshot(hub, fallback);
+  const selection = selectFiles(snapshot.paths, choice, undefined);
   if ("problem" in selection) {
-    throw fail(`the cache cannot give the split: ${selection.problem.message}`);
+    throw cacheFailure(hub, fallback, `the cache cannot give the split: ${selection.problem.message}`);
   }
-  return selection.files.map((path) => join(snapshot, ...path.split("/")));
-}
-
-async function readRef(storage: string, revision: string): Promise<string | undefined> {
-  try {
-    const commit = (await readFile(join(storage, "refs", ...revision.split("/")), "utf8")).trim();
-    return COMMIT.test(commit) ? commit : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Records which commit a branch or tag was, as `huggingface_hub` does, so offline reads find the snapshot. */
-async function writeRef(storage: string, revision: string, commit: string): Promise<void> {
-  if ((await readRef(storage, revision)) === commit) return;
-  const path = join(storage, "refs", ...revision.split("/"));
-  try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, commit);
-  } catch {
-    // The files are in place; without the ref only offline reads of this branch lose the snapshot.
-  }
-}
-
-/** Every file under a folder (symlinks into blobs/ followed), as `/`-separated relative paths. */
-async function listTree(root: string): Promise<string[] | undefined> {
-  const files: string[] = [];
-  const walk = async (folder: string, prefix: string): Promise<boolean> => {
-    let names: string[];
-    try {
-      names = await readdir(folder);
-    } catch {
-      return false;
-    }
-    for (const name of names) {
-      const info = await stat(join(folder, name)).catch(() => undefined);
-      if (info?.isDirectory()) await walk(join(folder, name), `${prefix}${name}/`);
-      else if (info?.isFile()) files.push(`${prefix}${name}`);
-    }
-    return true;
-  };
-  return (await walk(root, "")) ? files : undefined;
-}
-
-/** Runs `task` on each item, `limit` at a time, keeping the order; stops starting new ones after a failure. */
-async function mapInOrder<T, R>(
-  items: readonly T[],
-  limit: number,
-  task: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = [];
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await task(items[index] as T);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+  return selection.files.map((path) => join(snapshot.folder, ...path.split("/")));
 }

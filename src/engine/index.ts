@@ -1,5 +1,6 @@
 export { availableKernels, type KernelPath } from "./binding.js";
 export { ARCHITECTURES, type ModelConfig, parseModelConfig, ropeFrequencies } from "./config.js";
+export { type DownloadProgressEvent, downloadModel, type ModelHubOptions } from "./hub.js";
 export {
   type GenerateInput,
   type GenerateOptions,

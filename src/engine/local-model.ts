@@ -16,6 +16,7 @@ import {
   type NativeTensor,
 } from "./binding.js";
 import { type ModelConfig, nativeConfig, readModelConfig } from "./config.js";
+import type { DownloadProgressEvent } from "./hub.js";
 import { readModelTensors } from "./safetensors.js";
 import { LocalTokenizer, StreamDecoder, type TemplateMessage } from "./tokenizer.js";
 
@@ -23,11 +24,21 @@ export type Quantization = "none" | "nf4";
 
 /** Typed progress of `LocalModel.load`. */
 export type LoadProgressEvent =
-  | { type: "download-progress"; file: string; loadedBytes: number; totalBytes: number | undefined }
+  | DownloadProgressEvent
   | { type: "load-start"; path: string; tensors: number; bytes: number }
   | { type: "load-done"; path: string; seconds: number };
 
 export interface LoadOptions {
+  /** Hub models: branch, tag or commit. Default "main". */
+  revision?: string;
+  /** Hub models: the cache folder. Default: the standard HF cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub). */
+  cacheDir?: string;
+  /** Hub models: an access token for gated or private models. Default: HF_TOKEN. */
+  accessToken?: string;
+  /** Hub models: the Hub's address. Default https://huggingface.co (or HF_ENDPOINT). */
+  hubUrl?: string;
+  /** Hub models: the fetch to use (tests pass a mocked one). */
+  fetch?: typeof fetch;
   /** "nf4" stores the linear weights in 4 bits as bitsandbytes does. Default "none" (the source dtype). */
   quantization?: Quantization;
   /** NF4 only: quantize the absmax values again (bitsandbytes' double quantization). Default false. */
@@ -104,6 +115,8 @@ interface GenerationDefaults {
 }
 
 const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
+/** `owner/name`, as the Hub spells repository ids; anything else is a path. */
+const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
 async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
   let json: Record<string, unknown> = {};
@@ -151,8 +164,35 @@ export class LocalModel {
     this.#defaults = defaults;
   }
 
-  /** Loads a model folder (`config.json`, safetensors weights, `tokenizer.json`). */
-  static async load(path: string, options: LoadOptions = {}): Promise<LocalModel> {
+  /**
+   * Loads a model folder (`config.json`, safetensors weights, `tokenizer.json`), or a Hugging Face Hub
+   * model id (`"HuggingFaceTB/SmolLM2-135M-Instruct"`) downloaded into the standard HF cache first
+   * (offline, the cached snapshot is used).
+   */
+  static async load(pathOrHubId: string, options: LoadOptions = {}): Promise<LocalModel> {
+    const path = await LocalModel.#resolve(pathOrHubId, options);
+    return LocalModel.#loadFolder(path, options);
+  }
+
+  /** A local folder as is; else a Hub id, downloaded (or found in the cache). */
+  static async #resolve(pathOrHubId: string, options: LoadOptions): Promise<string> {
+    if (typeof pathOrHubId !== "string" || pathOrHubId === "")
+      throw new ValidationError("bad_option", "the model must be a folder path or a Hugging Face model id");
+    const local = await stat(pathOrHubId).catch(() => undefined);
+    if (local?.isDirectory() || !HUB_ID.test(pathOrHubId)) return pathOrHubId;
+    const { downloadModel } = await import("./hub.js");
+    return downloadModel(pathOrHubId, {
+      ...(options.revision !== undefined ? { revision: options.revision } : {}),
+      ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+      ...(options.accessToken !== undefined ? { accessToken: options.accessToken } : {}),
+      ...(options.hubUrl !== undefined ? { hubUrl: options.hubUrl } : {}),
+      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
+    });
+  }
+
+  static async #loadFolder(path: string, options: LoadOptions): Promise<LocalModel> {
     const quantization = options.quantization ?? "none";
     if (quantization !== "none" && quantization !== "nf4")
       throw new ValidationError(

@@ -1,32 +1,34 @@
 /**
- * A Hugging Face Hub serving one dataset, as msw handlers, for tests of code that calls
- * `Dataset.fromHub`. It answers the requests `@huggingface/hub` makes (dataset info, the paginated
- * tree listing, paths-info and `resolve` downloads with ranges) the way the Hub does, errors included.
+ * A Hugging Face Hub serving one dataset or model, as msw handlers, for tests of code that calls
+ * `Dataset.fromHub` or downloads a model. It answers the requests `@huggingface/hub` makes (repository
+ * info, the paginated tree listing, paths-info and `resolve` downloads with ranges, LFS files through a
+ * CDN redirect when asked) the way the Hub does, errors included.
  */
 import { createHash } from "node:crypto";
 import { HttpResponse, http, type RequestHandler } from "msw";
 import { ValidationError } from "../core/errors.js";
 
-/** The commit `hubDatasetHandlers` serves when none is given. */
+/** The commit `hubDatasetHandlers` and `hubModelHandlers` serve when none is given. */
 export const HUB_TEST_COMMIT = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
-export interface HubDatasetOptions {
-  /** The dataset, `owner/name`. */
+/** One repository of the fake Hub. */
+export interface HubRepoOptions {
+  /** The repository, `owner/name`. */
   repo: string;
-  /** Its files by path, like `{ "data/train.jsonl": "..." }`. */
+  /** Its files by path, like `{ "data/train.jsonl": "..." }` or `{ "config.json": "..." }`. */
   files: Record<string, string | Uint8Array>;
   /** The branch or tag the files are on. Default "main". */
   revision?: string;
   /** The commit that revision points at, 40 hex digits. Default `HUB_TEST_COMMIT`. */
   commit?: string;
   /**
-   * Downloads need a token that has accepted the conditions: `token`. As on the Hub, the dataset's
+   * Downloads need a token that has accepted the conditions: `token`. As on the Hub, the repository's
    * info and file listing stay public; a download answers 401 without a token and 403 with another one
    * (both with `X-Error-Code: GatedRepo`).
    */
   gated?: boolean;
   /**
-   * The only token with access. Without `gated` the dataset is private: every request needs it, and
+   * The only token with access. Without `gated` the repository is private: every request needs it, and
    * the Hub hides the repository otherwise (401 without a token, 404 with another, `RepoNotFound`).
    */
   token?: string;
@@ -36,7 +38,19 @@ export interface HubDatasetOptions {
   cardData?: Record<string, unknown>;
   /** Entries per page of the tree listing, which links the next page in a `Link` header. Default 1000, as the Hub. */
   treePageSize?: number;
+  /**
+   * When set, `resolve` answers LFS files with a 302 to `${cdnUrl}/repos/{sha256}`, which serves them
+   * (ranges too), as the Hub sends them to its CDN. Default: the Hub serves them itself.
+   */
+  cdnUrl?: string;
 }
+
+/** A dataset of the fake Hub. */
+export type HubDatasetOptions = HubRepoOptions;
+/** A model of the fake Hub. */
+export type HubModelOptions = HubRepoOptions;
+
+type RepoType = "dataset" | "model";
 
 interface StoredFile {
   path: string;
@@ -48,7 +62,7 @@ interface StoredFile {
 }
 
 /** Files the Hub's default `.gitattributes` sends to LFS, and any over its 10 MB limit for git. */
-const LFS_FILE = /\.(?:parquet|arrow|gz|zip|zst|tar|bin|npy)$/i;
+const LFS_FILE = /\.(?:parquet|arrow|gz|zip|zst|tar|bin|npy|safetensors|pt|pth|ckpt|h5|onnx|msgpack|gguf)$/i;
 const LFS_ABOVE = 10 * 1024 * 1024;
 const LAST_MODIFIED = "2024-01-01T00:00:00.000Z";
 
@@ -59,17 +73,39 @@ const LAST_MODIFIED = "2024-01-01T00:00:00.000Z";
  * `X-Linked-ETag`, `X-Error-Code`); `Range` requests get 206 or 416.
  */
 export function hubDatasetHandlers(options: HubDatasetOptions): RequestHandler[] {
-  const hub = new FakeHubDataset(options);
+  return handlers("dataset", options);
+}
+
+/**
+ * msw handlers for a Hub that holds one model: `setupServer(...hubModelHandlers({ repo, files }))`.
+ * It answers `/api/models/…` and `/{owner}/{name}/resolve/…` as `hubDatasetHandlers` answers datasets;
+ * files named `*.safetensors`, `*.bin` and the like are LFS files, as on the Hub.
+ */
+export function hubModelHandlers(options: HubModelOptions): RequestHandler[] {
+  return handlers("model", options);
+}
+
+function handlers(type: RepoType, options: HubRepoOptions): RequestHandler[] {
+  const hub = new FakeHubRepo(type, options);
   const hubUrl = (options.hubUrl ?? "https://huggingface.co").replace(/\/+$/, "");
+  const files = type === "dataset" ? `${hubUrl}/datasets/*` : `${hubUrl}/:owner/:name/resolve/*`;
+  const cdn = options.cdnUrl?.replace(/\/+$/, "");
   return [
-    http.get(`${hubUrl}/api/datasets/*`, ({ request }) => hub.api(request)),
-    http.post(`${hubUrl}/api/datasets/*`, ({ request }) => hub.api(request)),
-    http.get(`${hubUrl}/datasets/*`, ({ request }) => hub.resolve(request)),
-    http.head(`${hubUrl}/datasets/*`, ({ request }) => hub.resolve(request)),
+    http.get(`${hubUrl}/api/${type}s/*`, ({ request }) => hub.api(request)),
+    http.post(`${hubUrl}/api/${type}s/*`, ({ request }) => hub.api(request)),
+    http.get(files, ({ request }) => hub.resolve(request)),
+    http.head(files, ({ request }) => hub.resolve(request)),
+    ...(cdn
+      ? [
+          http.get(`${cdn}/repos/:sha`, ({ request, params }) => hub.cdn(request, String(params.sha))),
+          http.head(`${cdn}/repos/:sha`, ({ request, params }) => hub.cdn(request, String(params.sha))),
+        ]
+      : []),
   ];
 }
 
-class FakeHubDataset {
+class FakeHubRepo {
+  readonly #type: RepoType;
   readonly #repo: string;
   readonly #revision: string;
   readonly #commit: string;
@@ -77,17 +113,22 @@ class FakeHubDataset {
   readonly #token: string | undefined;
   readonly #cardData: Record<string, unknown> | undefined;
   readonly #pageSize: number;
+  readonly #cdnUrl: string | undefined;
   readonly #files: Map<string, StoredFile>;
   readonly #folders: Set<string>;
 
-  constructor(options: HubDatasetOptions) {
+  constructor(type: RepoType, options: HubRepoOptions) {
     const { repo, revision = "main", commit = HUB_TEST_COMMIT, treePageSize = 1000 } = options;
-    if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) invalid(`repo must be "owner/name", got "${repo}"`);
-    if (!/^[0-9a-f]{40}$/.test(commit)) invalid(`commit must be 40 lowercase hex digits, got "${commit}"`);
+    if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) invalid(type, `repo must be "owner/name", got "${repo}"`);
+    if (!/^[0-9a-f]{40}$/.test(commit))
+      invalid(type, `commit must be 40 lowercase hex digits, got "${commit}"`);
     if (!Number.isInteger(treePageSize) || treePageSize < 1)
-      invalid("treePageSize must be a whole number > 0");
+      invalid(type, "treePageSize must be a whole number > 0");
     if (options.token !== undefined && !options.token.startsWith("hf_"))
-      invalid('token must start with "hf_"');
+      invalid(type, 'token must start with "hf_"');
+    if (options.cdnUrl !== undefined && !/^https?:\/\/[^/]+/.test(options.cdnUrl))
+      invalid(type, `cdnUrl must be an http(s) URL, got "${options.cdnUrl}"`);
+    this.#type = type;
     this.#repo = repo;
     this.#revision = revision;
     this.#commit = commit;
@@ -95,6 +136,7 @@ class FakeHubDataset {
     this.#token = options.token;
     this.#cardData = options.cardData;
     this.#pageSize = treePageSize;
+    this.#cdnUrl = options.cdnUrl?.replace(/\/+$/, "");
     this.#files = new Map();
     this.#folders = new Set();
     for (const [path, content] of Object.entries(options.files)) {
@@ -103,7 +145,7 @@ class FakeHubDataset {
         path.endsWith("/") ||
         path.split("/").some((part) => part === "" || part === "..")
       ) {
-        invalid(`file paths must be relative, like "data/train.jsonl", got "${path}"`);
+        invalid(type, `file paths must be relative, like "data/train.jsonl", got "${path}"`);
       }
       const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content;
       const oid = createHash("sha1").update(`blob ${bytes.byteLength}\0`).update(bytes).digest("hex");
@@ -114,10 +156,11 @@ class FakeHubDataset {
     }
   }
 
-  /** `/api/datasets/{repo}[/revision/{rev}|/tree/{rev}[/{path}]|/paths-info/{rev}]`. */
+  /** `/api/{datasets|models}/{repo}[/revision/{rev}|/tree/{rev}[/{path}]|/paths-info/{rev}]`. */
   async api(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    const rest = decodeURIComponent(url.pathname.slice(url.pathname.indexOf("/api/datasets/") + 14));
+    const prefix = `/api/${this.#type}s/`;
+    const rest = decodeURIComponent(url.pathname.slice(url.pathname.indexOf(prefix) + prefix.length));
     const denied = this.#deny(request, rest, "metadata");
     if (denied) return denied;
     const [, action = "", ...tail] = rest.slice(this.#repo.length).split("/");
@@ -138,10 +181,11 @@ class FakeHubDataset {
     return hubError(404, null, "Not Found");
   }
 
-  /** `/datasets/{repo}/resolve/{rev}/{path}`: the file, whole or a range, with the Hub's headers. */
+  /** `[/datasets]/{repo}/resolve/{rev}/{path}`: the file, whole or a range, with the Hub's headers. */
   resolve(request: Request): Response {
     const url = new URL(request.url);
-    const rest = decodeURIComponent(url.pathname.slice(url.pathname.indexOf("/datasets/") + 10));
+    const prefix = this.#type === "dataset" ? "/datasets/" : "/";
+    const rest = decodeURIComponent(url.pathname.slice(url.pathname.indexOf(prefix) + prefix.length));
     const denied = this.#deny(request, rest, "content");
     if (denied) return denied;
     const [, action = "", ...tail] = rest.slice(this.#repo.length).split("/");
@@ -151,29 +195,23 @@ class FakeHubDataset {
     const file = this.#files.get(revision.rest);
     const headers = new Headers({ "X-Repo-Commit": this.#commit });
     if (!file) return hubError(404, "EntryNotFound", "Entry not found", headers);
-    const size = file.bytes.byteLength;
-    headers.set("Accept-Ranges", "bytes");
-    headers.set("Content-Type", "application/octet-stream");
     headers.set("ETag", `"${file.lfs ?? file.oid}"`);
     if (file.lfs) {
       headers.set("X-Linked-ETag", `"${file.lfs}"`);
-      headers.set("X-Linked-Size", String(size));
+      headers.set("X-Linked-Size", String(file.bytes.byteLength));
+      if (this.#cdnUrl) {
+        headers.set("Location", `${this.#cdnUrl}/repos/${file.lfs}`);
+        return new HttpResponse(null, { status: 302, headers });
+      }
     }
-    let body = file.bytes;
-    let status = 200;
-    const range = parseRange(request.headers.get("range"), size);
-    if (range === "unsatisfiable") {
-      headers.set("Content-Range", `bytes */${size}`);
-      return new HttpResponse(null, { status: 416, headers });
-    }
-    if (range) {
-      status = 206;
-      body = file.bytes.subarray(range.start, range.end + 1);
-      headers.set("Content-Range", `bytes ${range.start}-${range.end}/${size}`);
-    }
-    headers.set("Content-Length", String(body.byteLength));
-    if (request.method === "HEAD") return new HttpResponse(null, { status, headers });
-    return new HttpResponse(body.slice().buffer, { status, headers });
+    return content(request, file, headers);
+  }
+
+  /** `{cdnUrl}/repos/{sha256}`: an LFS file where `resolve` redirects it, without the Hub's headers. */
+  cdn(request: Request, sha: string): Response {
+    const file = [...this.#files.values()].find((candidate) => candidate.lfs === sha);
+    if (!file) return new HttpResponse("NoSuchKey", { status: 404 });
+    return content(request, file, new Headers({ ETag: `"${sha}"` }));
   }
 
   /** The Hub's access rules: private repositories hide, gated ones refuse downloads. */
@@ -186,17 +224,17 @@ class FakeHubDataset {
       return hubError(sent ? 404 : 401, "RepoNotFound", "Repository not found");
     }
     if (this.#gated && kind === "content" && (this.#token === undefined || sent !== this.#token)) {
-      const page = `${new URL(request.url).origin}/datasets/${this.#repo}`;
+      const page = `${new URL(request.url).origin}/${this.#type === "dataset" ? "datasets/" : ""}${this.#repo}`;
       return sent
         ? hubError(
             403,
             "GatedRepo",
-            `Access to dataset ${this.#repo} is restricted and you are not in the authorized list. Visit ${page} to ask for access.`,
+            `Access to ${this.#type} ${this.#repo} is restricted and you are not in the authorized list. Visit ${page} to ask for access.`,
           )
         : hubError(
             401,
             "GatedRepo",
-            `Access to dataset ${this.#repo} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
+            `Access to ${this.#type} ${this.#repo} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
           );
     }
     return undefined;
@@ -278,7 +316,7 @@ class FakeHubDataset {
     const expand = (body as { expand?: unknown }).expand === true;
     const extra = expand
       ? {
-          lastCommit: { id: this.#commit, title: "Upload dataset", date: LAST_MODIFIED },
+          lastCommit: { id: this.#commit, title: `Upload ${this.#type}`, date: LAST_MODIFIED },
           securityFileStatus: { status: "safe" },
         }
       : {};
@@ -295,6 +333,41 @@ class FakeHubDataset {
     const lfs = file.lfs ? { lfs: { oid: file.lfs, size, pointerSize: 134 } } : {};
     return { type: "file", oid: file.oid, size, path: file.path, ...lfs };
   }
+}
+
+/** A file, whole or the range asked for, with `headers` added to the usual ones. */
+function content(request: Request, file: StoredFile, headers: Headers): Response {
+  const size = file.bytes.byteLength;
+  headers.set("Accept-Ranges", "bytes");
+  headers.set("Content-Type", "application/octet-stream");
+  let body = file.bytes;
+  let status = 200;
+  const range = parseRange(request.headers.get("range"), size);
+  if (range === "unsatisfiable") {
+    headers.set("Content-Range", `bytes */${size}`);
+    return new HttpResponse(null, { status: 416, headers });
+  }
+  if (range) {
+    status = 206;
+    body = file.bytes.subarray(range.start, range.end + 1);
+    headers.set("Content-Range", `bytes ${range.start}-${range.end}/${size}`);
+  }
+  headers.set("Content-Length", String(body.byteLength));
+  if (request.method === "HEAD") return new HttpResponse(null, { status, headers });
+  return new HttpResponse(chunked(body), { status, headers });
+}
+
+/** The bytes in 64 KiB chunks, as a network delivers them, so that readers see a big file arrive piece by piece. */
+function chunked(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  const chunkSize = 64 * 1024;
+  let offset = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (offset >= bytes.byteLength) return controller.close();
+      controller.enqueue(bytes.slice(offset, offset + chunkSize));
+      offset += chunkSize;
+    },
+  });
 }
 
 /** An error the way the Hub sends one: JSON `{ error }` plus `X-Error-Code` and `X-Error-Message`. */
@@ -325,6 +398,7 @@ function sha1(text: string): string {
   return createHash("sha1").update(text).digest("hex");
 }
 
-function invalid(message: string): never {
-  throw new ValidationError("invalid_option", `hubDatasetHandlers: ${message}`);
+function invalid(type: RepoType, message: string): never {
+  const name = type === "dataset" ? "hubDatasetHandlers" : "hubModelHandlers";
+  throw new ValidationError("invalid_option", `${name}: ${message}`);
 }
