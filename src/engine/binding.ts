@@ -79,13 +79,23 @@ export interface NativeModel {
     onToken?: (tokenId: number) => void,
     cancel?: NativeCancelToken,
   ): Promise<NativeGeneration>;
+  /** Several prompts decoded together; prompt i samples with seed + i. */
+  generate(
+    inputIds: Int32Array[],
+    options: NativeGenerateOptions,
+    onToken?: (index: number, tokenId: number) => void,
+    cancel?: NativeCancelToken,
+  ): Promise<NativeGeneration[]>;
   weightBytes(): NativeWeightBytes;
   info(): { kernels: KernelPath; threads: number };
   dispose(): void;
 }
 
 export interface NativeCancelToken {
+  /** Ends the whole generation (finishReason "abort"). */
   cancel(): void;
+  /** Ends sequence `index` of a batch (finishReason "stop"). */
+  stop(index: number): void;
 }
 
 export interface NativeNF4 {

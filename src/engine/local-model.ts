@@ -379,74 +379,111 @@ export class LocalModel {
     }
   }
 
-  /** Generates a completion for each input (the guide's `llm.generate(prompts)`), in order. */
+  /**
+   * Generates a completion for each input (the guide's `llm.generate(prompts)`), decoding them
+   * together: each step runs every unfinished prompt's next token through the model as one batch.
+   * Prompt i samples with `seed + i`, so each result is what `generate` gives that prompt with that seed.
+   */
   async generateBatch(inputs: GenerateInput[], options: GenerateOptions = {}): Promise<GenerateResult[]> {
-    const results: GenerateResult[] = [];
-    for (const input of inputs) results.push(await this.generate(input, options));
-    return results;
+    if (!Array.isArray(inputs) || inputs.length === 0)
+      throw new ValidationError("bad_input", "generateBatch needs a non-empty array of inputs");
+    const collected = inputs.map(() => ({ text: "", tokenIds: [] as number[] }));
+    const results = await this.#runBatch(inputs, options, (index, chunk) => {
+      const entry = collected[index] as (typeof collected)[number];
+      entry.tokenIds.push(chunk.tokenId);
+      entry.text += chunk.text;
+    });
+    return results.map((result, index) => {
+      const entry = collected[index] as (typeof collected)[number];
+      return { ...result, text: result.text ?? entry.text, tokenIds: entry.tokenIds };
+    });
   }
 
-  /**
-   * The engine's generation loop, with stop strings handled here: each token's text is checked as it
-   * streams, and once a stop string appears the native loop is cancelled and the text cut before it.
-   * `text` in the result is set only when a stop string cut it.
-   */
+  /** One prompt through #runBatch. */
   async #run(
     input: GenerateInput,
     options: GenerateOptions,
     onChunk: (chunk: StreamChunk) => void,
   ): Promise<RunResult> {
+    const [result] = await this.#runBatch([input], options, (_, chunk) => onChunk(chunk));
+    return result as RunResult;
+  }
+
+  /**
+   * The engine's generation loop over one or more prompts, with stop strings handled here: each
+   * token's text is checked as it streams, and once a stop string appears in a sequence the engine
+   * stops that sequence and its text is cut before it. `text` is set only when a stop string cut it.
+   */
+  async #runBatch(
+    inputs: GenerateInput[],
+    options: GenerateOptions,
+    onChunk: (index: number, chunk: StreamChunk) => void,
+  ): Promise<RunResult[]> {
     const native = this.#live();
-    const prompt = this.#ids(this.encodeInput(input), "inputIds");
-    if (prompt.length === 0) throw new ValidationError("bad_input", "the prompt has no tokens");
+    const prompts = inputs.map((input, index) => {
+      const ids = this.#ids(this.encodeInput(input), inputs.length > 1 ? `inputs[${index}]` : "inputIds");
+      if (ids.length === 0) throw new ValidationError("bad_input", "the prompt has no tokens");
+      return ids;
+    });
     const sampling = this.#sampling(options);
     const stops = (options.stop ?? []).filter((stop) => stop.length > 0);
-    const binding = loadBinding();
-    const cancel = new binding.CancelToken();
+    const longestStop = Math.max(0, ...stops.map((stop) => stop.length));
+    const cancel = new (loadBinding().CancelToken)();
     const abort = () => cancel.cancel();
     options.signal?.throwIfAborted();
     options.signal?.addEventListener("abort", abort, { once: true });
-    const decoder = new StreamDecoder(this.tokenizer, prompt);
-    let text = "";
-    let delivered = 0;
-    let stopped: string | undefined;
-    const deliver = (tokenId: number) => {
-      if (stopped !== undefined) return;
-      delivered++;
-      const piece = decoder.push(tokenId);
-      const before = text.length;
-      text += piece;
-      if (stops.length > 0) {
-        // Only the new text (and a stop string's length before it) can hold a new match.
-        const from = Math.max(0, before - Math.max(...stops.map((stop) => stop.length)) + 1);
-        let cut = -1;
-        for (const stop of stops) {
-          const at = text.indexOf(stop, from);
-          if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-        }
-        if (cut >= 0) {
-          stopped = text.slice(0, cut);
-          cancel.cancel();
-          onChunk({ tokenId, text: stopped.slice(before) });
-          return;
-        }
+    const sequences = prompts.map((prompt) => ({
+      decoder: new StreamDecoder(this.tokenizer, prompt),
+      text: "",
+      delivered: 0,
+      stopped: undefined as string | undefined,
+    }));
+    // Tokens stream in through the engine's callback until its promise settles; after that, late
+    // callbacks are ignored and the rest are taken from the result.
+    let settled = false;
+    const deliver = (index: number, tokenId: number) => {
+      const sequence = sequences[index];
+      if (!sequence || sequence.stopped !== undefined) return;
+      sequence.delivered++;
+      const piece = sequence.decoder.push(tokenId);
+      const before = sequence.text.length;
+      sequence.text += piece;
+      // Only the new text (and a stop string's length before it) can hold a new match.
+      const from = Math.max(0, before - longestStop + 1);
+      let cut = -1;
+      for (const stop of stops) {
+        const at = sequence.text.indexOf(stop, from);
+        if (at >= 0 && (cut < 0 || at < cut)) cut = at;
       }
-      onChunk({ tokenId, text: piece });
+      if (cut >= 0) {
+        sequence.stopped = sequence.text.slice(0, cut);
+        cancel.stop(index);
+        onChunk(index, { tokenId, text: sequence.stopped.slice(before) });
+        return;
+      }
+      onChunk(index, { tokenId, text: piece });
     };
-    let generation: NativeGeneration;
+    let generations: NativeGeneration[];
     try {
-      generation = await this.#call(() => native.generate(prompt, sampling, deliver, cancel));
+      generations = await this.#call(() =>
+        native.generate(prompts, sampling, (index, tokenId) => settled || deliver(index, tokenId), cancel),
+      );
     } finally {
+      settled = true;
       options.signal?.removeEventListener("abort", abort);
     }
-    // The promise can settle before the last streamed tokens reach JS: deliver those from the result.
-    for (let i = delivered; i < generation.tokenIds.length && stopped === undefined; i++)
-      deliver(generation.tokenIds[i] as number);
-    const logits = firstRows(generation.logits, delivered, this.config.vocabSize);
-    const extra = logits ? { logits } : {};
-    if (stopped !== undefined)
-      return { finishReason: "stop", promptTokens: prompt.length, text: stopped, ...extra };
-    return { finishReason: generation.finishReason, promptTokens: prompt.length, ...extra };
+    return generations.map((generation, index) => {
+      const sequence = sequences[index] as (typeof sequences)[number];
+      // The promise can settle before the last streamed tokens reach JS: deliver those from the result.
+      for (let i = sequence.delivered; i < generation.tokenIds.length && sequence.stopped === undefined; i++)
+        deliver(index, generation.tokenIds[i] as number);
+      const logits = firstRows(generation.logits, sequence.delivered, this.config.vocabSize);
+      const promptTokens = (prompts[index] as Int32Array).length;
+      const extra = logits ? { logits } : {};
+      if (sequence.stopped !== undefined)
+        return { finishReason: "stop" as const, promptTokens, text: sequence.stopped, ...extra };
+      return { finishReason: generation.finishReason, promptTokens, ...extra };
+    });
   }
 
   #sampling(options: GenerateOptions) {

@@ -149,13 +149,40 @@ describe.skipIf(!HAS_FIXTURES)("stories260K (fixture)", () => {
     expect(masked.tokens).toBe(ids.length - 10);
   });
 
-  it("generateBatch answers each prompt in order", async () => {
-    const results = await model.generateBatch(["Once upon a time", "Tom had a"], {
+  it("generateBatch decodes prompts together, each as generate would alone (seed + i when sampling)", async () => {
+    const prompts = ["Once upon a time", "Tom had a", { inputIds: [1] }];
+    const batch = await model.generateBatch(prompts, { ...greedy, maxTokens: 40 });
+    expect(batch).toHaveLength(3);
+    for (const [index, prompt] of prompts.entries()) {
+      const alone = await model.generate(prompt, { ...greedy, maxTokens: 40 });
+      expect(batch[index]?.tokenIds, `prompt ${index}`).toEqual(alone.tokenIds);
+      expect(batch[index]?.text).toBe(alone.text);
+      expect(batch[index]?.promptTokens).toBe(alone.promptTokens);
+    }
+    const sampling = { maxTokens: 30, temperature: 1, topK: 40, seed: 11 };
+    const sampled = await model.generateBatch(prompts.slice(0, 2), sampling);
+    expect(sampled[1]?.text).toBe(
+      (await model.generate(prompts[1] as string, { ...sampling, seed: 12 })).text,
+    );
+  });
+
+  it("generateBatch ends a sequence at its stop string and lets the others go on", async () => {
+    const [first, second] = await model.generateBatch([{ inputIds: [1] }, "Tom had a"], {
       ...greedy,
-      maxTokens: 10,
+      maxTokens: 60,
+      stop: ["Lily"],
     });
-    expect(results).toHaveLength(2);
-    expect(results[1]?.text).toBe((await model.generate("Tom had a", { ...greedy, maxTokens: 10 })).text);
+    expect(first?.finishReason).toBe("stop");
+    expect(first?.text).toBe("Once upon a time, there was a little girl named ");
+    expect(second?.finishReason).toBe(second?.text.includes("Lily") ? "stop" : "length");
+    expect(second?.text).not.toContain("Lily");
+    const aborted = await model.generateBatch(["Once", "Tom"], {
+      ...greedy,
+      maxTokens: 400,
+      signal: AbortSignal.timeout(20),
+    });
+    expect(aborted.map((result) => result.finishReason)).toEqual(["abort", "abort"]);
+    await expect(model.generateBatch([])).rejects.toThrow(/non-empty array/);
   });
 
   it("has no chat template (a base model): messages are refused with a clear error", async () => {

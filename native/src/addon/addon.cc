@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,12 @@ LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
   return result;
 }
 
+// The classes of one environment (the main thread or a worker thread), freed with it.
+struct AddonData {
+  Napi::FunctionReference model;
+  Napi::FunctionReference cancel_token;
+};
+
 // ---- A promise-returning worker ------------------------------------------------------------------
 
 class PromiseWorker : public Napi::AsyncWorker {
@@ -173,18 +180,40 @@ class PromiseWorker : public Napi::AsyncWorker {
 
 // ---- CancelToken ---------------------------------------------------------------------------------
 
+// Cancels a generation (cancel) or ends one sequence of a batch (stop(index)); the engine checks
+// both between tokens.
+struct StopFlags {
+  std::atomic<bool> cancelled{false};
+  std::mutex mutex;
+  std::vector<bool> stopped;
+  bool is_stopped(size_t index) {
+    std::lock_guard<std::mutex> lock(mutex);
+    return index < stopped.size() && stopped[index];
+  }
+};
+
 class CancelToken : public Napi::ObjectWrap<CancelToken> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "CancelToken", {InstanceMethod<&CancelToken::Cancel>("cancel")});
+    return DefineClass(env, "CancelToken",
+                       {InstanceMethod<&CancelToken::Cancel>("cancel"), InstanceMethod<&CancelToken::Stop>("stop")});
   }
   explicit CancelToken(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<CancelToken>(info), flag_(std::make_shared<std::atomic<bool>>(false)) {}
-  std::shared_ptr<std::atomic<bool>> flag() const { return flag_; }
+      : Napi::ObjectWrap<CancelToken>(info), flags_(std::make_shared<StopFlags>()) {}
+  std::shared_ptr<StopFlags> flags() const { return flags_; }
 
  private:
-  void Cancel(const Napi::CallbackInfo&) { flag_->store(true); }
-  std::shared_ptr<std::atomic<bool>> flag_;
+  void Cancel(const Napi::CallbackInfo&) { flags_->cancelled.store(true); }
+  void Stop(const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "stop needs a sequence index");
+    const double index = info[0].As<Napi::Number>().DoubleValue();
+    if (index < 0 || index > 1e6 || index != double(size_t(index)))
+      throw Napi::RangeError::New(info.Env(), "stop needs a sequence index");
+    std::lock_guard<std::mutex> lock(flags_->mutex);
+    if (flags_->stopped.size() <= size_t(index)) flags_->stopped.resize(size_t(index) + 1);
+    flags_->stopped[size_t(index)] = true;
+  }
+  std::shared_ptr<StopFlags> flags_;
 };
 
 // ---- Model ---------------------------------------------------------------------------------------
@@ -247,7 +276,7 @@ class LoadWorker : public PromiseWorker {
   TUNEKIT_EXECUTE(model_ = std::make_shared<LlamaModel>(std::move(spec_.config), spec_.files, spec_.tensors,
                                                         spec_.options))
   Napi::Value Result(Napi::Env env) override {
-    return env.GetInstanceData<Napi::FunctionReference>()->New({Napi::External<std::shared_ptr<LlamaModel>>::New(env, &model_)});
+    return env.GetInstanceData<AddonData>()->model.New({Napi::External<std::shared_ptr<LlamaModel>>::New(env, &model_)});
   }
 
  private:
@@ -304,56 +333,67 @@ Napi::Value Model::Loss(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
+Napi::Object generation_object(Napi::Env env, const Generation& generation, bool with_logits) {
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Int32Array tokens = Napi::Int32Array::New(env, generation.tokens.size());
+  std::copy(generation.tokens.begin(), generation.tokens.end(), tokens.Data());
+  out.Set("tokenIds", tokens);
+  const char* reason = generation.finish == FinishReason::Stop    ? "stop"
+                       : generation.finish == FinishReason::Abort ? "abort"
+                                                                  : "length";
+  out.Set("finishReason", reason);
+  if (with_logits) {
+    Napi::Float32Array logits = Napi::Float32Array::New(env, generation.logits.size());
+    std::copy(generation.logits.begin(), generation.logits.end(), logits.Data());
+    out.Set("logits", logits);
+  }
+  return out;
+}
+
+// One or several prompts; streamed tokens reach `on_token(index, tokenId)` on the JS thread.
 class GenerateWorker : public PromiseWorker {
  public:
-  GenerateWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> prompt, SamplingOptions options,
-                 std::shared_ptr<std::atomic<bool>> cancelled, Napi::Function on_token)
-      : PromiseWorker(env, "tunekit.generate"), model_(std::move(model)), prompt_(std::move(prompt)),
-        options_(std::move(options)), cancelled_(std::move(cancelled)) {
+  GenerateWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<std::vector<int32_t>> prompts,
+                 SamplingOptions options, std::shared_ptr<StopFlags> flags, Napi::Function on_token, bool batch)
+      : PromiseWorker(env, "tunekit.generate"), model_(std::move(model)), prompts_(std::move(prompts)),
+        options_(std::move(options)), flags_(std::move(flags)), batch_(batch) {
     if (!on_token.IsEmpty())
       on_token_ = Napi::ThreadSafeFunction::New(env, on_token, "tunekit.generate.token", 0, 1);
   }
   ~GenerateWorker() override {
     if (on_token_) on_token_.Release();
   }
-  TUNEKIT_EXECUTE(result_ = model_->generate(prompt_, options_, *cancelled_, [this](int32_t token) {
-    if (!on_token_) return;
-    on_token_.BlockingCall([token](Napi::Env env, Napi::Function callback) {
-      callback.Call({Napi::Number::New(env, token)});
-    });
-  }))
+  TUNEKIT_EXECUTE(results_ = model_->generate_batch(
+                      prompts_, options_, flags_->cancelled, [this](size_t index) { return flags_->is_stopped(index); },
+                      [this](size_t index, int32_t token) {
+                        if (!on_token_) return;
+                        on_token_.BlockingCall([index, token, batch = batch_](Napi::Env env, Napi::Function callback) {
+                          if (batch)
+                            callback.Call({Napi::Number::New(env, double(index)), Napi::Number::New(env, token)});
+                          else
+                            callback.Call({Napi::Number::New(env, token)});
+                        });
+                      }))
   Napi::Value Result(Napi::Env env) override {
-    Napi::Object out = Napi::Object::New(env);
-    Napi::Int32Array tokens = Napi::Int32Array::New(env, result_.tokens.size());
-    std::copy(result_.tokens.begin(), result_.tokens.end(), tokens.Data());
-    out.Set("tokenIds", tokens);
-    const char* reason = result_.finish == FinishReason::Stop ? "stop"
-                         : result_.finish == FinishReason::Abort ? "abort"
-                                                                 : "length";
-    out.Set("finishReason", reason);
-    if (options_.collect_logits) {
-      Napi::Float32Array logits = Napi::Float32Array::New(env, result_.logits.size());
-      std::copy(result_.logits.begin(), result_.logits.end(), logits.Data());
-      out.Set("logits", logits);
-    }
+    if (!batch_) return generation_object(env, results_[0], options_.collect_logits);
+    Napi::Array out = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); i++) out.Set(uint32_t(i), generation_object(env, results_[i], options_.collect_logits));
     return out;
   }
 
  private:
   std::shared_ptr<LlamaModel> model_;
-  std::vector<int32_t> prompt_;
+  std::vector<std::vector<int32_t>> prompts_;
   SamplingOptions options_;
-  std::shared_ptr<std::atomic<bool>> cancelled_;
+  std::shared_ptr<StopFlags> flags_;
+  bool batch_;
   Napi::ThreadSafeFunction on_token_;
-  Generation result_;
+  std::vector<Generation> results_;
 };
 
-// generate(inputIds, options, onToken?, cancelToken?)
-Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::vector<int32_t> prompt = int32_vector(env, info[0], "inputIds");
-  if (!info[1].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
-  Napi::Object object = info[1].As<Napi::Object>();
+SamplingOptions parse_sampling(const Napi::Env& env, const Napi::Value& value) {
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  Napi::Object object = value.As<Napi::Object>();
   SamplingOptions options;
   options.max_tokens = int_field(object, "maxTokens");
   if (options.max_tokens < 0) throw Napi::RangeError::New(env, "maxTokens must be >= 0");
@@ -363,14 +403,37 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
   if (!(options.temperature >= 0.0f) || options.top_k < 0 || !(options.top_p > 0.0f && options.top_p <= 1.0f))
     throw Napi::RangeError::New(env, "temperature must be >= 0, topK >= 0 and topP in (0, 1]");
   const double seed = number_field(object, "seed");
-  if (seed < 0 || seed != double(uint64_t(seed))) throw Napi::RangeError::New(env, "seed must be an integer >= 0");
+  if (seed < 0 || seed > 9007199254740991.0 || seed != double(uint64_t(seed)))
+    throw Napi::RangeError::New(env, "seed must be an integer >= 0");
   options.seed = uint64_t(seed);
   options.stop_tokens = int32_vector(env, object.Get("stopTokens"), "stopTokens");
   options.collect_logits = bool_field(object, "collectLogits", false);
+  return options;
+}
+
+// generate(inputIds, options, onToken?, cancelToken?) and generateBatch(inputIds[], options, onToken?, cancelToken?)
+Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool batch = info[0].IsArray();
+  std::vector<std::vector<int32_t>> prompts;
+  if (batch) {
+    Napi::Array array = info[0].As<Napi::Array>();
+    if (array.Length() == 0) throw Napi::RangeError::New(env, "generateBatch needs at least one prompt");
+    for (uint32_t i = 0; i < array.Length(); i++) prompts.push_back(int32_vector(env, array.Get(i), "inputIds[i]"));
+  } else {
+    prompts.push_back(int32_vector(env, info[0], "inputIds"));
+  }
+  SamplingOptions options = parse_sampling(env, info[1]);
   Napi::Function on_token = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
-  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
-  if (info[3].IsObject()) cancelled = CancelToken::Unwrap(info[3].As<Napi::Object>())->flag();
-  auto* worker = new GenerateWorker(env, live(env), std::move(prompt), std::move(options), cancelled, on_token);
+  std::shared_ptr<StopFlags> flags = std::make_shared<StopFlags>();
+  if (!info[3].IsUndefined()) {
+    const AddonData* data = env.GetInstanceData<AddonData>();
+    if (!info[3].IsObject() || !info[3].As<Napi::Object>().InstanceOf(data->cancel_token.Value()))
+      throw Napi::TypeError::New(env, "the fourth argument must be a CancelToken");
+    flags = CancelToken::Unwrap(info[3].As<Napi::Object>())->flags();
+  }
+  auto* worker =
+      new GenerateWorker(env, live(env), std::move(prompts), std::move(options), flags, on_token, batch);
   worker->Queue();
   return worker->Promise();
 }
@@ -466,10 +529,11 @@ Napi::Value DynamicMap(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function model = Model::Define(env);
+  Napi::Function cancel_token = CancelToken::Define(env);
   // Per environment (main thread or worker thread), freed with it.
-  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(model)));
+  env.SetInstanceData<AddonData>(new AddonData{Napi::Persistent(model), Napi::Persistent(cancel_token)});
   exports.Set("Model", model);
-  exports.Set("CancelToken", CancelToken::Define(env));
+  exports.Set("CancelToken", cancel_token);
   exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));
   exports.Set("cpuFeatures", Napi::Function::New<CpuFeatures>(env, "cpuFeatures"));
   exports.Set("quantizeNF4", Napi::Function::New<QuantizeNF4>(env, "quantizeNF4"));

@@ -229,11 +229,28 @@ void LlamaModel::check_tokens(const std::vector<int32_t>& tokens) const {
 // Shapes: T new tokens, H hidden, D head_dim, Hq / Hkv query / key-value heads, I intermediate.
 
 void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, float* out) const {
+  forward(tokens, {Segment{&cache, count}}, out);
+}
+
+void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segments, float* out) const {
   const ModelConfig& c = config_;
-  const int T = count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
-  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size, start = cache.length;
-  if (start + T > cache.capacity) throw std::length_error("KV cache is full");
+  const int H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size;
   const Kernels& k = *kernels_;
+
+  // Each row of the batch: its sequence's cache and its position there.
+  std::vector<KVCache*> row_cache;
+  std::vector<int> row_position;
+  for (const Segment& segment : segments) {
+    if (segment.cache->length + segment.count > segment.cache->capacity) throw std::length_error("KV cache is full");
+    for (int t = 0; t < segment.count; t++) {
+      row_cache.push_back(segment.cache);
+      row_position.push_back(segment.cache->length + t);
+    }
+  }
+  const int T = int(row_cache.size());
+  int longest = 0;
+  for (int position : row_position) longest = std::max(longest, position + 1);
 
   // x [T × H]: the token embeddings.
   std::vector<float> x(size_t(T) * H), normed(size_t(T) * H);
@@ -242,12 +259,12 @@ void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, float
     if (row != x.data() + size_t(t) * H) std::memcpy(x.data() + size_t(t) * H, row, sizeof(float) * H);
   }
 
-  // RoPE tables for positions start…start+T: cos/sin [T × D/2].
+  // RoPE tables for each row's position: cos/sin [T × D/2].
   const int half = D / 2;
   std::vector<float> cos_table(size_t(T) * half), sin_table(size_t(T) * half);
   for (int t = 0; t < T; t++)
     for (int i = 0; i < half; i++) {
-      const float angle = float(start + t) * c.inv_freq[i];  // fp32, as transformers computes it
+      const float angle = float(row_position[t]) * c.inv_freq[i];  // fp32, as transformers computes it
       cos_table[size_t(t) * half + i] = std::cos(angle) * c.attention_scaling;
       sin_table[size_t(t) * half + i] = std::sin(angle) * c.attention_scaling;
     }
@@ -280,18 +297,21 @@ void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, float
     for (int t = 0; t < T; t++) {
       rope(&q[size_t(t) * Q], Hq, t);
       rope(&key[size_t(t) * KV], Hkv, t);
+      // Each row's key and value go to its sequence's cache, at its position.
+      const size_t at = size_t(row_position[t]) * KV;
+      std::memcpy(row_cache[t]->keys[l].data() + at, &key[size_t(t) * KV], sizeof(float) * KV);
+      std::memcpy(row_cache[t]->values[l].data() + at, &value[size_t(t) * KV], sizeof(float) * KV);
     }
-    float* keys = cache.keys[l].data();
-    float* values = cache.values[l].data();
-    std::memcpy(keys + size_t(start) * KV, key.data(), sizeof(float) * key.size());
-    std::memcpy(values + size_t(start) * KV, value.data(), sizeof(float) * value.size());
 
-    // Causal attention, one (token, head) pair per task: softmax(q·Kᵀ · scale) · V over positions ≤ t.
+    // Causal attention, one (row, head) pair per task: softmax(q·Kᵀ · scale) · V over the positions
+    // of the row's own sequence up to its own.
     pool_->parallel_for(size_t(T) * Hq, [&](size_t begin, size_t end, size_t) {
-      std::vector<float> scores(size_t(start + T));
+      std::vector<float> scores(static_cast<size_t>(longest));
       for (size_t task = begin; task < end; task++) {
         const int t = int(task / Hq), h = int(task % Hq), kv_head = h / group;
-        const int positions = start + t + 1;
+        const int positions = row_position[t] + 1;
+        const float* keys = row_cache[t]->keys[l].data();
+        const float* values = row_cache[t]->values[l].data();
         const float* query = &q[size_t(t) * Q + size_t(h) * D];
         float maximum = -std::numeric_limits<float>::infinity();
         for (int p = 0; p < positions; p++) {
@@ -321,7 +341,7 @@ void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, float
     for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
   }
   rms_norm(x.data(), T, final_norm_, out);
-  cache.length += T;
+  for (const Segment& segment : segments) segment.cache->length += segment.count;
 }
 
 // ---- Entry points -------------------------------------------------------------------------------
@@ -383,39 +403,93 @@ std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, c
 Generation LlamaModel::generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
                                 const std::atomic<bool>& cancelled,
                                 const std::function<void(int32_t)>& on_token) const {
-  check_tokens(prompt);
-  if (prompt.empty()) throw std::invalid_argument("generate needs at least one prompt token");
-  const int capacity = std::min<int>(config_.max_positions, int(prompt.size()) + std::max(0, options.max_tokens));
-  if (int(prompt.size()) > config_.max_positions)
-    throw std::length_error(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings (" +
-                            std::to_string(config_.max_positions) + ")");
-  const int H = config_.hidden_size, V = config_.vocab_size;
-  Generation result;
-  KVCache cache = new_cache(capacity);
-  Sampler sampler(options);
-  std::vector<float> hidden(prompt.size() * size_t(H)), logits(V);
-  forward(prompt.data(), int(prompt.size()), cache, hidden.data());
-  const float* last = hidden.data() + (prompt.size() - 1) * size_t(H);
-  for (int step = 0; step < options.max_tokens; step++) {
-    if (cancelled.load(std::memory_order_relaxed)) {
-      result.finish = FinishReason::Abort;
-      return result;
-    }
-    head(last, 1, logits.data());
-    if (options.collect_logits) result.logits.insert(result.logits.end(), logits.begin(), logits.end());
-    const int32_t token = sampler.sample(logits.data(), V);
-    result.tokens.push_back(token);
-    on_token(token);
-    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
-      result.finish = FinishReason::Stop;
-      return result;
-    }
-    if (step + 1 == options.max_tokens || cache.length >= cache.capacity) break;  // done, or the context is full
-    forward(&token, 1, cache, hidden.data());
-    last = hidden.data();
+  std::vector<Generation> results = generate_batch(
+      {prompt}, options, cancelled, [](size_t) { return false; },
+      [&](size_t, int32_t token) { on_token(token); });
+  return std::move(results[0]);
+}
+
+std::vector<Generation> LlamaModel::generate_batch(const std::vector<std::vector<int32_t>>& prompts,
+                                                   const SamplingOptions& options, const std::atomic<bool>& cancelled,
+                                                   const std::function<bool(size_t)>& stopped,
+                                                   const std::function<void(size_t, int32_t)>& on_token) const {
+  const size_t B = prompts.size();
+  for (const std::vector<int32_t>& prompt : prompts) {
+    check_tokens(prompt);
+    if (prompt.empty()) throw std::invalid_argument("generate needs at least one prompt token");
+    if (int(prompt.size()) > config_.max_positions)
+      throw std::length_error(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings (" +
+                              std::to_string(config_.max_positions) + ")");
   }
-  result.finish = FinishReason::Length;
-  return result;
+  const int H = config_.hidden_size, V = config_.vocab_size;
+  std::vector<Generation> results(B);
+  std::vector<KVCache> caches;
+  std::vector<Sampler> samplers;
+  std::vector<float> last(B * size_t(H));  // each sequence's newest hidden state
+  for (size_t b = 0; b < B; b++) {
+    // Sequence b samples with seed + b: a batch gives what each prompt gives alone with that seed.
+    SamplingOptions own = options;
+    own.seed = options.seed + b;
+    samplers.emplace_back(own);
+    caches.push_back(new_cache(std::min<int>(config_.max_positions, int(prompts[b].size()) + std::max(0, options.max_tokens))));
+    // Prompts are prefilled one at a time: their lengths differ, and each is one matrix product.
+    std::vector<float> hidden(prompts[b].size() * size_t(H));
+    forward(prompts[b].data(), int(prompts[b].size()), caches[b], hidden.data());
+    std::copy(hidden.end() - H, hidden.end(), last.begin() + b * size_t(H));
+  }
+  std::vector<bool> active(B, options.max_tokens > 0);
+  std::vector<float> logits;
+  for (int step = 0; step < options.max_tokens; step++) {
+    std::vector<size_t> rows;
+    for (size_t b = 0; b < B; b++) {
+      if (active[b] && stopped(b)) {
+        results[b].finish = FinishReason::Stop;
+        active[b] = false;
+      }
+      if (active[b]) rows.push_back(b);
+    }
+    if (rows.empty()) break;
+    if (cancelled.load(std::memory_order_relaxed)) {
+      for (size_t b : rows) results[b].finish = FinishReason::Abort;
+      break;
+    }
+    // The head over the active sequences' newest states, then one token for each.
+    std::vector<float> states(rows.size() * size_t(H));
+    for (size_t r = 0; r < rows.size(); r++)
+      std::copy_n(last.begin() + rows[r] * size_t(H), H, states.begin() + r * size_t(H));
+    logits.resize(rows.size() * size_t(V));
+    head(states.data(), int(rows.size()), logits.data());
+    std::vector<int32_t> next;
+    std::vector<Segment> segments;
+    for (size_t r = 0; r < rows.size(); r++) {
+      const size_t b = rows[r];
+      const float* row = logits.data() + r * size_t(V);
+      if (options.collect_logits) results[b].logits.insert(results[b].logits.end(), row, row + V);
+      const int32_t token = samplers[b].sample(row, V);
+      results[b].tokens.push_back(token);
+      on_token(b, token);
+      const bool stop_token =
+          std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end();
+      if (stop_token || stopped(b)) {
+        results[b].finish = FinishReason::Stop;
+        active[b] = false;
+      } else if (step + 1 == options.max_tokens || caches[b].length >= caches[b].capacity) {
+        results[b].finish = FinishReason::Length;  // done, or the context is full
+        active[b] = false;
+      } else {
+        next.push_back(token);
+        segments.push_back(Segment{&caches[b], 1});
+      }
+    }
+    if (next.empty()) break;
+    // One decoding step for every sequence still going: a batch of rows through each matrix product.
+    std::vector<float> hidden(next.size() * size_t(H));
+    forward(next.data(), segments, hidden.data());
+    size_t r = 0;
+    for (size_t b = 0; b < B; b++)
+      if (active[b]) std::copy_n(hidden.begin() + (r++) * size_t(H), H, last.begin() + b * size_t(H));
+  }
+  return results;
 }
 
 }  // namespace tunekit

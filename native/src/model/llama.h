@@ -88,6 +88,12 @@ struct KVCache {
   std::vector<std::vector<float>> keys, values;
 };
 
+// Rows of a batch that belong to one sequence: `count` new tokens appended to `cache`.
+struct Segment {
+  KVCache* cache;
+  int count;
+};
+
 struct WeightBytes {
   size_t linear = 0, embedding = 0, head = 0, norm = 0;
 };
@@ -127,12 +133,21 @@ class LlamaModel {
   // Autoregressive generation with a KV cache; on_token sees each new id as it is chosen.
   Generation generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
                       const std::atomic<bool>& cancelled, const std::function<void(int32_t)>& on_token) const;
+  // Several prompts decoded together: each step runs every unfinished sequence's next token through
+  // the model as one batch. Sequence b samples with options.seed + b; `stopped(b)` ends sequence b
+  // (a stop string found by the caller); on_token(b, id) sees each new id.
+  std::vector<Generation> generate_batch(const std::vector<std::vector<int32_t>>& prompts,
+                                         const SamplingOptions& options, const std::atomic<bool>& cancelled,
+                                         const std::function<bool(size_t)>& stopped,
+                                         const std::function<void(size_t, int32_t)>& on_token) const;
 
  private:
   void check_tokens(const std::vector<int32_t>& tokens) const;
   // Runs `count` tokens at positions cache.length… through the decoder, appending to the cache;
   // writes the final-normed hidden states [count × hidden] to out.
   void forward(const int32_t* tokens, int count, KVCache& cache, float* out) const;
+  // The same for a batch of rows from several sequences, each segment's rows appended to its cache.
+  void forward(const int32_t* tokens, const std::vector<Segment>& segments, float* out) const;
   KVCache new_cache(int capacity) const;
   // y[m × N] = x[m × K] · Wᵀ (+ bias)
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
