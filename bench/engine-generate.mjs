@@ -78,6 +78,21 @@ for (const quantization of ["none", "nf4"]) {
   model.dispose();
 }
 
+// Four prompts decoded together against one after another (BF16 weights).
+const batchModel = await LocalModel.load(folder);
+const prompts = Array.from({ length: 4 }, (_, b) => ({
+  inputIds: [1, ...Array.from({ length: 31 }, (_, i) => 3 + ((i * (b + 3)) % 27))],
+}));
+const batchOptions = { ...greedy, maxTokens: decodeTokens };
+await batchModel.generate(prompts[0], { ...greedy, maxTokens: 2 }); // warm-up
+let started = performance.now();
+for (const prompt of prompts) await batchModel.generate(prompt, batchOptions);
+const oneByOne = (performance.now() - started) / 1000;
+started = performance.now();
+await batchModel.generateBatch(prompts, batchOptions);
+const together = (performance.now() - started) / 1000;
+batchModel.dispose();
+
 const base = rows[0];
 console.log(
   `\n${promptTokens}-token prompt, ${decodeTokens} greedy tokens, SmolLM2-135M shape (random weights)\n`,
@@ -93,3 +108,9 @@ for (const row of rows) {
   );
 }
 console.log("\n(n×) = the baseline's time divided by this row's: above 1 is faster than PyTorch.");
+const tokens = prompts.length * decodeTokens;
+console.log(
+  `\ngenerateBatch, 4 prompts of 32 tokens, ${decodeTokens} new tokens each: ${(tokens / together).toFixed(1)} tokens/s ` +
+    `(${together.toFixed(2)} s) against ${(tokens / oneByOne).toFixed(1)} tokens/s one prompt after another ` +
+    `(${oneByOne.toFixed(2)} s): ${(oneByOne / together).toFixed(2)}×`,
+);
