@@ -1,6 +1,10 @@
 // AVX2 + FMA + F16C kernels. The pragma enables these instructions for this file only; the engine
 // calls into it only after checking the CPU has them (dispatch.cc).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
@@ -114,3 +118,7 @@ const Kernels kAvx2 = {"avx2", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, nf4_t
 const Kernels& avx2_kernels() { return kAvx2; }
 
 }  // namespace tunekit
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

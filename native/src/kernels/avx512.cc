@@ -1,8 +1,13 @@
 // AVX-512 (F, BW, VL, DQ) kernels; see avx2.cc for how the target pragma and dispatch fit together.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), \
+                             apply_to = function)
+#else
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 // GCC 12 warns about its own _mm512_undefined_* helpers; the warnings are not about this code.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
@@ -103,3 +108,7 @@ const Kernels kAvx512 = {"avx512", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, n
 const Kernels& avx512_kernels() { return kAvx512; }
 
 }  // namespace tunekit
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
