@@ -55,6 +55,8 @@ export interface NativeGenerateOptions {
   seed: number;
   stopTokens: Int32Array;
   collectLogits?: boolean;
+  /** Apply the LoRA adapters. Default true. */
+  adapter?: boolean;
 }
 
 export interface NativeGeneration {
@@ -70,9 +72,28 @@ export interface NativeWeightBytes {
   norm: number;
 }
 
+/** One LoRA adapter as the engine takes and gives it. */
+export interface NativeLora {
+  layer: number;
+  projection: string;
+  rank: number;
+  scale: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
 export interface NativeModel {
-  logits(inputIds: Int32Array): Promise<Float32Array>;
-  loss(inputIds: Int32Array, labels: Int32Array): Promise<{ loss: number; tokens: number }>;
+  logits(inputIds: Int32Array, adapter?: boolean): Promise<Float32Array>;
+  loss(
+    inputIds: Int32Array,
+    labels: Int32Array,
+    adapter?: boolean,
+  ): Promise<{ loss: number; tokens: number }>;
+  /** Replaces every adapter (null: none). */
+  setLora(adapters: NativeLora[] | null): void;
+  getLora(): NativeLora[];
+  /** W + scale · B A of one projection, [out × in], the base dequantized. */
+  mergedWeight(layer: number, projection: string): Promise<Float32Array>;
   generate(
     inputIds: Int32Array,
     options: NativeGenerateOptions,

@@ -12,6 +12,14 @@ export {
   type StreamChunk,
   type WeightBytes,
 } from "./local-model.js";
+export {
+  type LoraConfig,
+  type LoraOptions,
+  PROJECTIONS,
+  type Projection,
+  peftKey,
+} from "./lora.js";
+export { type MergeOptions, parseSize } from "./merge.js";
 export { dequantizeNF4, NF4_CODE, type NF4Quantized, quantizeNF4 } from "./nf4.js";
 export {
   readModelTensors,

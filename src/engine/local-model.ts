@@ -3,7 +3,7 @@
  * chat template. Every heavy call runs off the JS thread; generation streams tokens as they come.
  */
 import { randomInt } from "node:crypto";
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { EngineError, ModelFormatError, ValidationError } from "../core/errors.js";
 import {
@@ -12,11 +12,23 @@ import {
   loadBinding,
   type NativeDType,
   type NativeGeneration,
+  type NativeLora,
   type NativeModel,
   type NativeTensor,
 } from "./binding.js";
 import { type ModelConfig, nativeConfig, readModelConfig } from "./config.js";
 import type { DownloadProgressEvent } from "./hub.js";
+import {
+  initLora,
+  type LoraConfig,
+  type LoraOptions,
+  loraConfig,
+  type Projection,
+  peftKey,
+  readAdapter,
+  writeAdapter,
+} from "./lora.js";
+import { type MergeOptions, mergeAndSave } from "./merge.js";
 import { readModelTensors } from "./safetensors.js";
 import { LocalTokenizer, StreamDecoder, type TemplateMessage } from "./tokenizer.js";
 
@@ -71,6 +83,8 @@ export interface GenerateOptions {
   stopTokens?: number[];
   /** Also return the logits each new token was chosen from (`GenerateResult.logits`). Default false. */
   returnLogits?: boolean;
+  /** Apply the LoRA adapter. Default: on when one is attached. */
+  adapter?: boolean;
   signal?: AbortSignal;
 }
 
@@ -147,6 +161,7 @@ export class LocalModel {
   readonly quantization: Quantization;
   #native: NativeModel | undefined;
   readonly #defaults: GenerationDefaults;
+  #lora: LoraConfig | undefined;
 
   private constructor(
     path: string,
@@ -292,9 +307,12 @@ export class LocalModel {
     throw new ValidationError("bad_input", "input must be a string, chat messages or { inputIds }");
   }
 
-  /** Logits of every position: a Float32Array of [tokens × vocab]. */
-  async logits(inputIds: ArrayLike<number>): Promise<Float32Array> {
-    return this.#call(() => this.#live().logits(this.#ids(inputIds, "inputIds")));
+  /**
+   * Logits of every position: a Float32Array of [tokens × vocab]. `adapter` (default: on when one
+   * is attached) applies the LoRA adapter.
+   */
+  async logits(inputIds: ArrayLike<number>, options: { adapter?: boolean } = {}): Promise<Float32Array> {
+    return this.#call(() => this.#live().logits(this.#ids(inputIds, "inputIds"), options.adapter ?? true));
   }
 
   /**
@@ -304,6 +322,7 @@ export class LocalModel {
   async loss(
     inputIds: ArrayLike<number>,
     labels?: ArrayLike<number>,
+    options: { adapter?: boolean } = {},
   ): Promise<{ loss: number; tokens: number }> {
     const ids = this.#ids(inputIds, "inputIds");
     const target = labels === undefined ? ids : Int32Array.from(labels);
@@ -312,7 +331,7 @@ export class LocalModel {
         "bad_input",
         `labels has ${target.length} entries for ${ids.length} input ids`,
       );
-    return this.#call(() => this.#live().loss(ids, target));
+    return this.#call(() => this.#live().loss(ids, target, options.adapter ?? true));
   }
 
   /** Generates a completion. */
@@ -510,6 +529,7 @@ export class LocalModel {
       seed,
       stopTokens,
       collectLogits: options.returnLogits ?? false,
+      adapter: options.adapter ?? true,
     };
   }
 
@@ -526,6 +546,114 @@ export class LocalModel {
         /outside the vocabulary|exceed|label/.test(message);
       throw new EngineError(input ? "bad_input" : "engine_failed", message, { cause: error });
     }
+  }
+
+  // ---- LoRA -------------------------------------------------------------------------------------
+
+  #shapeOf = (projection: Projection): { in: number; out: number } => {
+    const { hiddenSize: hidden, intermediateSize: intermediate, numHeads, numKvHeads, headDim } = this.config;
+    switch (projection) {
+      case "q_proj":
+        return { in: hidden, out: numHeads * headDim };
+      case "k_proj":
+      case "v_proj":
+        return { in: hidden, out: numKvHeads * headDim };
+      case "o_proj":
+        return { in: numHeads * headDim, out: hidden };
+      case "gate_proj":
+      case "up_proj":
+        return { in: hidden, out: intermediate };
+      case "down_proj":
+        return { in: intermediate, out: hidden };
+    }
+  };
+
+  /** The attached adapter's configuration, or undefined. */
+  get lora(): LoraConfig | undefined {
+    return this.#lora;
+  }
+
+  /**
+   * Attaches a fresh LoRA adapter to the target projections of every layer (A Kaiming-uniform, B zeros:
+   * the model is unchanged until trained), replacing any adapter attached before.
+   */
+  attachLora(options: LoraOptions = {}): LoraConfig {
+    const config = loraConfig(options);
+    const native = this.#live();
+    native.setLora(initLora(config, this.config.numLayers, this.#shapeOf, options.seed ?? 0));
+    this.#lora = config;
+    return config;
+  }
+
+  /** Removes the adapter. */
+  detachLora(): void {
+    this.#live().setLora(null);
+    this.#lora = undefined;
+  }
+
+  /** The adapter's tensors keyed by their PEFT names (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`). */
+  getLoraWeights(): Map<string, Float32Array> {
+    const weights = new Map<string, Float32Array>();
+    for (const module of this.#live().getLora()) {
+      weights.set(peftKey(module.layer, module.projection as Projection, "A"), module.a);
+      weights.set(peftKey(module.layer, module.projection as Projection, "B"), module.b);
+    }
+    return weights;
+  }
+
+  /** Replaces adapter tensors by PEFT name (each must exist and keep its size). */
+  setLoraWeights(weights: Map<string, Float32Array> | Record<string, Float32Array>): void {
+    const native = this.#live();
+    const modules = native.getLora();
+    const byKey = new Map<string, { module: NativeLora; matrix: "a" | "b" }>();
+    for (const module of modules) {
+      byKey.set(peftKey(module.layer, module.projection as Projection, "A"), { module, matrix: "a" });
+      byKey.set(peftKey(module.layer, module.projection as Projection, "B"), { module, matrix: "b" });
+    }
+    const entries = weights instanceof Map ? [...weights] : Object.entries(weights);
+    for (const [key, values] of entries) {
+      const target = byKey.get(key);
+      if (!target) throw new ValidationError("bad_input", `no adapter tensor ${key}`);
+      if (!(values instanceof Float32Array) || values.length !== target.module[target.matrix].length)
+        throw new ValidationError(
+          "bad_input",
+          `${key} needs a Float32Array of ${target.module[target.matrix].length} values`,
+        );
+      target.module[target.matrix] = values;
+    }
+    native.setLora(modules);
+  }
+
+  /** Writes the adapter in PEFT's format: `adapter_config.json` and `adapter_model.safetensors`. */
+  async saveAdapter(dir: string): Promise<void> {
+    const config = this.#lora;
+    if (!config)
+      throw new ValidationError("no_adapter", "no LoRA adapter is attached (attachLora or loadAdapter)");
+    await mkdir(dir, { recursive: true });
+    const modules = this.#live()
+      .getLora()
+      .map((module) => ({ ...module, projection: module.projection as Projection }));
+    await writeAdapter(dir, config, modules, this.#shapeOf, this.path);
+  }
+
+  /** Loads a PEFT LoRA adapter folder (written by tunekit or by PEFT), replacing any adapter. */
+  async loadAdapter(dir: string): Promise<LoraConfig> {
+    const { config, modules } = await readAdapter(dir, this.config.numLayers, this.#shapeOf);
+    this.#live().setLora(modules);
+    this.#lora = config;
+    return config;
+  }
+
+  /**
+   * Writes a complete Hugging Face model folder with the adapter merged into the weights
+   * (W + s · B A; an NF4 base is dequantized first): weights in `dtype` (default "bf16"), sharded at
+   * `maxShardSize` (default "2GB") with `model.safetensors.index.json`, plus the config, tokenizer
+   * and generation files, so transformers and vLLM load it.
+   */
+  async mergeAndSave(dir: string, options: MergeOptions = {}): Promise<{ files: string[] }> {
+    return mergeAndSave(this.path, dir, this.config, options, (layer, projection) =>
+      this.#call(() => this.#live().mergedWeight(layer, projection)),
+    );
   }
 
   /** Resident bytes of the weights by kind (NF4 shows in `linear`). */

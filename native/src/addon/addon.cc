@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -223,7 +224,9 @@ class Model : public Napi::ObjectWrap<Model> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Model",
                        {InstanceMethod<&Model::Logits>("logits"), InstanceMethod<&Model::Loss>("loss"),
-                        InstanceMethod<&Model::Generate>("generate"),
+                        InstanceMethod<&Model::Generate>("generate"), InstanceMethod<&Model::SetLora>("setLora"),
+                        InstanceMethod<&Model::GetLora>("getLora"),
+                        InstanceMethod<&Model::MergedWeight>("mergedWeight"),
                         InstanceMethod<&Model::WeightBytes>("weightBytes"), InstanceMethod<&Model::Info>("info"),
                         InstanceMethod<&Model::Dispose>("dispose")});
   }
@@ -242,6 +245,9 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Logits(const Napi::CallbackInfo& info);
   Napi::Value Loss(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value SetLora(const Napi::CallbackInfo& info);
+  Napi::Value GetLora(const Napi::CallbackInfo& info);
+  Napi::Value MergedWeight(const Napi::CallbackInfo& info);
 
   Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
     const tunekit::WeightBytes bytes = live(info.Env())->weight_bytes();
@@ -286,9 +292,9 @@ class LoadWorker : public PromiseWorker {
 
 class LogitsWorker : public PromiseWorker {
  public:
-  LogitsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens)
-      : PromiseWorker(env, "tunekit.logits"), model_(std::move(model)), tokens_(std::move(tokens)) {}
-  TUNEKIT_EXECUTE(logits_ = model_->logits(tokens_))
+  LogitsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, bool adapter)
+      : PromiseWorker(env, "tunekit.logits"), model_(std::move(model)), tokens_(std::move(tokens)), adapter_(adapter) {}
+  TUNEKIT_EXECUTE(logits_ = model_->logits(tokens_, adapter_))
   Napi::Value Result(Napi::Env env) override {
     Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
     std::copy(logits_.begin(), logits_.end(), out.Data());
@@ -298,21 +304,24 @@ class LogitsWorker : public PromiseWorker {
  private:
   std::shared_ptr<LlamaModel> model_;
   std::vector<int32_t> tokens_;
+  bool adapter_;
   std::vector<float> logits_;
 };
 
 Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
-  auto* worker = new LogitsWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"));
+  auto* worker = new LogitsWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"),
+                                  !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value());
   worker->Queue();
   return worker->Promise();
 }
 
 class LossWorker : public PromiseWorker {
  public:
-  LossWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, std::vector<int32_t> labels)
+  LossWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, std::vector<int32_t> labels,
+             bool adapter)
       : PromiseWorker(env, "tunekit.loss"), model_(std::move(model)), tokens_(std::move(tokens)),
-        labels_(std::move(labels)) {}
-  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_))
+        labels_(std::move(labels)), adapter_(adapter) {}
+  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_, adapter_))
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", result_.first);
@@ -323,12 +332,14 @@ class LossWorker : public PromiseWorker {
  private:
   std::shared_ptr<LlamaModel> model_;
   std::vector<int32_t> tokens_, labels_;
+  bool adapter_;
   std::pair<double, size_t> result_;
 };
 
 Napi::Value Model::Loss(const Napi::CallbackInfo& info) {
   auto* worker = new LossWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"),
-                                int32_vector(info.Env(), info[1], "labels"));
+                                int32_vector(info.Env(), info[1], "labels"),
+                                !info[2].IsBoolean() || info[2].As<Napi::Boolean>().Value());
   worker->Queue();
   return worker->Promise();
 }
@@ -408,6 +419,7 @@ SamplingOptions parse_sampling(const Napi::Env& env, const Napi::Value& value) {
   options.seed = uint64_t(seed);
   options.stop_tokens = int32_vector(env, object.Get("stopTokens"), "stopTokens");
   options.collect_logits = bool_field(object, "collectLogits", false);
+  options.adapter = bool_field(object, "adapter", true);
   return options;
 }
 
@@ -434,6 +446,106 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
   }
   auto* worker =
       new GenerateWorker(env, live(env), std::move(prompts), std::move(options), flags, on_token, batch);
+  worker->Queue();
+  return worker->Promise();
+}
+
+int projection_index(const Napi::Env& env, const std::string& name) {
+  for (int p = 0; p < kProjections; p++)
+    if (name == kProjectionNames[p]) return p;
+  throw Napi::TypeError::New(env, "unknown projection \"" + name + "\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+}
+
+// setLora(adapters: { layer, projection, rank, scale, a: Float32Array, b: Float32Array }[] | null)
+// replaces every adapter at once.
+Napi::Value Model::SetLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<LlamaModel> model = live(env);
+  if (info[0].IsNull() || info[0].IsUndefined()) {
+    model->set_lora(nullptr);
+    return env.Undefined();
+  }
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "setLora needs an array of adapters or null");
+  auto set = std::make_shared<LoraSet>();
+  set->layers.resize(model->config().num_layers);
+  Napi::Array entries = info[0].As<Napi::Array>();
+  for (uint32_t i = 0; i < entries.Length(); i++) {
+    if (!entries.Get(i).IsObject()) throw Napi::TypeError::New(env, "adapters must be objects");
+    Napi::Object entry = entries.Get(i).As<Napi::Object>();
+    const int layer = int_field(entry, "layer");
+    if (layer < 0 || layer >= model->config().num_layers) throw Napi::RangeError::New(env, "no layer " + std::to_string(layer));
+    const int p = projection_index(env, string_field(entry, "projection", ""));
+    auto adapter = std::make_shared<LoraAdapter>();
+    adapter->rank = int_field(entry, "rank");
+    adapter->scale = float(number_field(entry, "scale"));
+    if (adapter->rank <= 0 || !std::isfinite(adapter->scale))
+      throw Napi::RangeError::New(env, "rank must be > 0 and scale finite");
+    auto a = typed_array<Napi::Float32Array>(env, entry.Get("a"), "a", napi_float32_array, "Float32Array");
+    auto b = typed_array<Napi::Float32Array>(env, entry.Get("b"), "b", napi_float32_array, "Float32Array");
+    const auto [in, out] = model->projection_shape(p);
+    const std::string where = "layer " + std::to_string(layer) + " " + kProjectionNames[p];
+    if (a.ElementLength() != size_t(adapter->rank) * in)
+      throw Napi::RangeError::New(env, where + ": A must hold rank × " + std::to_string(in) + " values");
+    if (b.ElementLength() != out * size_t(adapter->rank))
+      throw Napi::RangeError::New(env, where + ": B must hold " + std::to_string(out) + " × rank values");
+    adapter->a.assign(a.Data(), a.Data() + a.ElementLength());
+    adapter->b.assign(b.Data(), b.Data() + b.ElementLength());
+    if (set->layers[layer][p]) throw Napi::RangeError::New(env, where + " is given twice");
+    set->layers[layer][p] = std::move(adapter);
+  }
+  model->set_lora(std::move(set));
+  return env.Undefined();
+}
+
+Napi::Value Model::GetLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::shared_ptr<const LoraSet> set = live(env)->lora();
+  Napi::Array out = Napi::Array::New(env);
+  if (!set) return out;
+  uint32_t index = 0;
+  for (size_t layer = 0; layer < set->layers.size(); layer++)
+    for (int p = 0; p < kProjections; p++) {
+      const LoraAdapter* adapter = set->layers[layer][p].get();
+      if (!adapter) continue;
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("layer", double(layer));
+      entry.Set("projection", kProjectionNames[p]);
+      entry.Set("rank", adapter->rank);
+      entry.Set("scale", adapter->scale);
+      Napi::Float32Array a = Napi::Float32Array::New(env, adapter->a.size());
+      std::copy(adapter->a.begin(), adapter->a.end(), a.Data());
+      Napi::Float32Array b = Napi::Float32Array::New(env, adapter->b.size());
+      std::copy(adapter->b.begin(), adapter->b.end(), b.Data());
+      entry.Set("a", a);
+      entry.Set("b", b);
+      out.Set(index++, entry);
+    }
+  return out;
+}
+
+class MergedWeightWorker : public PromiseWorker {
+ public:
+  MergedWeightWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, int layer, int projection)
+      : PromiseWorker(env, "tunekit.mergedWeight"), model_(std::move(model)), layer_(layer), projection_(projection) {}
+  TUNEKIT_EXECUTE(weight_ = model_->merged_weight(layer_, projection_))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Float32Array out = Napi::Float32Array::New(env, weight_.size());
+    std::copy(weight_.begin(), weight_.end(), out.Data());
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  int layer_, projection_;
+  std::vector<float> weight_;
+};
+
+// mergedWeight(layer, projection): W + scale · B A, [out × in], the base dequantized.
+Napi::Value Model::MergedWeight(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsString()) throw Napi::TypeError::New(env, "mergedWeight(layer, projection)");
+  const int p = projection_index(env, info[1].As<Napi::String>().Utf8Value());
+  auto* worker = new MergedWeightWorker(env, live(env), int(info[0].As<Napi::Number>().Int32Value()), p);
   worker->Queue();
   return worker->Promise();
 }

@@ -225,14 +225,89 @@ void LlamaModel::check_tokens(const std::vector<int32_t>& tokens) const {
                               " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
 }
 
+// ---- LoRA ---------------------------------------------------------------------------------------
+
+const char* const kProjectionNames[kProjections] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj"};
+
+const Weight& LlamaModel::projection(const Layer& layer, int projection) const {
+  switch (projection) {
+    case kQ: return layer.q;
+    case kK: return layer.k;
+    case kV: return layer.v;
+    case kO: return layer.o;
+    case kGate: return layer.gate;
+    case kUp: return layer.up;
+    default: return layer.down;
+  }
+}
+
+std::pair<size_t, size_t> LlamaModel::projection_shape(int p) const {
+  if (p < 0 || p >= kProjections) throw std::out_of_range("no such projection");
+  const Weight& weight = projection(layers_[0], p);
+  return {weight.cols(), weight.rows()};
+}
+
+void LlamaModel::set_lora(std::shared_ptr<const LoraSet> lora) {
+  if (lora) {
+    if (int(lora->layers.size()) != config_.num_layers) throw std::invalid_argument("LoRA set has the wrong layer count");
+    for (const auto& layer : lora->layers)
+      for (int p = 0; p < kProjections; p++) {
+        const LoraAdapter* adapter = layer[p].get();
+        if (!adapter) continue;
+        const auto [in, out] = projection_shape(p);
+        if (adapter->rank <= 0 || adapter->a.size() != size_t(adapter->rank) * in ||
+            adapter->b.size() != out * size_t(adapter->rank))
+          throw std::invalid_argument(std::string("LoRA adapter of ") + kProjectionNames[p] + " has the wrong shape");
+      }
+  }
+  std::atomic_store(&lora_, std::move(lora));
+}
+
+// t [m × r] = x A^T, then y [m × out] += scale · t B^T.
+void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features) const {
+  const size_t r = size_t(adapter.rank), in = adapter.a.size() / r;
+  const Kernels& k = *kernels_;
+  std::vector<float> t(size_t(m) * r);
+  for (int row = 0; row < m; row++)
+    for (size_t j = 0; j < r; j++) t[size_t(row) * r + j] = k.dot(x + size_t(row) * in, adapter.a.data() + j * in, in);
+  pool_->parallel_for(out_features, [&](size_t begin, size_t end, size_t) {
+    for (size_t o = begin; o < end; o++) {
+      const float* b = adapter.b.data() + o * r;
+      for (int row = 0; row < m; row++) y[size_t(row) * out_features + o] += adapter.scale * k.dot(t.data() + size_t(row) * r, b, r);
+    }
+  });
+}
+
+std::vector<float> LlamaModel::merged_weight(int layer, int p) const {
+  if (layer < 0 || layer >= config_.num_layers) throw std::out_of_range("no such layer");
+  const auto [in, out] = projection_shape(p);
+  const Weight& weight = projection(layers_[layer], p);
+  std::vector<float> merged(out * in), scratch(in);
+  for (size_t o = 0; o < out; o++) {
+    const float* row = weight.row(o, scratch.data(), *kernels_);
+    std::copy(row, row + in, merged.begin() + o * in);
+  }
+  const std::shared_ptr<const LoraSet> lora = this->lora();
+  const LoraAdapter* adapter = lora ? lora->layers[layer][p].get() : nullptr;
+  if (adapter) {
+    const size_t r = size_t(adapter->rank);
+    for (size_t o = 0; o < out; o++)
+      for (size_t j = 0; j < r; j++)
+        kernels_->axpy(adapter->scale * adapter->b[o * r + j], adapter->a.data() + j * in, merged.data() + o * in, in);
+  }
+  return merged;
+}
+
 // ---- The decoder --------------------------------------------------------------------------------
 // Shapes: T new tokens, H hidden, D head_dim, Hq / Hkv query / key-value heads, I intermediate.
 
-void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, float* out) const {
-  forward(tokens, {Segment{&cache, count}}, out);
+void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const {
+  forward(tokens, {Segment{&cache, count}}, lora, out);
 }
 
-void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segments, float* out) const {
+void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora,
+                         float* out) const {
   const ModelConfig& c = config_;
   const int H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
   const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size;
@@ -289,11 +364,18 @@ void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segm
 
   for (int l = 0; l < c.num_layers; l++) {
     const Layer& layer = layers_[l];
+    // A projection: the frozen weight, plus its LoRA adapter when there is one.
+    auto project = [&](const float* in, int p, const Weight* bias, float* out_rows) {
+      const Weight& weight = projection(layer, p);
+      linear(in, T, weight, bias, out_rows);
+      const LoraAdapter* adapter = lora ? lora->layers[l][p].get() : nullptr;
+      if (adapter) apply_lora(in, T, *adapter, out_rows, weight.rows());
+    };
     // Attention block: x += o(attention(rope(q(n)), rope(k(n)), v(n))), n = rms_norm(x).
     rms_norm(x.data(), T, layer.input_norm, normed.data());
-    linear(normed.data(), T, layer.q, c.attention_bias ? &layer.q_bias : nullptr, q.data());
-    linear(normed.data(), T, layer.k, c.attention_bias ? &layer.k_bias : nullptr, key.data());
-    linear(normed.data(), T, layer.v, c.attention_bias ? &layer.v_bias : nullptr, value.data());
+    project(normed.data(), kQ, c.attention_bias ? &layer.q_bias : nullptr, q.data());
+    project(normed.data(), kK, c.attention_bias ? &layer.k_bias : nullptr, key.data());
+    project(normed.data(), kV, c.attention_bias ? &layer.v_bias : nullptr, value.data());
     for (int t = 0; t < T; t++) {
       rope(&q[size_t(t) * Q], Hq, t);
       rope(&key[size_t(t) * KV], Hkv, t);
@@ -329,15 +411,15 @@ void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segm
           k.axpy(scores[p] / sum, values + size_t(p) * KV + size_t(kv_head) * D, output, D);
       }
     });
-    linear(attention.data(), T, layer.o, nullptr, projected.data());
+    project(attention.data(), kO, nullptr, projected.data());
     for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
 
     // MLP block: x += down(silu(gate(n)) · up(n)), n = rms_norm(x).
     rms_norm(x.data(), T, layer.post_attention_norm, normed.data());
-    linear(normed.data(), T, layer.gate, nullptr, gate.data());
-    linear(normed.data(), T, layer.up, nullptr, up.data());
+    project(normed.data(), kGate, nullptr, gate.data());
+    project(normed.data(), kUp, nullptr, up.data());
     for (size_t i = 0; i < gate.size(); i++) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-    linear(gate.data(), T, layer.down, nullptr, projected.data());
+    project(gate.data(), kDown, nullptr, projected.data());
     for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
   }
   rms_norm(x.data(), T, final_norm_, out);
@@ -346,7 +428,7 @@ void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segm
 
 // ---- Entry points -------------------------------------------------------------------------------
 
-std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens) const {
+std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens, bool adapter) const {
   check_tokens(tokens);
   if (tokens.empty()) return {};
   if (int(tokens.size()) > config_.max_positions)
@@ -355,13 +437,15 @@ std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens) const 
   const int T = int(tokens.size());
   KVCache cache = new_cache(T);
   std::vector<float> hidden(size_t(T) * config_.hidden_size);
-  forward(tokens.data(), T, cache, hidden.data());
+  const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
+  forward(tokens.data(), T, cache, lora.get(), hidden.data());
   std::vector<float> out(size_t(T) * config_.vocab_size);
   head(hidden.data(), T, out.data());
   return out;
 }
 
-std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels) const {
+std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                                           bool adapter) const {
   check_tokens(tokens);
   if (labels.size() != tokens.size())
     throw std::invalid_argument("labels has " + std::to_string(labels.size()) + " entries for " +
@@ -377,7 +461,8 @@ std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, c
   if (T < 2) return {0.0, 0};
   KVCache cache = new_cache(T);
   std::vector<float> hidden(size_t(T) * H);
-  forward(tokens.data(), T, cache, hidden.data());
+  const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
+  forward(tokens.data(), T, cache, lora.get(), hidden.data());
   // The head in chunks of positions, so a long sequence never holds [T × vocab] logits at once.
   const int chunk = 32;
   std::vector<float> logits(size_t(chunk) * V);
@@ -422,6 +507,7 @@ std::vector<Generation> LlamaModel::generate_batch(const std::vector<std::vector
                               std::to_string(config_.max_positions) + ")");
   }
   const int H = config_.hidden_size, V = config_.vocab_size;
+  const std::shared_ptr<const LoraSet> lora = options.adapter ? this->lora() : nullptr;
   std::vector<Generation> results(B);
   std::vector<KVCache> caches;
   std::vector<Sampler> samplers;
@@ -434,7 +520,7 @@ std::vector<Generation> LlamaModel::generate_batch(const std::vector<std::vector
     caches.push_back(new_cache(std::min<int>(config_.max_positions, int(prompts[b].size()) + std::max(0, options.max_tokens))));
     // Prompts are prefilled one at a time: their lengths differ, and each is one matrix product.
     std::vector<float> hidden(prompts[b].size() * size_t(H));
-    forward(prompts[b].data(), int(prompts[b].size()), caches[b], hidden.data());
+    forward(prompts[b].data(), int(prompts[b].size()), caches[b], lora.get(), hidden.data());
     std::copy(hidden.end() - H, hidden.end(), last.begin() + b * size_t(H));
   }
   std::vector<bool> active(B, options.max_tokens > 0);
@@ -484,7 +570,7 @@ std::vector<Generation> LlamaModel::generate_batch(const std::vector<std::vector
     if (next.empty()) break;
     // One decoding step for every sequence still going: a batch of rows through each matrix product.
     std::vector<float> hidden(next.size() * size_t(H));
-    forward(next.data(), segments, hidden.data());
+    forward(next.data(), segments, lora.get(), hidden.data());
     size_t r = 0;
     for (size_t b = 0; b < B; b++)
       if (active[b]) std::copy_n(hidden.begin() + (r++) * size_t(H), H, last.begin() + b * size_t(H));

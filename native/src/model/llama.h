@@ -2,6 +2,7 @@
 // Hugging Face transformers computes it (models/llama/modeling_llama.py): RMSNorm in fp32,
 // rotate_half RoPE, grouped-query causal attention, SwiGLU MLP, tied or separate head.
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -74,6 +75,24 @@ class Weight {
   std::unique_ptr<NF4Tensor> nf4_;
 };
 
+// The seven linear projections of a block, in the order LoRA adapters are indexed.
+enum Projection : int { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kProjections };
+extern const char* const kProjectionNames[kProjections];
+
+// A LoRA adapter of one projection, as PEFT defines it: y += scale · B (A x), A [rank × in],
+// B [out × rank], scale = alpha / rank (or alpha / √rank with rsLoRA).
+struct LoraAdapter {
+  int rank = 0;
+  float scale = 1.0f;
+  std::vector<float> a, b;
+};
+
+// The adapters of every layer (null where a projection has none). Calls take a snapshot at their
+// start, so replacing the set never disturbs a call that is running.
+struct LoraSet {
+  std::vector<std::array<std::shared_ptr<const LoraAdapter>, kProjections>> layers;
+};
+
 struct Layer {
   Weight input_norm, post_attention_norm;
   Weight q, k, v, o;
@@ -101,6 +120,7 @@ struct WeightBytes {
 enum class FinishReason { Stop, Length, Abort };
 
 struct SamplingOptions {
+  bool adapter = true;  // apply the LoRA adapters
   int max_tokens = 256;
   float temperature = 0.0f;  // 0: greedy
   int top_k = 0;             // 0: off
@@ -126,10 +146,19 @@ class LlamaModel {
   size_t threads() const { return pool_->size(); }
   WeightBytes weight_bytes() const;
 
-  // Logits of every position of one sequence: [tokens × vocab].
-  std::vector<float> logits(const std::vector<int32_t>& tokens) const;
+  // The LoRA adapters now attached (null when none), and replacing them.
+  std::shared_ptr<const LoraSet> lora() const { return std::atomic_load(&lora_); }
+  void set_lora(std::shared_ptr<const LoraSet> lora);
+  // in and out features of a projection.
+  std::pair<size_t, size_t> projection_shape(int projection) const;
+  // W + scale · B A of one projection (the base weight dequantized), [out × in], for merging.
+  std::vector<float> merged_weight(int layer, int projection) const;
+
+  // Logits of every position of one sequence: [tokens × vocab]. `adapter`: apply the LoRA adapters.
+  std::vector<float> logits(const std::vector<int32_t>& tokens, bool adapter = true) const;
   // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored) and its token count.
-  std::pair<double, size_t> loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels) const;
+  std::pair<double, size_t> loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                                 bool adapter = true) const;
   // Autoregressive generation with a KV cache; on_token sees each new id as it is chosen.
   Generation generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
                       const std::atomic<bool>& cancelled, const std::function<void(int32_t)>& on_token) const;
@@ -145,15 +174,18 @@ class LlamaModel {
   void check_tokens(const std::vector<int32_t>& tokens) const;
   // Runs `count` tokens at positions cache.length… through the decoder, appending to the cache;
   // writes the final-normed hidden states [count × hidden] to out.
-  void forward(const int32_t* tokens, int count, KVCache& cache, float* out) const;
+  void forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const;
   // The same for a batch of rows from several sequences, each segment's rows appended to its cache.
-  void forward(const int32_t* tokens, const std::vector<Segment>& segments, float* out) const;
+  void forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora, float* out) const;
+  // y += scale · B (A x) for the m rows of x.
+  void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features) const;
   KVCache new_cache(int capacity) const;
   // y[m × N] = x[m × K] · Wᵀ (+ bias)
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   void rms_norm(const float* x, int m, const Weight& weight, float* y) const;
   void head(const float* hidden, int m, float* logits) const;
   const Weight& head_weight() const { return config_.tie_word_embeddings ? embed_ : lm_head_; }
+  const Weight& projection(const Layer& layer, int projection) const;
 
   ModelConfig config_;
   std::vector<std::unique_ptr<MappedFile>> files_;
@@ -161,6 +193,7 @@ class LlamaModel {
   std::vector<Layer> layers_;
   const Kernels* kernels_;
   std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<const LoraSet> lora_;
 };
 
 }  // namespace tunekit

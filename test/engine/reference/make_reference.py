@@ -226,12 +226,95 @@ def known_vector(n, seed):
     return torch.randn(n, generator=g, dtype=torch.float32)
 
 
+# ---- LoRA (PEFT) -----------------------------------------------------------------------------------
+# peft/tuners/lora/layer.py Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling,
+# scaling = lora_alpha / r (update_layer); rank_pattern / alpha_pattern override r / alpha per module
+# (peft/tuners/lora/model.py _create_and_replace, matching keys as `.*\.{key}$`).
+
+LORA = {
+    "r": 4,
+    "lora_alpha": 8,
+    "target_modules": ["q_proj", "v_proj", "down_proj"],
+    "rank_pattern": {"down_proj": 2},
+    "alpha_pattern": {"model.layers.1.self_attn.v_proj": 16},
+}
+
+
+def pattern_value(pattern, name):
+    for key, value in pattern.items():
+        if name == key or name.endswith("." + key):
+            return value
+    return None
+
+
+def lora_modules(config):
+    H, I = config["hidden_size"], config["intermediate_size"]
+    D = config.get("head_dim") or H // config["num_attention_heads"]
+    shapes = {"q_proj": (H, config["num_attention_heads"] * D), "v_proj": (H, config["num_key_value_heads"] * D),
+              "down_proj": (I, H)}
+    modules = {}
+    for l in range(config["num_hidden_layers"]):
+        for projection in LORA["target_modules"]:
+            block = "mlp" if projection == "down_proj" else "self_attn"
+            name = f"model.layers.{l}.{block}.{projection}"
+            r = pattern_value(LORA["rank_pattern"], name) or LORA["r"]
+            alpha = pattern_value(LORA["alpha_pattern"], name) or LORA["lora_alpha"]
+            fan_in, fan_out = shapes[projection]
+            a = tiny_values(name + ".lora_A", r * fan_in, 0.25, False).reshape(r, fan_in)
+            b = tiny_values(name + ".lora_B", fan_out * r, 0.25, False).reshape(fan_out, r)
+            modules[name] = (a, b, alpha / r)
+    return modules
+
+
+def write_peft_adapter(folder, config, modules):
+    # What PEFT's save_pretrained writes: adapter_config.json and adapter_model.safetensors, here in BF16.
+    os.makedirs(folder, exist_ok=True)
+    tensors = {}
+    for name, (a, b, _) in modules.items():
+        tensors[f"base_model.model.{name}.lora_A.weight"] = a
+        tensors[f"base_model.model.{name}.lora_B.weight"] = b
+    header, blobs, offset = {}, [], 0
+    for key in sorted(tensors):
+        data = tensors[key].to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+        header[key] = {"dtype": "BF16", "shape": list(tensors[key].shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(os.path.join(folder, "adapter_model.safetensors"), "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+    peft_config = {
+        "alpha_pattern": LORA["alpha_pattern"], "auto_mapping": None, "base_model_name_or_path": "tiny-llama",
+        "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True,
+        "layer_replication": None, "layers_pattern": None, "layers_to_transform": None, "loftq_config": {},
+        "lora_alpha": LORA["lora_alpha"], "lora_dropout": 0.05, "megatron_config": None, "megatron_core": "megatron.core",
+        "modules_to_save": None, "peft_type": "LORA", "r": LORA["r"], "rank_pattern": LORA["rank_pattern"],
+        "revision": None, "target_modules": LORA["target_modules"], "task_type": "CAUSAL_LM", "use_dora": False,
+        "use_rslora": False,
+    }
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump(peft_config, f, indent=2)
+        f.write("\n")
+
+
 def main():
     configs = load_configs()
     out = {"input": configs["input"], "logits": {}, "nf4": []}
     for name, config in configs["models"].items():
         logits = forward(config, weights(config), configs["input"])
         out["logits"][name] = logits.flatten().tolist()
+    # The llama model with a PEFT adapter: W + scaling · B A is what Linear.forward adds up to.
+    llama = configs["models"]["llama"]
+    modules = lora_modules(llama)
+    w = weights(llama)
+    for name, (a, b, scaling) in modules.items():
+        w[name + ".weight"] = w[name + ".weight"] + scaling * (b @ a)
+    out["logits"]["llama+lora"] = forward(llama, w, configs["input"]).flatten().tolist()
+    write_peft_adapter(os.path.join(HERE, "peft-adapter"), llama, modules)
     for n, block, dq, seed in [(64, 64, False, 1), (200, 64, False, 2), (1000, 64, True, 3), (333, 32, False, 4)]:
         x = known_vector(n, seed)
         out["nf4"].append({"values": x.tolist(), "blockSize": block, "doubleQuant": dq, **quantize_nf4(x, block, dq)})
