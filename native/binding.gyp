@@ -10,6 +10,7 @@
         "src/kernels/nf4.cc",
         "src/model/llama.cc",
         "src/model/sampler.cc",
+        "src/model/train.cc",
         "src/util/thread_pool.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],

@@ -92,6 +92,12 @@ export interface NativeModel {
   /** Replaces every adapter (null: none). */
   setLora(adapters: NativeLora[] | null): void;
   getLora(): NativeLora[];
+  /** Mean loss of a packed batch and its gradients for every LoRA A and B (no dropout). */
+  lossAndGradients(
+    inputIds: Int32Array,
+    labels: Int32Array,
+    sequenceLengths: Int32Array,
+  ): Promise<{ loss: number; tokens: number; gradients: Omit<NativeLora, "rank" | "scale">[] }>;
   /** W + scale · B A of one projection, [out × in], the base dequantized. */
   mergedWeight(layer: number, projection: string): Promise<Float32Array>;
   generate(

@@ -10,6 +10,7 @@ export {
   LocalModel,
   type Quantization,
   type StreamChunk,
+  type TrainingBatch,
   type WeightBytes,
 } from "./local-model.js";
 export {

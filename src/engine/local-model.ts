@@ -112,6 +112,15 @@ export interface WeightBytes {
   total: number;
 }
 
+/** A training batch: a flat stream of one or more sequences. */
+export interface TrainingBatch {
+  inputIds: ArrayLike<number>;
+  /** One per input id; -100 is not trained on. */
+  labels: ArrayLike<number>;
+  /** Lengths of the packed sequences, summing to the stream's length. Default: one sequence. */
+  sequenceLengths?: ArrayLike<number>;
+}
+
 /** A generation's end as #run reports it: `text` only when a stop string cut it. */
 type RunResult = Omit<GenerateResult, "text" | "tokenIds"> & { text?: string };
 
@@ -622,6 +631,36 @@ export class LocalModel {
       target.module[target.matrix] = values;
     }
     native.setLora(modules);
+  }
+
+  /**
+   * The mean loss of a batch and its gradients for every LoRA tensor, keyed by PEFT name, with no
+   * dropout and nothing updated (for gradient checks, and for bringing your own optimizer). A batch is
+   * a flat token stream of one or more sequences (`sequenceLengths`, summing to its length; default
+   * one sequence): positions restart and attention stays inside each sequence. Labels follow
+   * transformers: the label at t + 1 is predicted at t, -100 is ignored, and a sequence's first
+   * label is never predicted.
+   */
+  async lossAndGradients(
+    batch: TrainingBatch,
+  ): Promise<{ loss: number; tokens: number; gradients: Map<string, Float32Array> }> {
+    if (!this.#lora)
+      throw new ValidationError("no_adapter", "no LoRA adapter is attached (attachLora or loadAdapter)");
+    const ids = this.#ids(batch.inputIds, "inputIds");
+    const labels = Int32Array.from(batch.labels);
+    if (labels.length !== ids.length)
+      throw new ValidationError(
+        "bad_input",
+        `labels has ${labels.length} entries for ${ids.length} input ids`,
+      );
+    const lengths = Int32Array.from(batch.sequenceLengths ?? [ids.length]);
+    const result = await this.#call(() => this.#live().lossAndGradients(ids, labels, lengths));
+    const gradients = new Map<string, Float32Array>();
+    for (const gradient of result.gradients) {
+      gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "A"), gradient.a);
+      gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "B"), gradient.b);
+    }
+    return { loss: result.loss, tokens: result.tokens, gradients };
   }
 
   /** Writes the adapter in PEFT's format: `adapter_config.json` and `adapter_model.safetensors`. */

@@ -227,6 +227,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod<&Model::Generate>("generate"), InstanceMethod<&Model::SetLora>("setLora"),
                         InstanceMethod<&Model::GetLora>("getLora"),
                         InstanceMethod<&Model::MergedWeight>("mergedWeight"),
+                        InstanceMethod<&Model::LossAndGradients>("lossAndGradients"),
                         InstanceMethod<&Model::WeightBytes>("weightBytes"), InstanceMethod<&Model::Info>("info"),
                         InstanceMethod<&Model::Dispose>("dispose")});
   }
@@ -248,6 +249,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value SetLora(const Napi::CallbackInfo& info);
   Napi::Value GetLora(const Napi::CallbackInfo& info);
   Napi::Value MergedWeight(const Napi::CallbackInfo& info);
+  Napi::Value LossAndGradients(const Napi::CallbackInfo& info);
 
   Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
     const tunekit::WeightBytes bytes = live(info.Env())->weight_bytes();
@@ -546,6 +548,56 @@ Napi::Value Model::MergedWeight(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber() || !info[1].IsString()) throw Napi::TypeError::New(env, "mergedWeight(layer, projection)");
   const int p = projection_index(env, info[1].As<Napi::String>().Utf8Value());
   auto* worker = new MergedWeightWorker(env, live(env), int(info[0].As<Napi::Number>().Int32Value()), p);
+  worker->Queue();
+  return worker->Promise();
+}
+
+class GradientsWorker : public PromiseWorker {
+ public:
+  GradientsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens,
+                  std::vector<int32_t> labels, std::vector<int> lengths)
+      : PromiseWorker(env, "tunekit.lossAndGradients"), model_(std::move(model)), tokens_(std::move(tokens)),
+        labels_(std::move(labels)), lengths_(std::move(lengths)) {}
+  TUNEKIT_EXECUTE(result_ = model_->loss_and_gradients(tokens_, labels_, lengths_))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("loss", result_.loss);
+    out.Set("tokens", double(result_.tokens));
+    Napi::Array gradients = Napi::Array::New(env);
+    uint32_t index = 0;
+    for (size_t layer = 0; layer < result_.layers.size(); layer++)
+      for (int p = 0; p < kProjections; p++) {
+        const LlamaModel::LoraGradient& gradient = result_.layers[layer][p];
+        if (gradient.a.empty()) continue;
+        Napi::Object entry = Napi::Object::New(env);
+        entry.Set("layer", double(layer));
+        entry.Set("projection", kProjectionNames[p]);
+        Napi::Float32Array a = Napi::Float32Array::New(env, gradient.a.size());
+        std::copy(gradient.a.begin(), gradient.a.end(), a.Data());
+        Napi::Float32Array b = Napi::Float32Array::New(env, gradient.b.size());
+        std::copy(gradient.b.begin(), gradient.b.end(), b.Data());
+        entry.Set("a", a);
+        entry.Set("b", b);
+        gradients.Set(index++, entry);
+      }
+    out.Set("gradients", gradients);
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  std::vector<int32_t> tokens_, labels_;
+  std::vector<int> lengths_;
+  LlamaModel::Gradients result_;
+};
+
+// lossAndGradients(inputIds: Int32Array, labels: Int32Array, sequenceLengths: Int32Array)
+Napi::Value Model::LossAndGradients(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int32_t> lengths = int32_vector(env, info[2], "sequenceLengths");
+  auto* worker = new GradientsWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
+                                     int32_vector(env, info[1], "labels"),
+                                     std::vector<int>(lengths.begin(), lengths.end()));
   worker->Queue();
   return worker->Promise();
 }

@@ -154,6 +154,21 @@ class LlamaModel {
   // W + scale · B A of one projection (the base weight dequantized), [out × in], for merging.
   std::vector<float> merged_weight(int layer, int projection) const;
 
+  // ---- Training (train.cc) ----
+  // The mean loss of a packed batch (sequences of `lengths` tokens one after another; positions
+  // restart and attention stays inside each; labels as in loss()) and the gradients of that mean with
+  // respect to every LoRA A and B, in the shapes of the attached set. No dropout.
+  struct LoraGradient {
+    std::vector<float> a, b;
+  };
+  struct Gradients {
+    double loss = 0.0;
+    size_t tokens = 0;
+    std::vector<std::array<LoraGradient, kProjections>> layers;
+  };
+  Gradients loss_and_gradients(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                               const std::vector<int>& lengths) const;
+
   // Logits of every position of one sequence: [tokens × vocab]. `adapter`: apply the LoRA adapters.
   std::vector<float> logits(const std::vector<int32_t>& tokens, bool adapter = true) const;
   // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored) and its token count.
@@ -182,6 +197,8 @@ class LlamaModel {
   KVCache new_cache(int capacity) const;
   // y[m × N] = x[m × K] · Wᵀ (+ bias)
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
+  // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear.
+  void linear_backward(const float* dy, int m, const Weight& weight, float* dx) const;
   void rms_norm(const float* x, int m, const Weight& weight, float* y) const;
   void head(const float* hidden, int m, float* logits) const;
   const Weight& head_weight() const { return config_.tie_word_embeddings ? embed_ : lm_head_; }

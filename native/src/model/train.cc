@@ -1,0 +1,353 @@
+// Training: the decoder's forward pass keeping what the backward pass needs, and the backward pass
+// itself, each op's backward written next to the forward it inverts. Only the LoRA matrices receive
+// gradients; every base weight, norm and the embedding stay frozen. All in fp32.
+//
+// Shapes: T rows (the tokens of every packed sequence), H hidden, D head_dim, Hq / Hkv heads,
+// Q = Hq·D, KV = Hkv·D, I intermediate, r a LoRA rank.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "model/llama.h"
+
+namespace tunekit {
+
+namespace {
+
+// What one layer's forward keeps for its backward.
+struct LayerActivations {
+  std::vector<float> x_in, n1, rstd1;     // block input, its norm, 1/rms per row
+  std::vector<float> q, k, v;             // after RoPE (q, k) [T × Q], [T × KV]
+  std::vector<float> lse;                 // attention log-sum-exp per (row, head) [T × Hq]
+  std::vector<float> attn;                // attention output [T × Q]
+  std::vector<float> x_mid, n2, rstd2;    // after the attention residual, its norm
+  std::vector<float> gate, up, act;       // [T × I]: gate and up projections, silu(gate)·up
+  std::array<std::vector<float>, kProjections> lora_t;  // A·x per adapted projection [T × r]
+};
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+// dx[t] += Σ_o dy[t][o] · W[o]: each thread takes a range of rows and streams W once.
+void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx) const {
+  const size_t N = weight.rows(), K = weight.cols();
+  const Kernels& k = *kernels_;
+  pool_->parallel_for(size_t(m), [&](size_t begin, size_t end, size_t) {
+    std::vector<float> scratch(K);
+    for (size_t o = 0; o < N; o++) {
+      const float* w = weight.row(o, scratch.data(), k);
+      for (size_t t = begin; t < end; t++) {
+        const float g = dy[t * N + o];
+        if (g != 0.0f) k.axpy(g, w, dx + t * K, K);
+      }
+    }
+  });
+}
+
+LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>& tokens,
+                                                     const std::vector<int32_t>& labels,
+                                                     const std::vector<int>& lengths) const {
+  const ModelConfig& c = config_;
+  check_tokens(tokens);
+  if (labels.size() != tokens.size()) throw std::invalid_argument("labels must match the tokens");
+  for (size_t i = 0; i < labels.size(); i++)
+    if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= c.vocab_size))
+      throw std::out_of_range("label " + std::to_string(labels[i]) + " at position " + std::to_string(i) +
+                              " is neither -100 nor a token id");
+  size_t packed = 0;
+  for (int length : lengths) {
+    if (length <= 0) throw std::invalid_argument("sequence lengths must be > 0");
+    if (length > c.max_positions) throw std::length_error("a sequence exceeds max_position_embeddings");
+    packed += size_t(length);
+  }
+  if (packed != tokens.size()) throw std::invalid_argument("sequence lengths must add up to the token count");
+  const std::shared_ptr<const LoraSet> lora = this->lora();
+  if (!lora) throw std::invalid_argument("no LoRA adapter is attached");
+
+  const int T = int(tokens.size()), H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size, V = c.vocab_size, half = D / 2, group = Hq / Hkv;
+  const float scale = 1.0f / std::sqrt(float(D));
+  const Kernels& k = *kernels_;
+
+  // Each row's sequence start and position.
+  std::vector<int> start(T), position(T);
+  for (int s = 0, row = 0; s < int(lengths.size()); s++)
+    for (int t = 0; t < lengths[s]; t++, row++) {
+      start[row] = row - t;
+      position[row] = t;
+    }
+  std::vector<float> cos_table(size_t(T) * half), sin_table(size_t(T) * half);
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < half; i++) {
+      const float angle = float(position[t]) * c.inv_freq[i];
+      cos_table[size_t(t) * half + i] = std::cos(angle) * c.attention_scaling;
+      sin_table[size_t(t) * half + i] = std::sin(angle) * c.attention_scaling;
+    }
+
+  // ---- Building blocks, forward and backward side by side ----
+
+  // RMSNorm: y = w ⊙ x · r, r = 1/√(mean(x²) + ε).
+  auto norm_forward = [&](const float* x, const Weight& weight, float* y, float* rstd) {
+    std::vector<float> scratch(H);
+    const float* w = weight.row(0, scratch.data(), k);
+    for (int t = 0; t < T; t++) {
+      const float* in = x + size_t(t) * H;
+      const float r = 1.0f / std::sqrt(k.dot(in, in, H) / float(H) + c.rms_norm_eps);
+      rstd[t] = r;
+      for (int i = 0; i < H; i++) y[size_t(t) * H + i] = w[i] * (in[i] * r);
+    }
+  };
+  // dx += r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/H
+  auto norm_backward = [&](const float* dy, const float* x, const Weight& weight, const float* rstd, float* dx) {
+    std::vector<float> scratch(H), wdy(H);
+    const float* w = weight.row(0, scratch.data(), k);
+    for (int t = 0; t < T; t++) {
+      const float* in = x + size_t(t) * H;
+      const float r = rstd[t];
+      for (int i = 0; i < H; i++) wdy[i] = w[i] * dy[size_t(t) * H + i];
+      const float dot = k.dot(wdy.data(), in, H);
+      const float coefficient = r * r * r * dot / float(H);
+      for (int i = 0; i < H; i++) dx[size_t(t) * H + i] += r * wdy[i] - in[i] * coefficient;
+    }
+  };
+  // RoPE on the two halves of each head, and its transpose (the inverse rotation) for gradients.
+  auto rope = [&](float* vectors, int heads, int t, float direction) {
+    const float* cos_row = &cos_table[size_t(t) * half];
+    const float* sin_row = &sin_table[size_t(t) * half];
+    for (int h = 0; h < heads; h++) {
+      float* v = vectors + size_t(h) * D;
+      for (int i = 0; i < half; i++) {
+        const float x1 = v[i], x2 = v[i + half], s = direction * sin_row[i];
+        v[i] = x1 * cos_row[i] - x2 * s;
+        v[i + half] = x2 * cos_row[i] + x1 * s;
+      }
+    }
+  };
+  // A projection with its adapter: y = W x (+ b) + s·B(A x); keeps A x.
+  auto project = [&](int l, int p, const float* x, const Weight* bias, float* y, std::vector<float>& lora_t) {
+    const Weight& weight = projection(layers_[l], p);
+    linear(x, T, weight, bias, y);
+    const LoraAdapter* adapter = lora->layers[l][p].get();
+    if (!adapter) return;
+    const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows();
+    lora_t.assign(size_t(T) * r, 0.0f);
+    for (int t = 0; t < T; t++)
+      for (size_t j = 0; j < r; j++) lora_t[t * r + j] = k.dot(x + size_t(t) * in, adapter->a.data() + j * in, in);
+    for (int t = 0; t < T; t++)
+      for (size_t o = 0; o < out; o++)
+        y[size_t(t) * out + o] += adapter->scale * k.dot(&lora_t[t * r], adapter->b.data() + o * r, r);
+  };
+  // Its backward: dx += Wᵀ dy + s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x); dA += s·(dy B)ᵀ x.
+  auto project_backward = [&](int l, int p, const float* x, const float* dy, const std::vector<float>& lora_t,
+                              float* dx, LoraGradient& grad) {
+    const Weight& weight = projection(layers_[l], p);
+    linear_backward(dy, T, weight, dx);
+    const LoraAdapter* adapter = lora->layers[l][p].get();
+    if (!adapter) return;
+    const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows();
+    const float s = adapter->scale;
+    std::vector<float> u(size_t(T) * r, 0.0f);  // dy B [T × r]
+    for (int t = 0; t < T; t++)
+      for (size_t o = 0; o < out; o++) {
+        const float g = dy[size_t(t) * out + o];
+        if (g == 0.0f) continue;
+        k.axpy(g, adapter->b.data() + o * r, &u[t * r], r);
+        k.axpy(s * g, &lora_t[t * r], grad.b.data() + o * r, r);
+      }
+    for (int t = 0; t < T; t++)
+      for (size_t j = 0; j < r; j++) {
+        const float g = s * u[t * r + j];
+        k.axpy(g, x + size_t(t) * in, grad.a.data() + j * in, in);
+        k.axpy(g, adapter->a.data() + j * in, dx + size_t(t) * in, in);
+      }
+  };
+
+  // ---- Forward, keeping activations ----
+
+  std::vector<LayerActivations> saved(c.num_layers);
+  std::vector<float> x(size_t(T) * H);
+  for (int t = 0; t < T; t++) {
+    const float* row = embed_.row(size_t(tokens[t]), x.data() + size_t(t) * H, k);
+    if (row != x.data() + size_t(t) * H) std::memcpy(x.data() + size_t(t) * H, row, sizeof(float) * H);
+  }
+  std::vector<float> projected(size_t(T) * H);
+  for (int l = 0; l < c.num_layers; l++) {
+    const Layer& layer = layers_[l];
+    LayerActivations& a = saved[l];
+    a.x_in = x;
+    a.n1.resize(size_t(T) * H);
+    a.rstd1.resize(T);
+    norm_forward(x.data(), layer.input_norm, a.n1.data(), a.rstd1.data());
+    a.q.resize(size_t(T) * Q);
+    a.k.resize(size_t(T) * KV);
+    a.v.resize(size_t(T) * KV);
+    project(l, kQ, a.n1.data(), c.attention_bias ? &layer.q_bias : nullptr, a.q.data(), a.lora_t[kQ]);
+    project(l, kK, a.n1.data(), c.attention_bias ? &layer.k_bias : nullptr, a.k.data(), a.lora_t[kK]);
+    project(l, kV, a.n1.data(), c.attention_bias ? &layer.v_bias : nullptr, a.v.data(), a.lora_t[kV]);
+    for (int t = 0; t < T; t++) {
+      rope(&a.q[size_t(t) * Q], Hq, t, 1.0f);
+      rope(&a.k[size_t(t) * KV], Hkv, t, 1.0f);
+    }
+    // Causal attention inside each sequence; the log-sum-exp of each row's scores is kept so the
+    // backward pass can recompute the probabilities instead of storing them.
+    a.attn.assign(size_t(T) * Q, 0.0f);
+    a.lse.resize(size_t(T) * Hq);
+    pool_->parallel_for(size_t(T) * Hq, [&](size_t begin, size_t end, size_t) {
+      std::vector<float> scores(static_cast<size_t>(c.max_positions));
+      for (size_t task = begin; task < end; task++) {
+        const int t = int(task / Hq), h = int(task % Hq), kv = h / group, first = start[t];
+        const float* query = &a.q[size_t(t) * Q + size_t(h) * D];
+        float maximum = -std::numeric_limits<float>::infinity();
+        for (int p = first; p <= t; p++) {
+          scores[p - first] = k.dot(query, &a.k[size_t(p) * KV + size_t(kv) * D], D) * scale;
+          maximum = std::max(maximum, scores[p - first]);
+        }
+        float sum = 0.0f;
+        for (int p = first; p <= t; p++) sum += scores[p - first] = std::exp(scores[p - first] - maximum);
+        a.lse[task] = maximum + std::log(sum);
+        float* output = &a.attn[size_t(t) * Q + size_t(h) * D];
+        for (int p = first; p <= t; p++) k.axpy(scores[p - first] / sum, &a.v[size_t(p) * KV + size_t(kv) * D], output, D);
+      }
+    });
+    project(l, kO, a.attn.data(), nullptr, projected.data(), a.lora_t[kO]);
+    for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
+    a.x_mid = x;
+    a.n2.resize(size_t(T) * H);
+    a.rstd2.resize(T);
+    norm_forward(x.data(), layer.post_attention_norm, a.n2.data(), a.rstd2.data());
+    a.gate.resize(size_t(T) * I);
+    a.up.resize(size_t(T) * I);
+    a.act.resize(size_t(T) * I);
+    project(l, kGate, a.n2.data(), nullptr, a.gate.data(), a.lora_t[kGate]);
+    project(l, kUp, a.n2.data(), nullptr, a.up.data(), a.lora_t[kUp]);
+    for (size_t i = 0; i < a.act.size(); i++) a.act[i] = a.gate[i] * sigmoid(a.gate[i]) * a.up[i];
+    project(l, kDown, a.act.data(), nullptr, projected.data(), a.lora_t[kDown]);
+    for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
+  }
+  std::vector<float> final_normed(size_t(T) * H), final_rstd(T);
+  norm_forward(x.data(), final_norm_, final_normed.data(), final_rstd.data());
+
+  // ---- Loss: mean cross-entropy over the labelled next tokens of each sequence ----
+
+  Gradients result;
+  std::vector<int> predicting;  // rows whose next label counts
+  for (int t = 0; t < T; t++) {
+    const bool last_of_sequence = t + 1 == T || start[t + 1] != start[t];
+    if (!last_of_sequence && labels[t + 1] != -100) predicting.push_back(t);
+  }
+  result.tokens = predicting.size();
+  result.layers.resize(c.num_layers);
+  for (int l = 0; l < c.num_layers; l++)
+    for (int p = 0; p < kProjections; p++)
+      if (const LoraAdapter* adapter = lora->layers[l][p].get()) {
+        result.layers[l][p].a.assign(adapter->a.size(), 0.0f);
+        result.layers[l][p].b.assign(adapter->b.size(), 0.0f);
+      }
+  if (predicting.empty()) return result;
+
+  // dlogits = (softmax − onehot) / N, pushed straight through the frozen head into dh, in chunks.
+  std::vector<float> dh(size_t(T) * H, 0.0f);
+  const Weight& head_w = head_weight();
+  const int chunk = 32;
+  std::vector<float> rows(size_t(chunk) * H), logits(size_t(chunk) * V);
+  double total = 0.0;
+  const float inverse = 1.0f / float(predicting.size());
+  for (size_t c0 = 0; c0 < predicting.size(); c0 += chunk) {
+    const int n = int(std::min<size_t>(chunk, predicting.size() - c0));
+    for (int r = 0; r < n; r++)
+      std::copy_n(&final_normed[size_t(predicting[c0 + r]) * H], H, &rows[size_t(r) * H]);
+    head(rows.data(), n, logits.data());
+    std::vector<float> dchunk(size_t(n) * H, 0.0f);
+    for (int r = 0; r < n; r++) {
+      float* row = &logits[size_t(r) * V];
+      const int32_t label = labels[predicting[c0 + r] + 1];
+      const float maximum = *std::max_element(row, row + V);
+      double sum = 0.0;
+      for (int v = 0; v < V; v++) sum += std::exp(double(row[v] - maximum));
+      const double lse = double(maximum) + std::log(sum);
+      total += lse - double(row[label]);
+      for (int v = 0; v < V; v++) row[v] = float(std::exp(double(row[v]) - lse)) * inverse;
+      row[label] -= inverse;
+    }
+    linear_backward(logits.data(), n, head_w, dchunk.data());
+    for (int r = 0; r < n; r++)
+      k.axpy(1.0f, &dchunk[size_t(r) * H], &dh[size_t(predicting[c0 + r]) * H], H);
+  }
+  result.loss = total / double(predicting.size());
+
+  // ---- Backward, layer by layer from the top ----
+
+  std::vector<float> dx(size_t(T) * H, 0.0f);
+  norm_backward(dh.data(), x.data(), final_norm_, final_rstd.data(), dx.data());
+  std::vector<float> dn(size_t(T) * H), d_act(size_t(T) * I), d_gate(size_t(T) * I), d_up(size_t(T) * I);
+  std::vector<float> d_attn(size_t(T) * Q), dq(size_t(T) * Q), dk(size_t(T) * KV), dv(size_t(T) * KV);
+  for (int l = c.num_layers - 1; l >= 0; l--) {
+    const Layer& layer = layers_[l];
+    LayerActivations& a = saved[l];
+    auto& grads = result.layers[l];
+
+    // MLP: x_out = x_mid + down(silu(gate)·up).
+    std::fill(d_act.begin(), d_act.end(), 0.0f);
+    project_backward(l, kDown, a.act.data(), dx.data(), a.lora_t[kDown], d_act.data(), grads[kDown]);
+    for (size_t i = 0; i < d_act.size(); i++) {
+      const float g = a.gate[i], sg = sigmoid(g);
+      d_up[i] = d_act[i] * g * sg;
+      d_gate[i] = d_act[i] * a.up[i] * sg * (1.0f + g * (1.0f - sg));
+    }
+    std::fill(dn.begin(), dn.end(), 0.0f);
+    project_backward(l, kGate, a.n2.data(), d_gate.data(), a.lora_t[kGate], dn.data(), grads[kGate]);
+    project_backward(l, kUp, a.n2.data(), d_up.data(), a.lora_t[kUp], dn.data(), grads[kUp]);
+    norm_backward(dn.data(), a.x_mid.data(), layer.post_attention_norm, a.rstd2.data(), dx.data());  // dx is now d x_mid
+
+    // Attention: x_mid = x_in + o(attention).
+    std::fill(d_attn.begin(), d_attn.end(), 0.0f);
+    project_backward(l, kO, a.attn.data(), dx.data(), a.lora_t[kO], d_attn.data(), grads[kO]);
+    std::fill(dq.begin(), dq.end(), 0.0f);
+    std::fill(dk.begin(), dk.end(), 0.0f);
+    std::fill(dv.begin(), dv.end(), 0.0f);
+    // One key-value head per task, so the gradients of its keys and values have a single writer.
+    // P = exp(score − lse); dP = d_out·v; dS = P (dP − Σ P dP); dq = s Σ dS k; dk += s dS q; dv += P d_out.
+    pool_->parallel_for(size_t(Hkv), [&](size_t begin, size_t end, size_t) {
+      std::vector<float> probabilities(static_cast<size_t>(c.max_positions)), dp(probabilities.size());
+      for (size_t kv = begin; kv < end; kv++)
+        for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
+          for (int t = 0; t < T; t++) {
+            const int first = start[t];
+            const float* query = &a.q[size_t(t) * Q + size_t(h) * D];
+            const float* d_out = &d_attn[size_t(t) * Q + size_t(h) * D];
+            const float lse = a.lse[size_t(t) * Hq + h];
+            float weighted = 0.0f;
+            for (int p = first; p <= t; p++) {
+              const float* key = &a.k[size_t(p) * KV + kv * D];
+              const float* value = &a.v[size_t(p) * KV + kv * D];
+              probabilities[p - first] = std::exp(k.dot(query, key, D) * scale - lse);
+              dp[p - first] = k.dot(d_out, value, D);
+              weighted += probabilities[p - first] * dp[p - first];
+            }
+            float* d_query = &dq[size_t(t) * Q + size_t(h) * D];
+            for (int p = first; p <= t; p++) {
+              const float probability = probabilities[p - first];
+              const float ds = probability * (dp[p - first] - weighted) * scale;
+              k.axpy(ds, &a.k[size_t(p) * KV + kv * D], d_query, D);
+              k.axpy(ds, query, &dk[size_t(p) * KV + kv * D], D);
+              k.axpy(probability, d_out, &dv[size_t(p) * KV + kv * D], D);
+            }
+          }
+    });
+    for (int t = 0; t < T; t++) {  // back through RoPE: the inverse rotation
+      rope(&dq[size_t(t) * Q], Hq, t, -1.0f);
+      rope(&dk[size_t(t) * KV], Hkv, t, -1.0f);
+    }
+    std::fill(dn.begin(), dn.end(), 0.0f);
+    project_backward(l, kQ, a.n1.data(), dq.data(), a.lora_t[kQ], dn.data(), grads[kQ]);
+    project_backward(l, kK, a.n1.data(), dk.data(), a.lora_t[kK], dn.data(), grads[kK]);
+    project_backward(l, kV, a.n1.data(), dv.data(), a.lora_t[kV], dn.data(), grads[kV]);
+    norm_backward(dn.data(), a.x_in.data(), layer.input_norm, a.rstd1.data(), dx.data());  // d x_in
+  }
+  return result;
+}
+
+}  // namespace tunekit
