@@ -82,6 +82,20 @@ export interface NativeLora {
   b: Float32Array;
 }
 
+/** AdamW's step count and moments, and the dropout generator's state (4 hex words). */
+export interface NativeOptimizerState {
+  step: number;
+  random: string[];
+  moments: {
+    layer: number;
+    projection: string;
+    expAvgA: Float32Array;
+    expAvgB: Float32Array;
+    expAvgSqA: Float32Array;
+    expAvgSqB: Float32Array;
+  }[];
+}
+
 export interface NativeModel {
   logits(inputIds: Int32Array, adapter?: boolean): Promise<Float32Array>;
   loss(
@@ -98,6 +112,24 @@ export interface NativeModel {
     labels: Int32Array,
     sequenceLengths: Int32Array,
   ): Promise<{ loss: number; tokens: number; gradients: Omit<NativeLora, "rank" | "scale">[] }>;
+  /** Adds the gradients of the summed token loss (with dropout) to the buffers; the batch's mean loss. */
+  forwardBackward(
+    inputIds: Int32Array,
+    labels: Int32Array,
+    sequenceLengths: Int32Array,
+    dropout: number,
+  ): Promise<{ loss: number; tokens: number }>;
+  optimizerStep(options: {
+    learningRate: number;
+    weightDecay: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    maxGradNorm: number;
+  }): Promise<{ gradNorm: number }>;
+  getOptimizerState(): NativeOptimizerState;
+  setOptimizerState(state: NativeOptimizerState): void;
+  seedDropout(seed: number): void;
   /** W + scale · B A of one projection, [out × in], the base dequantized. */
   mergedWeight(layer: number, projection: string): Promise<Float32Array>;
   generate(

@@ -8,6 +8,7 @@ export {
   type LoadOptions,
   type LoadProgressEvent,
   LocalModel,
+  type OptimizerOptions,
   type Quantization,
   type StreamChunk,
   type TrainingBatch,

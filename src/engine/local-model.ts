@@ -3,7 +3,7 @@
  * chat template. Every heavy call runs off the JS thread; generation streams tokens as they come.
  */
 import { randomInt } from "node:crypto";
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { EngineError, ModelFormatError, ValidationError } from "../core/errors.js";
 import {
@@ -17,6 +17,7 @@ import {
   type NativeTensor,
 } from "./binding.js";
 import { type ModelConfig, nativeConfig, readModelConfig } from "./config.js";
+import { decodeFloats } from "./dtype.js";
 import type { DownloadProgressEvent } from "./hub.js";
 import {
   initLora,
@@ -29,7 +30,7 @@ import {
   writeAdapter,
 } from "./lora.js";
 import { type MergeOptions, mergeAndSave } from "./merge.js";
-import { readModelTensors } from "./safetensors.js";
+import { readModelTensors, readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 import { LocalTokenizer, StreamDecoder, type TemplateMessage } from "./tokenizer.js";
 
 export type Quantization = "none" | "nf4";
@@ -110,6 +111,21 @@ export interface WeightBytes {
   head: number;
   norm: number;
   total: number;
+}
+
+/** AdamW's settings (PyTorch's names and defaults). */
+export interface OptimizerOptions {
+  learningRate: number;
+  /** Decoupled weight decay. Default 0. */
+  weightDecay?: number;
+  /** Default 0.9. */
+  beta1?: number;
+  /** Default 0.999. */
+  beta2?: number;
+  /** Default 1e-8. */
+  eps?: number;
+  /** Clip the gradients' total norm to this (0 or absent: no clipping). */
+  maxGradNorm?: number;
 }
 
 /** A training batch: a flat stream of one or more sequences. */
@@ -590,6 +606,7 @@ export class LocalModel {
     const config = loraConfig(options);
     const native = this.#live();
     native.setLora(initLora(config, this.config.numLayers, this.#shapeOf, options.seed ?? 0));
+    native.seedDropout(options.seed ?? 0);
     this.#lora = config;
     return config;
   }
@@ -644,6 +661,17 @@ export class LocalModel {
   async lossAndGradients(
     batch: TrainingBatch,
   ): Promise<{ loss: number; tokens: number; gradients: Map<string, Float32Array> }> {
+    const [ids, labels, lengths] = this.#batch(batch);
+    const result = await this.#call(() => this.#live().lossAndGradients(ids, labels, lengths));
+    const gradients = new Map<string, Float32Array>();
+    for (const gradient of result.gradients) {
+      gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "A"), gradient.a);
+      gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "B"), gradient.b);
+    }
+    return { loss: result.loss, tokens: result.tokens, gradients };
+  }
+
+  #batch(batch: TrainingBatch): [Int32Array, Int32Array, Int32Array] {
     if (!this.#lora)
       throw new ValidationError("no_adapter", "no LoRA adapter is attached (attachLora or loadAdapter)");
     const ids = this.#ids(batch.inputIds, "inputIds");
@@ -653,14 +681,117 @@ export class LocalModel {
         "bad_input",
         `labels has ${labels.length} entries for ${ids.length} input ids`,
       );
-    const lengths = Int32Array.from(batch.sequenceLengths ?? [ids.length]);
-    const result = await this.#call(() => this.#live().lossAndGradients(ids, labels, lengths));
-    const gradients = new Map<string, Float32Array>();
-    for (const gradient of result.gradients) {
-      gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "A"), gradient.a);
-      gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "B"), gradient.b);
+    return [ids, labels, Int32Array.from(batch.sequenceLengths ?? [ids.length])];
+  }
+
+  /**
+   * Adds the gradients of the batch's summed token loss to the adapter's gradient buffers, with the
+   * adapter's dropout active, and returns the batch's mean loss and labelled token count.
+   */
+  async forwardBackward(batch: TrainingBatch): Promise<{ loss: number; tokens: number }> {
+    const [ids, labels, lengths] = this.#batch(batch);
+    const dropout = this.#lora?.dropout ?? 0;
+    return this.#call(() => this.#live().forwardBackward(ids, labels, lengths, dropout));
+  }
+
+  /**
+   * One AdamW step on the LoRA matrices (fp32 state; PyTorch's AdamW): the gradient buffers are
+   * divided by the labelled tokens accumulated since the previous step (so micro-batches add up to
+   * one large batch), clipped to `maxGradNorm`, applied, and zeroed. Returns the norm before clipping.
+   */
+  async optimizerStep(options: OptimizerOptions): Promise<{ gradNorm: number }> {
+    const values = {
+      learningRate: options.learningRate,
+      weightDecay: options.weightDecay ?? 0,
+      beta1: options.beta1 ?? 0.9,
+      beta2: options.beta2 ?? 0.999,
+      eps: options.eps ?? 1e-8,
+      maxGradNorm: options.maxGradNorm ?? 0,
+    };
+    for (const [name, value] of Object.entries(values))
+      if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
+        throw new ValidationError("bad_option", `${name} must be a number >= 0`);
+    if (!this.#lora)
+      throw new ValidationError("no_adapter", "no LoRA adapter is attached (attachLora or loadAdapter)");
+    return this.#call(() => this.#live().optimizerStep(values));
+  }
+
+  /**
+   * Saves what a resumed run needs to continue exactly: the adapter (PEFT files), AdamW's moments
+   * (`optimizer.safetensors`), the step count and the dropout generator (`trainer_state.json`).
+   */
+  async saveTrainingState(dir: string): Promise<void> {
+    await this.saveAdapter(dir);
+    const state = this.#live().getOptimizerState();
+    const tensors: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
+    for (const moment of state.moments) {
+      const projection = moment.projection as Projection;
+      for (const [matrix, average, squares] of [
+        ["A", moment.expAvgA, moment.expAvgSqA],
+        ["B", moment.expAvgB, moment.expAvgSqB],
+      ] as const) {
+        const key = peftKey(moment.layer, projection, matrix);
+        tensors[`${key}.exp_avg`] = { dtype: "F32", shape: [average.length], data: average };
+        tensors[`${key}.exp_avg_sq`] = { dtype: "F32", shape: [squares.length], data: squares };
+      }
     }
-    return { loss: result.loss, tokens: result.tokens, gradients };
+    await writeSafetensors(join(dir, "optimizer.safetensors"), tensors, { format: "tunekit" });
+    await writeJsonAtomically(join(dir, "trainer_state.json"), {
+      format: "tunekit-training-state",
+      version: 1,
+      step: state.step,
+      dropoutRandom: state.random,
+    });
+  }
+
+  /** Restores a state written by `saveTrainingState`: adapter, moments, step and dropout generator. */
+  async loadTrainingState(dir: string): Promise<void> {
+    await this.loadAdapter(dir);
+    const file = join(dir, "trainer_state.json");
+    let json: { step?: unknown; dropoutRandom?: unknown };
+    try {
+      json = JSON.parse(await readFile(file, "utf8"));
+    } catch (error) {
+      throw new ModelFormatError("bad_training_state", `cannot read (${(error as Error).message})`, {
+        location: { file },
+        cause: error,
+      });
+    }
+    const optimizer = join(dir, "optimizer.safetensors");
+    const header = await readSafetensorsHeader(optimizer);
+    const bytes = await readFile(optimizer);
+    const tensor = (key: string) => {
+      const info = header.tensors.get(key);
+      if (!info) throw new ModelFormatError("missing_tensor", `no ${key}`, { location: { file: optimizer } });
+      return decodeFloats(bytes.subarray(info.offset, info.offset + info.bytes), info.dtype, key);
+    };
+    const moments = this.#live()
+      .getLora()
+      .map((module) => {
+        const projection = module.projection as Projection;
+        const a = peftKey(module.layer, projection, "A");
+        const b = peftKey(module.layer, projection, "B");
+        return {
+          layer: module.layer,
+          projection,
+          expAvgA: tensor(`${a}.exp_avg`),
+          expAvgB: tensor(`${b}.exp_avg`),
+          expAvgSqA: tensor(`${a}.exp_avg_sq`),
+          expAvgSqB: tensor(`${b}.exp_avg_sq`),
+        };
+      });
+    try {
+      this.#live().setOptimizerState({
+        step: json.step as number,
+        random: json.dropoutRandom as string[],
+        moments,
+      });
+    } catch (error) {
+      throw new ModelFormatError("bad_training_state", (error as Error).message, {
+        location: { file },
+        cause: error,
+      });
+    }
   }
 
   /** Writes the adapter in PEFT's format: `adapter_config.json` and `adapter_model.safetensors`. */
@@ -709,5 +840,17 @@ export class LocalModel {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
+  }
+}
+
+/** Writes JSON to a temporary file beside `file`, then renames it into place. */
+async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(temporary, `${JSON.stringify(value, null, 2)}\n`);
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
   }
 }

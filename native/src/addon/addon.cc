@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -228,6 +229,11 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod<&Model::GetLora>("getLora"),
                         InstanceMethod<&Model::MergedWeight>("mergedWeight"),
                         InstanceMethod<&Model::LossAndGradients>("lossAndGradients"),
+                        InstanceMethod<&Model::ForwardBackward>("forwardBackward"),
+                        InstanceMethod<&Model::OptimizerStep>("optimizerStep"),
+                        InstanceMethod<&Model::GetOptimizerState>("getOptimizerState"),
+                        InstanceMethod<&Model::SetOptimizerState>("setOptimizerState"),
+                        InstanceMethod<&Model::SeedDropout>("seedDropout"),
                         InstanceMethod<&Model::WeightBytes>("weightBytes"), InstanceMethod<&Model::Info>("info"),
                         InstanceMethod<&Model::Dispose>("dispose")});
   }
@@ -250,6 +256,11 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value GetLora(const Napi::CallbackInfo& info);
   Napi::Value MergedWeight(const Napi::CallbackInfo& info);
   Napi::Value LossAndGradients(const Napi::CallbackInfo& info);
+  Napi::Value ForwardBackward(const Napi::CallbackInfo& info);
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
+  Napi::Value GetOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value SetOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value SeedDropout(const Napi::CallbackInfo& info);
 
   Napi::Value WeightBytes(const Napi::CallbackInfo& info) {
     const tunekit::WeightBytes bytes = live(info.Env())->weight_bytes();
@@ -495,7 +506,11 @@ Napi::Value Model::SetLora(const Napi::CallbackInfo& info) {
     if (set->layers[layer][p]) throw Napi::RangeError::New(env, where + " is given twice");
     set->layers[layer][p] = std::move(adapter);
   }
-  model->set_lora(std::move(set));
+  try {
+    model->set_lora(std::move(set));
+  } catch (const std::exception& error) {
+    throw Napi::Error::New(env, error.what());
+  }
   return env.Undefined();
 }
 
@@ -600,6 +615,172 @@ Napi::Value Model::LossAndGradients(const Napi::CallbackInfo& info) {
                                      std::vector<int>(lengths.begin(), lengths.end()));
   worker->Queue();
   return worker->Promise();
+}
+
+class ForwardBackwardWorker : public PromiseWorker {
+ public:
+  ForwardBackwardWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens,
+                        std::vector<int32_t> labels, std::vector<int> lengths, float dropout)
+      : PromiseWorker(env, "tunekit.forwardBackward"), model_(std::move(model)), tokens_(std::move(tokens)),
+        labels_(std::move(labels)), lengths_(std::move(lengths)), dropout_(dropout) {}
+  TUNEKIT_EXECUTE(result_ = model_->forward_backward(tokens_, labels_, lengths_, dropout_))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("loss", result_.first);
+    out.Set("tokens", double(result_.second));
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  std::vector<int32_t> tokens_, labels_;
+  std::vector<int> lengths_;
+  float dropout_;
+  std::pair<double, size_t> result_;
+};
+
+// forwardBackward(inputIds, labels, sequenceLengths, dropout)
+Napi::Value Model::ForwardBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int32_t> lengths = int32_vector(env, info[2], "sequenceLengths");
+  if (!info[3].IsNumber()) throw Napi::TypeError::New(env, "dropout must be a number");
+  auto* worker = new ForwardBackwardWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
+                                           int32_vector(env, info[1], "labels"),
+                                           std::vector<int>(lengths.begin(), lengths.end()),
+                                           info[3].As<Napi::Number>().FloatValue());
+  worker->Queue();
+  return worker->Promise();
+}
+
+class OptimizerWorker : public PromiseWorker {
+ public:
+  OptimizerWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, LlamaModel::AdamW options)
+      : PromiseWorker(env, "tunekit.optimizerStep"), model_(std::move(model)), options_(options) {}
+  TUNEKIT_EXECUTE(norm_ = model_->optimizer_step(options_))
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("gradNorm", norm_);
+    return out;
+  }
+
+ private:
+  std::shared_ptr<LlamaModel> model_;
+  LlamaModel::AdamW options_;
+  double norm_ = 0.0;
+};
+
+// optimizerStep({ learningRate, weightDecay, beta1, beta2, eps, maxGradNorm })
+Napi::Value Model::OptimizerStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "optimizerStep needs options");
+  Napi::Object object = info[0].As<Napi::Object>();
+  LlamaModel::AdamW options;
+  options.learning_rate = float(number_field(object, "learningRate"));
+  options.weight_decay = float(number_field(object, "weightDecay"));
+  options.beta1 = float(number_field(object, "beta1"));
+  options.beta2 = float(number_field(object, "beta2"));
+  options.eps = float(number_field(object, "eps"));
+  options.max_grad_norm = float(number_field(object, "maxGradNorm"));
+  if (!(options.learning_rate >= 0) || !(options.weight_decay >= 0) || !(options.beta1 >= 0 && options.beta1 < 1) ||
+      !(options.beta2 >= 0 && options.beta2 < 1) || !(options.eps > 0) || !(options.max_grad_norm >= 0))
+    throw Napi::RangeError::New(env, "learningRate, weightDecay, eps >= 0 (eps > 0), betas in [0, 1), maxGradNorm >= 0");
+  auto* worker = new OptimizerWorker(env, live(env), options);
+  worker->Queue();
+  return worker->Promise();
+}
+
+Napi::Float32Array float_array(Napi::Env env, const std::vector<float>& values) {
+  Napi::Float32Array out = Napi::Float32Array::New(env, values.size());
+  std::copy(values.begin(), values.end(), out.Data());
+  return out;
+}
+
+// { step, random: [4 × hex], moments: [{ layer, projection, expAvgA, expAvgB, expAvgSqA, expAvgSqB }] }
+Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const LlamaModel::OptimizerState state = live(env)->optimizer_state();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("step", double(state.step));
+  Napi::Array random = Napi::Array::New(env, 4);
+  for (uint32_t i = 0; i < 4; i++) {
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(state.random[i]));
+    random.Set(i, text);
+  }
+  out.Set("random", random);
+  Napi::Array moments = Napi::Array::New(env);
+  uint32_t index = 0;
+  for (size_t l = 0; l < state.exp_avg.size(); l++)
+    for (int p = 0; p < kProjections; p++) {
+      if (state.exp_avg[l][p].a.empty()) continue;
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("layer", double(l));
+      entry.Set("projection", kProjectionNames[p]);
+      entry.Set("expAvgA", float_array(env, state.exp_avg[l][p].a));
+      entry.Set("expAvgB", float_array(env, state.exp_avg[l][p].b));
+      entry.Set("expAvgSqA", float_array(env, state.exp_avg_sq[l][p].a));
+      entry.Set("expAvgSqB", float_array(env, state.exp_avg_sq[l][p].b));
+      moments.Set(index++, entry);
+    }
+  out.Set("moments", moments);
+  return out;
+}
+
+Napi::Value Model::SetOptimizerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<LlamaModel> model = live(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizerState needs a state object");
+  Napi::Object object = info[0].As<Napi::Object>();
+  LlamaModel::OptimizerState state;
+  const double step = number_field(object, "step");
+  if (step < 0 || step != double(int64_t(step))) throw Napi::RangeError::New(env, "step must be an integer >= 0");
+  state.step = int64_t(step);
+  Napi::Value random = object.Get("random");
+  if (!random.IsArray() || random.As<Napi::Array>().Length() != 4)
+    throw Napi::TypeError::New(env, "random must hold 4 hex words");
+  for (uint32_t i = 0; i < 4; i++) {
+    Napi::Value word = random.As<Napi::Array>().Get(i);
+    const std::string text = word.IsString() ? word.As<Napi::String>().Utf8Value() : "";
+    if (text.empty() || text.size() > 16 || text.find_first_not_of("0123456789abcdef") != std::string::npos)
+      throw Napi::TypeError::New(env, "random must hold 4 hex words");
+    state.random[i] = std::stoull(text, nullptr, 16);
+  }
+  Napi::Value moments = object.Get("moments");
+  if (!moments.IsArray()) throw Napi::TypeError::New(env, "moments must be an array");
+  Napi::Array entries = moments.As<Napi::Array>();
+  if (entries.Length() > 0) {
+    const size_t layers = size_t(model->config().num_layers);
+    state.exp_avg.resize(layers);
+    state.exp_avg_sq.resize(layers);
+  }
+  auto copy = [&](const Napi::Object& entry, const char* name, std::vector<float>& into) {
+    auto values = typed_array<Napi::Float32Array>(env, entry.Get(name), name, napi_float32_array, "Float32Array");
+    into.assign(values.Data(), values.Data() + values.ElementLength());
+  };
+  for (uint32_t i = 0; i < entries.Length(); i++) {
+    if (!entries.Get(i).IsObject()) throw Napi::TypeError::New(env, "moments must hold objects");
+    Napi::Object entry = entries.Get(i).As<Napi::Object>();
+    const int layer = int_field(entry, "layer");
+    if (layer < 0 || layer >= model->config().num_layers) throw Napi::RangeError::New(env, "no such layer");
+    const int p = projection_index(env, string_field(entry, "projection", ""));
+    copy(entry, "expAvgA", state.exp_avg[layer][p].a);
+    copy(entry, "expAvgB", state.exp_avg[layer][p].b);
+    copy(entry, "expAvgSqA", state.exp_avg_sq[layer][p].a);
+    copy(entry, "expAvgSqB", state.exp_avg_sq[layer][p].b);
+  }
+  try {
+    model->set_optimizer_state(state);
+  } catch (const std::exception& error) {
+    throw Napi::Error::New(env, error.what());
+  }
+  return env.Undefined();
+}
+
+Napi::Value Model::SeedDropout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "seedDropout needs a seed");
+  live(env)->seed_dropout(uint64_t(std::max(0.0, info[0].As<Napi::Number>().DoubleValue())));
+  return env.Undefined();
 }
 
 // ---- Module functions ----------------------------------------------------------------------------

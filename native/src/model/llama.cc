@@ -261,7 +261,9 @@ void LlamaModel::set_lora(std::shared_ptr<const LoraSet> lora) {
           throw std::invalid_argument(std::string("LoRA adapter of ") + kProjectionNames[p] + " has the wrong shape");
       }
   }
+  std::lock_guard<std::mutex> lock(training_mutex_);
   std::atomic_store(&lora_, std::move(lora));
+  reset_training();
 }
 
 // t [m × r] = x A^T, then y [m × out] += scale · t B^T.

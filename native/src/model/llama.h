@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "io/mapped_file.h"
 #include "kernels/kernels.h"
 #include "kernels/nf4.h"
+#include "model/sampler.h"
 #include "util/thread_pool.h"
 
 namespace tunekit {
@@ -169,6 +171,27 @@ class LlamaModel {
   Gradients loss_and_gradients(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
                                const std::vector<int>& lengths) const;
 
+  // A training step's halves. forward_backward adds the gradients of the summed token loss (dropout
+  // `dropout` on the adapters' inputs) to the gradient buffers and returns the batch's mean loss and
+  // token count; optimizer_step divides the buffers by the tokens accumulated since the last step,
+  // clips them to max_grad_norm (0: no clipping), applies AdamW to the LoRA matrices, zeroes the
+  // buffers and returns the gradient norm before clipping.
+  std::pair<double, size_t> forward_backward(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                                             const std::vector<int>& lengths, float dropout);
+  struct AdamW {
+    float learning_rate = 1e-4f, weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, max_grad_norm = 0.0f;
+  };
+  double optimizer_step(const AdamW& options);
+  // The optimizer's state: step count, dropout generator, and AdamW's moments per adapter.
+  struct OptimizerState {
+    int64_t step = 0;
+    std::array<uint64_t, 4> random{};
+    std::vector<std::array<LoraGradient, kProjections>> exp_avg, exp_avg_sq;
+  };
+  OptimizerState optimizer_state() const;
+  void set_optimizer_state(const OptimizerState& state);
+  void seed_dropout(uint64_t seed);
+
   // Logits of every position of one sequence: [tokens × vocab]. `adapter`: apply the LoRA adapters.
   std::vector<float> logits(const std::vector<int32_t>& tokens, bool adapter = true) const;
   // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored) and its token count.
@@ -211,6 +234,16 @@ class LlamaModel {
   const Kernels* kernels_;
   std::unique_ptr<ThreadPool> pool_;
   std::shared_ptr<const LoraSet> lora_;
+
+  // Training: one call at a time; reset whenever the adapters are replaced from outside.
+  Gradients train_pass(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                       const std::vector<int>& lengths, float dropout, Random* random, bool mean) const;
+  void reset_training();
+  mutable std::mutex training_mutex_;
+  std::vector<std::array<LoraGradient, kProjections>> gradient_sums_;
+  size_t gradient_tokens_ = 0;
+  OptimizerState optimizer_;
+  Random dropout_random_{0};
 };
 
 }  // namespace tunekit

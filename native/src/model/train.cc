@@ -24,7 +24,8 @@ struct LayerActivations {
   std::vector<float> attn;                // attention output [T × Q]
   std::vector<float> x_mid, n2, rstd2;    // after the attention residual, its norm
   std::vector<float> gate, up, act;       // [T × I]: gate and up projections, silu(gate)·up
-  std::array<std::vector<float>, kProjections> lora_t;  // A·x per adapted projection [T × r]
+  std::array<std::vector<float>, kProjections> lora_t;     // A·dropout(x) per adapted projection [T × r]
+  std::array<std::vector<float>, kProjections> lora_mask;  // dropout's keep / (1 − p) per input [T × in]
 };
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
@@ -50,6 +51,14 @@ void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, f
 LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>& tokens,
                                                      const std::vector<int32_t>& labels,
                                                      const std::vector<int>& lengths) const {
+  return train_pass(tokens, labels, lengths, 0.0f, nullptr, true);
+}
+
+// One forward and backward pass. `mean`: gradients of the mean token loss, else of the sum. With
+// dropout > 0, each adapter's input is dropped (PEFT: lora_B(lora_A(dropout(x)))) with `random`.
+LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                                             const std::vector<int>& lengths, float dropout, Random* random,
+                                             bool mean) const {
   const ModelConfig& c = config_;
   check_tokens(tokens);
   if (labels.size() != tokens.size()) throw std::invalid_argument("labels must match the tokens");
@@ -126,22 +135,35 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
       }
     }
   };
-  // A projection with its adapter: y = W x (+ b) + s·B(A x); keeps A x.
-  auto project = [&](int l, int p, const float* x, const Weight* bias, float* y, std::vector<float>& lora_t) {
+  // A projection with its adapter: y = W x (+ b) + s·B(A dropout(x)); keeps A dropout(x) and the mask.
+  auto project = [&](int l, int p, const float* x, const Weight* bias, float* y, LayerActivations& saved_layer) {
     const Weight& weight = projection(layers_[l], p);
     linear(x, T, weight, bias, y);
     const LoraAdapter* adapter = lora->layers[l][p].get();
     if (!adapter) return;
     const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows();
+    std::vector<float>& lora_t = saved_layer.lora_t[p];
     lora_t.assign(size_t(T) * r, 0.0f);
+    std::vector<float> dropped;
+    if (dropout > 0.0f) {
+      std::vector<float>& mask = saved_layer.lora_mask[p];
+      mask.resize(size_t(T) * in);
+      dropped.resize(size_t(T) * in);
+      const float keep = 1.0f / (1.0f - dropout);
+      for (size_t i = 0; i < mask.size(); i++) {
+        mask[i] = random->uniform() < double(dropout) ? 0.0f : keep;
+        dropped[i] = x[i] * mask[i];
+      }
+      x = dropped.data();
+    }
     for (int t = 0; t < T; t++)
       for (size_t j = 0; j < r; j++) lora_t[t * r + j] = k.dot(x + size_t(t) * in, adapter->a.data() + j * in, in);
     for (int t = 0; t < T; t++)
       for (size_t o = 0; o < out; o++)
         y[size_t(t) * out + o] += adapter->scale * k.dot(&lora_t[t * r], adapter->b.data() + o * r, r);
   };
-  // Its backward: dx += Wᵀ dy + s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x); dA += s·(dy B)ᵀ x.
-  auto project_backward = [&](int l, int p, const float* x, const float* dy, const std::vector<float>& lora_t,
+  // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
+  auto project_backward = [&](int l, int p, const float* x, const float* dy, const LayerActivations& saved_layer,
                               float* dx, LoraGradient& grad) {
     const Weight& weight = projection(layers_[l], p);
     linear_backward(dy, T, weight, dx);
@@ -149,6 +171,17 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
     if (!adapter) return;
     const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows();
     const float s = adapter->scale;
+    const std::vector<float>& lora_t = saved_layer.lora_t[p];
+    const std::vector<float>& mask = saved_layer.lora_mask[p];
+    const bool dropped = dropout > 0.0f;
+    std::vector<float> x_dropped, dx_lora;
+    if (dropped) {
+      x_dropped.resize(size_t(T) * in);
+      for (size_t i = 0; i < x_dropped.size(); i++) x_dropped[i] = x[i] * mask[i];
+      x = x_dropped.data();
+      dx_lora.assign(size_t(T) * in, 0.0f);
+    }
+    float* dx_target = dropped ? dx_lora.data() : dx;
     std::vector<float> u(size_t(T) * r, 0.0f);  // dy B [T × r]
     for (int t = 0; t < T; t++)
       for (size_t o = 0; o < out; o++) {
@@ -161,8 +194,10 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
       for (size_t j = 0; j < r; j++) {
         const float g = s * u[t * r + j];
         k.axpy(g, x + size_t(t) * in, grad.a.data() + j * in, in);
-        k.axpy(g, adapter->a.data() + j * in, dx + size_t(t) * in, in);
+        k.axpy(g, adapter->a.data() + j * in, dx_target + size_t(t) * in, in);
       }
+    if (dropped)
+      for (size_t i = 0; i < dx_lora.size(); i++) dx[i] += dx_lora[i] * mask[i];
   };
 
   // ---- Forward, keeping activations ----
@@ -184,9 +219,9 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
     a.q.resize(size_t(T) * Q);
     a.k.resize(size_t(T) * KV);
     a.v.resize(size_t(T) * KV);
-    project(l, kQ, a.n1.data(), c.attention_bias ? &layer.q_bias : nullptr, a.q.data(), a.lora_t[kQ]);
-    project(l, kK, a.n1.data(), c.attention_bias ? &layer.k_bias : nullptr, a.k.data(), a.lora_t[kK]);
-    project(l, kV, a.n1.data(), c.attention_bias ? &layer.v_bias : nullptr, a.v.data(), a.lora_t[kV]);
+    project(l, kQ, a.n1.data(), c.attention_bias ? &layer.q_bias : nullptr, a.q.data(), a);
+    project(l, kK, a.n1.data(), c.attention_bias ? &layer.k_bias : nullptr, a.k.data(), a);
+    project(l, kV, a.n1.data(), c.attention_bias ? &layer.v_bias : nullptr, a.v.data(), a);
     for (int t = 0; t < T; t++) {
       rope(&a.q[size_t(t) * Q], Hq, t, 1.0f);
       rope(&a.k[size_t(t) * KV], Hkv, t, 1.0f);
@@ -212,7 +247,7 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
         for (int p = first; p <= t; p++) k.axpy(scores[p - first] / sum, &a.v[size_t(p) * KV + size_t(kv) * D], output, D);
       }
     });
-    project(l, kO, a.attn.data(), nullptr, projected.data(), a.lora_t[kO]);
+    project(l, kO, a.attn.data(), nullptr, projected.data(), a);
     for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
     a.x_mid = x;
     a.n2.resize(size_t(T) * H);
@@ -221,10 +256,10 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
     a.gate.resize(size_t(T) * I);
     a.up.resize(size_t(T) * I);
     a.act.resize(size_t(T) * I);
-    project(l, kGate, a.n2.data(), nullptr, a.gate.data(), a.lora_t[kGate]);
-    project(l, kUp, a.n2.data(), nullptr, a.up.data(), a.lora_t[kUp]);
+    project(l, kGate, a.n2.data(), nullptr, a.gate.data(), a);
+    project(l, kUp, a.n2.data(), nullptr, a.up.data(), a);
     for (size_t i = 0; i < a.act.size(); i++) a.act[i] = a.gate[i] * sigmoid(a.gate[i]) * a.up[i];
-    project(l, kDown, a.act.data(), nullptr, projected.data(), a.lora_t[kDown]);
+    project(l, kDown, a.act.data(), nullptr, projected.data(), a);
     for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
   }
   std::vector<float> final_normed(size_t(T) * H), final_rstd(T);
@@ -254,7 +289,7 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
   const int chunk = 32;
   std::vector<float> rows(size_t(chunk) * H), logits(size_t(chunk) * V);
   double total = 0.0;
-  const float inverse = 1.0f / float(predicting.size());
+  const float inverse = mean ? 1.0f / float(predicting.size()) : 1.0f;
   for (size_t c0 = 0; c0 < predicting.size(); c0 += chunk) {
     const int n = int(std::min<size_t>(chunk, predicting.size() - c0));
     for (int r = 0; r < n; r++)
@@ -291,20 +326,20 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
 
     // MLP: x_out = x_mid + down(silu(gate)·up).
     std::fill(d_act.begin(), d_act.end(), 0.0f);
-    project_backward(l, kDown, a.act.data(), dx.data(), a.lora_t[kDown], d_act.data(), grads[kDown]);
+    project_backward(l, kDown, a.act.data(), dx.data(), a, d_act.data(), grads[kDown]);
     for (size_t i = 0; i < d_act.size(); i++) {
       const float g = a.gate[i], sg = sigmoid(g);
       d_up[i] = d_act[i] * g * sg;
       d_gate[i] = d_act[i] * a.up[i] * sg * (1.0f + g * (1.0f - sg));
     }
     std::fill(dn.begin(), dn.end(), 0.0f);
-    project_backward(l, kGate, a.n2.data(), d_gate.data(), a.lora_t[kGate], dn.data(), grads[kGate]);
-    project_backward(l, kUp, a.n2.data(), d_up.data(), a.lora_t[kUp], dn.data(), grads[kUp]);
+    project_backward(l, kGate, a.n2.data(), d_gate.data(), a, dn.data(), grads[kGate]);
+    project_backward(l, kUp, a.n2.data(), d_up.data(), a, dn.data(), grads[kUp]);
     norm_backward(dn.data(), a.x_mid.data(), layer.post_attention_norm, a.rstd2.data(), dx.data());  // dx is now d x_mid
 
     // Attention: x_mid = x_in + o(attention).
     std::fill(d_attn.begin(), d_attn.end(), 0.0f);
-    project_backward(l, kO, a.attn.data(), dx.data(), a.lora_t[kO], d_attn.data(), grads[kO]);
+    project_backward(l, kO, a.attn.data(), dx.data(), a, d_attn.data(), grads[kO]);
     std::fill(dq.begin(), dq.end(), 0.0f);
     std::fill(dk.begin(), dk.end(), 0.0f);
     std::fill(dv.begin(), dv.end(), 0.0f);
@@ -342,12 +377,147 @@ LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>&
       rope(&dk[size_t(t) * KV], Hkv, t, -1.0f);
     }
     std::fill(dn.begin(), dn.end(), 0.0f);
-    project_backward(l, kQ, a.n1.data(), dq.data(), a.lora_t[kQ], dn.data(), grads[kQ]);
-    project_backward(l, kK, a.n1.data(), dk.data(), a.lora_t[kK], dn.data(), grads[kK]);
-    project_backward(l, kV, a.n1.data(), dv.data(), a.lora_t[kV], dn.data(), grads[kV]);
+    project_backward(l, kQ, a.n1.data(), dq.data(), a, dn.data(), grads[kQ]);
+    project_backward(l, kK, a.n1.data(), dk.data(), a, dn.data(), grads[kK]);
+    project_backward(l, kV, a.n1.data(), dv.data(), a, dn.data(), grads[kV]);
     norm_backward(dn.data(), a.x_in.data(), layer.input_norm, a.rstd1.data(), dx.data());  // d x_in
   }
   return result;
+}
+
+
+// ---- Accumulation and the optimizer ----------------------------------------------------------------
+
+void LlamaModel::reset_training() {
+  gradient_sums_.clear();
+  gradient_tokens_ = 0;
+  const std::array<uint64_t, 4> random = dropout_random_.state();
+  optimizer_ = OptimizerState{};
+  optimizer_.random = random;
+}
+
+void LlamaModel::seed_dropout(uint64_t seed) {
+  std::lock_guard<std::mutex> lock(training_mutex_);
+  dropout_random_ = Random(seed);
+}
+
+std::pair<double, size_t> LlamaModel::forward_backward(const std::vector<int32_t>& tokens,
+                                                       const std::vector<int32_t>& labels,
+                                                       const std::vector<int>& lengths, float dropout) {
+  if (!(dropout >= 0.0f && dropout < 1.0f)) throw std::invalid_argument("dropout must be in [0, 1)");
+  std::lock_guard<std::mutex> lock(training_mutex_);
+  Gradients gradients = train_pass(tokens, labels, lengths, dropout, &dropout_random_, false);
+  if (gradient_sums_.empty()) {
+    gradient_sums_ = std::move(gradients.layers);
+  } else {
+    for (size_t l = 0; l < gradient_sums_.size(); l++)
+      for (int p = 0; p < kProjections; p++) {
+        LoraGradient& sum = gradient_sums_[l][p];
+        const LoraGradient& add = gradients.layers[l][p];
+        for (size_t i = 0; i < sum.a.size(); i++) sum.a[i] += add.a[i];
+        for (size_t i = 0; i < sum.b.size(); i++) sum.b[i] += add.b[i];
+      }
+  }
+  gradient_tokens_ += gradients.tokens;
+  return {gradients.loss, gradients.tokens};
+}
+
+// PyTorch's AdamW (torch/optim/adamw.py, single-tensor path): decoupled weight decay first, then the
+// bias-corrected Adam update; clipping as torch.nn.utils.clip_grad_norm_ (coefficient max / (norm + 1e-6)).
+double LlamaModel::optimizer_step(const AdamW& options) {
+  std::lock_guard<std::mutex> lock(training_mutex_);
+  const std::shared_ptr<const LoraSet> current = this->lora();
+  if (!current) throw std::invalid_argument("no LoRA adapter is attached");
+  if (gradient_sums_.empty() || gradient_tokens_ == 0) {
+    gradient_sums_.clear();
+    gradient_tokens_ = 0;
+    return 0.0;  // nothing was labelled since the last step: no update
+  }
+  const float inverse = 1.0f / float(gradient_tokens_);
+  double squares = 0.0;
+  for (auto& layer : gradient_sums_)
+    for (LoraGradient& gradient : layer) {
+      for (std::vector<float>* values : {&gradient.a, &gradient.b})
+        for (float& value : *values) {
+          value *= inverse;
+          squares += double(value) * double(value);
+        }
+    }
+  const double norm = std::sqrt(squares);
+  float clip = 1.0f;
+  if (options.max_grad_norm > 0.0f) clip = float(std::min(1.0, double(options.max_grad_norm) / (norm + 1e-6)));
+
+  if (optimizer_.exp_avg.empty()) {
+    optimizer_.exp_avg.resize(gradient_sums_.size());
+    optimizer_.exp_avg_sq.resize(gradient_sums_.size());
+    for (size_t l = 0; l < gradient_sums_.size(); l++)
+      for (int p = 0; p < kProjections; p++) {
+        optimizer_.exp_avg[l][p].a.assign(gradient_sums_[l][p].a.size(), 0.0f);
+        optimizer_.exp_avg[l][p].b.assign(gradient_sums_[l][p].b.size(), 0.0f);
+        optimizer_.exp_avg_sq[l][p].a.assign(gradient_sums_[l][p].a.size(), 0.0f);
+        optimizer_.exp_avg_sq[l][p].b.assign(gradient_sums_[l][p].b.size(), 0.0f);
+      }
+  }
+  optimizer_.step++;
+  const float bias1 = 1.0f - float(std::pow(double(options.beta1), double(optimizer_.step)));
+  const float bias2_sqrt = float(std::sqrt(1.0 - std::pow(double(options.beta2), double(optimizer_.step))));
+  const float step_size = options.learning_rate / bias1;
+  auto update = [&](std::vector<float>& param, const std::vector<float>& grad, std::vector<float>& m,
+                    std::vector<float>& v) {
+    for (size_t i = 0; i < param.size(); i++) {
+      const float g = grad[i] * clip;
+      param[i] *= 1.0f - options.learning_rate * options.weight_decay;
+      m[i] = options.beta1 * m[i] + (1.0f - options.beta1) * g;
+      v[i] = options.beta2 * v[i] + (1.0f - options.beta2) * g * g;
+      param[i] -= step_size * m[i] / (std::sqrt(v[i]) / bias2_sqrt + options.eps);
+    }
+  };
+  // The new weights go into a new set, swapped in whole: running inference keeps its snapshot.
+  auto next = std::make_shared<LoraSet>();
+  next->layers.resize(current->layers.size());
+  for (size_t l = 0; l < current->layers.size(); l++)
+    for (int p = 0; p < kProjections; p++) {
+      const LoraAdapter* adapter = current->layers[l][p].get();
+      if (!adapter) continue;
+      auto updated = std::make_shared<LoraAdapter>(*adapter);
+      update(updated->a, gradient_sums_[l][p].a, optimizer_.exp_avg[l][p].a, optimizer_.exp_avg_sq[l][p].a);
+      update(updated->b, gradient_sums_[l][p].b, optimizer_.exp_avg[l][p].b, optimizer_.exp_avg_sq[l][p].b);
+      next->layers[l][p] = std::move(updated);
+    }
+  std::atomic_store(&lora_, std::shared_ptr<const LoraSet>(std::move(next)));
+  gradient_sums_.clear();
+  gradient_tokens_ = 0;
+  return norm;
+}
+
+LlamaModel::OptimizerState LlamaModel::optimizer_state() const {
+  std::lock_guard<std::mutex> lock(training_mutex_);
+  OptimizerState state = optimizer_;
+  state.random = dropout_random_.state();
+  return state;
+}
+
+void LlamaModel::set_optimizer_state(const OptimizerState& state) {
+  std::lock_guard<std::mutex> lock(training_mutex_);
+  const std::shared_ptr<const LoraSet> current = this->lora();
+  if (!current) throw std::invalid_argument("no LoRA adapter is attached");
+  if (!state.exp_avg.empty()) {
+    if (state.exp_avg.size() != current->layers.size() || state.exp_avg_sq.size() != current->layers.size())
+      throw std::invalid_argument("optimizer state has the wrong layer count");
+    for (size_t l = 0; l < current->layers.size(); l++)
+      for (int p = 0; p < kProjections; p++) {
+        const LoraAdapter* adapter = current->layers[l][p].get();
+        const size_t a = adapter ? adapter->a.size() : 0, b = adapter ? adapter->b.size() : 0;
+        if (state.exp_avg[l][p].a.size() != a || state.exp_avg[l][p].b.size() != b ||
+            state.exp_avg_sq[l][p].a.size() != a || state.exp_avg_sq[l][p].b.size() != b)
+          throw std::invalid_argument(std::string("optimizer state of layer ") + std::to_string(l) + " " +
+                                      kProjectionNames[p] + " does not match the adapter");
+      }
+  }
+  optimizer_ = state;
+  dropout_random_.set_state(state.random);
+  gradient_sums_.clear();
+  gradient_tokens_ = 0;
 }
 
 }  // namespace tunekit
