@@ -2,13 +2,16 @@
  * LoRA gradients of the training path against central finite differences of the loss, on tiny
  * random models of each architecture, with nonzero B so that every path carries gradient.
  */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../src/core/stats.js";
+import { decodeFloats } from "../../src/engine/dtype.js";
 import { LocalModel } from "../../src/engine/local-model.js";
 import { PROJECTIONS, peftKey } from "../../src/engine/lora.js";
-import { tempDir } from "../helpers.js";
-import { TINY_MODELS, writeTinyModel } from "./tiny-model.js";
+import { readSafetensorsHeader } from "../../src/engine/safetensors.js";
+import { FIXTURES, HAS_FIXTURES, tempDir } from "../helpers.js";
+import { TINY_MODELS, tinyValues, writeTinyModel } from "./tiny-model.js";
 
 // Two packed sequences; -100 leaves some labels out.
 const inputIds = [1, 7, 23, 42, 5, 63, 17, 1, 30, 11, 2, 50, 9, 4];
@@ -108,5 +111,42 @@ describe("LoRA gradients", () => {
     );
     model.detachLora();
     await expect(model.lossAndGradients({ inputIds, labels })).rejects.toThrow(/no LoRA adapter/);
+  });
+});
+
+describe.skipIf(!HAS_FIXTURES)("on stories260K against PyTorch autograd (make_training_reference.py)", () => {
+  it("the loss and every LoRA gradient match to 1e-4 relative", async () => {
+    await using model = await LocalModel.load(join(FIXTURES, "stories260K-hf"));
+    model.attachLora({ r: 4, alpha: 8 });
+    const weights = model.getLoraWeights();
+    for (const [key, values] of weights) {
+      const name = key.replace(/^base_model\.model\./, "").replace(/\.weight$/, "");
+      weights.set(key, tinyValues(name, values.length, 0.125, false));
+    }
+    model.setLoraWeights(weights);
+    const file = new URL("./reference/training-reference.safetensors", import.meta.url).pathname;
+    const header = await readSafetensorsHeader(file);
+    const bytes = await readFile(file);
+    const expected = (key: string) => {
+      const info = header.tensors.get(key);
+      if (!info) throw new Error(`no ${key}`);
+      return decodeFloats(bytes.subarray(info.offset, info.offset + info.bytes), "F32", key);
+    };
+    const tokens = [
+      1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337,
+    ];
+    const labels = tokens.map((token, index) => (index === 5 || index === 12 ? -100 : token));
+    const { loss, gradients } = await model.lossAndGradients({ inputIds: tokens, labels });
+    const referenceLoss = expected("loss")[0] as number;
+    expect(Math.abs(loss - referenceLoss) / referenceLoss).toBeLessThan(1e-4);
+    expect(gradients.size).toBe(5 * 7 * 2);
+    for (const [key, gradient] of gradients) {
+      const reference = expected(key);
+      const largest = Math.max(...reference.map(Math.abs));
+      let worst = 0;
+      for (let i = 0; i < gradient.length; i++)
+        worst = Math.max(worst, Math.abs((gradient[i] as number) - (reference[i] as number)));
+      expect(worst / largest, key).toBeLessThan(1e-4);
+    }
   });
 });
