@@ -111,6 +111,7 @@ export interface NativeModel {
     inputIds: Int32Array,
     labels: Int32Array,
     sequenceLengths: Int32Array,
+    checkpointing?: boolean,
   ): Promise<{ loss: number; tokens: number; gradients: Omit<NativeLora, "rank" | "scale">[] }>;
   /** Adds the gradients of the summed token loss (with dropout) to the buffers; the batch's mean loss. */
   forwardBackward(
@@ -118,6 +119,7 @@ export interface NativeModel {
     labels: Int32Array,
     sequenceLengths: Int32Array,
     dropout: number,
+    checkpointing?: boolean,
   ): Promise<{ loss: number; tokens: number }>;
   optimizerStep(options: {
     learningRate: number;

@@ -12,6 +12,7 @@ export {
   type Quantization,
   type StreamChunk,
   type TrainingBatch,
+  type TrainingOptions,
   type WeightBytes,
 } from "./local-model.js";
 export {

@@ -128,6 +128,21 @@ export interface OptimizerOptions {
   maxGradNorm?: number;
 }
 
+/** How a training pass runs. */
+export interface TrainingOptions {
+  /**
+   * Keep only each block's input and recompute the block in the backward pass: beyond one block's
+   * activations, memory holds one hidden state per layer. Default: on from 256 tokens in a batch.
+   */
+  gradientCheckpointing?: boolean;
+}
+
+const CHECKPOINTING_FROM_TOKENS = 256;
+
+function checkpointingFor(tokens: number, options: TrainingOptions): boolean {
+  return options.gradientCheckpointing ?? tokens >= CHECKPOINTING_FROM_TOKENS;
+}
+
 /** A training batch: a flat stream of one or more sequences. */
 export interface TrainingBatch {
   inputIds: ArrayLike<number>;
@@ -660,9 +675,11 @@ export class LocalModel {
    */
   async lossAndGradients(
     batch: TrainingBatch,
+    options: TrainingOptions = {},
   ): Promise<{ loss: number; tokens: number; gradients: Map<string, Float32Array> }> {
     const [ids, labels, lengths] = this.#batch(batch);
-    const result = await this.#call(() => this.#live().lossAndGradients(ids, labels, lengths));
+    const checkpointing = checkpointingFor(ids.length, options);
+    const result = await this.#call(() => this.#live().lossAndGradients(ids, labels, lengths, checkpointing));
     const gradients = new Map<string, Float32Array>();
     for (const gradient of result.gradients) {
       gradients.set(peftKey(gradient.layer, gradient.projection as Projection, "A"), gradient.a);
@@ -688,10 +705,14 @@ export class LocalModel {
    * Adds the gradients of the batch's summed token loss to the adapter's gradient buffers, with the
    * adapter's dropout active, and returns the batch's mean loss and labelled token count.
    */
-  async forwardBackward(batch: TrainingBatch): Promise<{ loss: number; tokens: number }> {
+  async forwardBackward(
+    batch: TrainingBatch,
+    options: TrainingOptions = {},
+  ): Promise<{ loss: number; tokens: number }> {
     const [ids, labels, lengths] = this.#batch(batch);
     const dropout = this.#lora?.dropout ?? 0;
-    return this.#call(() => this.#live().forwardBackward(ids, labels, lengths, dropout));
+    const checkpointing = checkpointingFor(ids.length, options);
+    return this.#call(() => this.#live().forwardBackward(ids, labels, lengths, dropout, checkpointing));
   }
 
   /**

@@ -88,6 +88,24 @@ describe("training steps", () => {
     expect(new Set(expected).size).toBeGreaterThan(5); // it did train
   });
 
+  it("gradient checkpointing recomputes the same activations: identical losses, gradients and steps", async () => {
+    await using plain = await tinyModel(0.1);
+    await using checkpointed = await tinyModel(0.1);
+    const batch = { inputIds, labels, sequenceLengths: [7, 7] };
+    const a = await plain.lossAndGradients(batch, { gradientCheckpointing: false });
+    const b = await checkpointed.lossAndGradients(batch, { gradientCheckpointing: true });
+    expect(b.loss).toBe(a.loss);
+    sameArrays(b.gradients, a.gradients, 0);
+    for (let step = 0; step < 3; step++) {
+      const x = await plain.forwardBackward(batch, { gradientCheckpointing: false });
+      const y = await checkpointed.forwardBackward(batch, { gradientCheckpointing: true });
+      expect(y.loss).toBe(x.loss);
+      await plain.optimizerStep({ learningRate: 0.01 });
+      await checkpointed.optimizerStep({ learningRate: 0.01 });
+    }
+    sameArrays(checkpointed.getLoraWeights(), plain.getLoraWeights(), 0);
+  });
+
   it("loads a saved state over another adapter, and refuses a damaged one", async () => {
     await using model = await tinyModel(0);
     await model.forwardBackward({ inputIds, labels });

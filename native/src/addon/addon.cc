@@ -570,10 +570,10 @@ Napi::Value Model::MergedWeight(const Napi::CallbackInfo& info) {
 class GradientsWorker : public PromiseWorker {
  public:
   GradientsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens,
-                  std::vector<int32_t> labels, std::vector<int> lengths)
+                  std::vector<int32_t> labels, std::vector<int> lengths, bool checkpointing)
       : PromiseWorker(env, "tunekit.lossAndGradients"), model_(std::move(model)), tokens_(std::move(tokens)),
-        labels_(std::move(labels)), lengths_(std::move(lengths)) {}
-  TUNEKIT_EXECUTE(result_ = model_->loss_and_gradients(tokens_, labels_, lengths_))
+        labels_(std::move(labels)), lengths_(std::move(lengths)), checkpointing_(checkpointing) {}
+  TUNEKIT_EXECUTE(result_ = model_->loss_and_gradients(tokens_, labels_, lengths_, checkpointing_))
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", result_.loss);
@@ -603,16 +603,18 @@ class GradientsWorker : public PromiseWorker {
   std::shared_ptr<LlamaModel> model_;
   std::vector<int32_t> tokens_, labels_;
   std::vector<int> lengths_;
+  bool checkpointing_;
   LlamaModel::Gradients result_;
 };
 
-// lossAndGradients(inputIds: Int32Array, labels: Int32Array, sequenceLengths: Int32Array)
+// lossAndGradients(inputIds: Int32Array, labels: Int32Array, sequenceLengths: Int32Array, checkpointing?)
 Napi::Value Model::LossAndGradients(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int32_t> lengths = int32_vector(env, info[2], "sequenceLengths");
   auto* worker = new GradientsWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
                                      int32_vector(env, info[1], "labels"),
-                                     std::vector<int>(lengths.begin(), lengths.end()));
+                                     std::vector<int>(lengths.begin(), lengths.end()),
+                                     info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value());
   worker->Queue();
   return worker->Promise();
 }
@@ -620,10 +622,10 @@ Napi::Value Model::LossAndGradients(const Napi::CallbackInfo& info) {
 class ForwardBackwardWorker : public PromiseWorker {
  public:
   ForwardBackwardWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens,
-                        std::vector<int32_t> labels, std::vector<int> lengths, float dropout)
+                        std::vector<int32_t> labels, std::vector<int> lengths, float dropout, bool checkpointing)
       : PromiseWorker(env, "tunekit.forwardBackward"), model_(std::move(model)), tokens_(std::move(tokens)),
-        labels_(std::move(labels)), lengths_(std::move(lengths)), dropout_(dropout) {}
-  TUNEKIT_EXECUTE(result_ = model_->forward_backward(tokens_, labels_, lengths_, dropout_))
+        labels_(std::move(labels)), lengths_(std::move(lengths)), dropout_(dropout), checkpointing_(checkpointing) {}
+  TUNEKIT_EXECUTE(result_ = model_->forward_backward(tokens_, labels_, lengths_, dropout_, checkpointing_))
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", result_.first);
@@ -636,10 +638,11 @@ class ForwardBackwardWorker : public PromiseWorker {
   std::vector<int32_t> tokens_, labels_;
   std::vector<int> lengths_;
   float dropout_;
+  bool checkpointing_;
   std::pair<double, size_t> result_;
 };
 
-// forwardBackward(inputIds, labels, sequenceLengths, dropout)
+// forwardBackward(inputIds, labels, sequenceLengths, dropout, checkpointing?)
 Napi::Value Model::ForwardBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int32_t> lengths = int32_vector(env, info[2], "sequenceLengths");
@@ -647,7 +650,8 @@ Napi::Value Model::ForwardBackward(const Napi::CallbackInfo& info) {
   auto* worker = new ForwardBackwardWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
                                            int32_vector(env, info[1], "labels"),
                                            std::vector<int>(lengths.begin(), lengths.end()),
-                                           info[3].As<Napi::Number>().FloatValue());
+                                           info[3].As<Napi::Number>().FloatValue(),
+                                           info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value());
   worker->Queue();
   return worker->Promise();
 }

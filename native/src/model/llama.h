@@ -168,8 +168,9 @@ class LlamaModel {
     size_t tokens = 0;
     std::vector<std::array<LoraGradient, kProjections>> layers;
   };
+  // `checkpointing`: keep only each block's input and recompute its activations in the backward pass.
   Gradients loss_and_gradients(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                               const std::vector<int>& lengths) const;
+                               const std::vector<int>& lengths, bool checkpointing = false) const;
 
   // A training step's halves. forward_backward adds the gradients of the summed token loss (dropout
   // `dropout` on the adapters' inputs) to the gradient buffers and returns the batch's mean loss and
@@ -177,7 +178,7 @@ class LlamaModel {
   // clips them to max_grad_norm (0: no clipping), applies AdamW to the LoRA matrices, zeroes the
   // buffers and returns the gradient norm before clipping.
   std::pair<double, size_t> forward_backward(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                                             const std::vector<int>& lengths, float dropout);
+                                             const std::vector<int>& lengths, float dropout, bool checkpointing = false);
   struct AdamW {
     float learning_rate = 1e-4f, weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, max_grad_norm = 0.0f;
   };
@@ -237,7 +238,8 @@ class LlamaModel {
 
   // Training: one call at a time; reset whenever the adapters are replaced from outside.
   Gradients train_pass(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                       const std::vector<int>& lengths, float dropout, Random* random, bool mean) const;
+                       const std::vector<int>& lengths, float dropout, Random* random, bool mean,
+                       bool checkpointing) const;
   void reset_training();
   mutable std::mutex training_mutex_;
   std::vector<std::array<LoraGradient, kProjections>> gradient_sums_;

@@ -50,15 +50,15 @@ void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, f
 
 LlamaModel::Gradients LlamaModel::loss_and_gradients(const std::vector<int32_t>& tokens,
                                                      const std::vector<int32_t>& labels,
-                                                     const std::vector<int>& lengths) const {
-  return train_pass(tokens, labels, lengths, 0.0f, nullptr, true);
+                                                     const std::vector<int>& lengths, bool checkpointing) const {
+  return train_pass(tokens, labels, lengths, 0.0f, nullptr, true, checkpointing);
 }
 
 // One forward and backward pass. `mean`: gradients of the mean token loss, else of the sum. With
 // dropout > 0, each adapter's input is dropped (PEFT: lora_B(lora_A(dropout(x)))) with `random`.
 LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
                                              const std::vector<int>& lengths, float dropout, Random* random,
-                                             bool mean) const {
+                                             bool mean, bool checkpointing) const {
   const ModelConfig& c = config_;
   check_tokens(tokens);
   if (labels.size() != tokens.size()) throw std::invalid_argument("labels must match the tokens");
@@ -95,6 +95,9 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       cos_table[size_t(t) * half + i] = std::cos(angle) * c.attention_scaling;
       sin_table[size_t(t) * half + i] = std::sin(angle) * c.attention_scaling;
     }
+
+  // The generator dropout draws from: the caller's, or a replay of it when recomputing a block.
+  Random* layer_random = random;
 
   // ---- Building blocks, forward and backward side by side ----
 
@@ -151,7 +154,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       dropped.resize(size_t(T) * in);
       const float keep = 1.0f / (1.0f - dropout);
       for (size_t i = 0; i < mask.size(); i++) {
-        mask[i] = random->uniform() < double(dropout) ? 0.0f : keep;
+        mask[i] = layer_random->uniform() < double(dropout) ? 0.0f : keep;
         dropped[i] = x[i] * mask[i];
       }
       x = dropped.data();
@@ -202,16 +205,11 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
 
   // ---- Forward, keeping activations ----
 
-  std::vector<LayerActivations> saved(c.num_layers);
-  std::vector<float> x(size_t(T) * H);
-  for (int t = 0; t < T; t++) {
-    const float* row = embed_.row(size_t(tokens[t]), x.data() + size_t(t) * H, k);
-    if (row != x.data() + size_t(t) * H) std::memcpy(x.data() + size_t(t) * H, row, sizeof(float) * H);
-  }
+  // One block forward from its input x (updated in place to its output), filling `a`. Dropout masks
+  // come from `layer_random`, so a recomputation from the same generator state repeats them exactly.
   std::vector<float> projected(size_t(T) * H);
-  for (int l = 0; l < c.num_layers; l++) {
+  auto layer_forward = [&](int l, std::vector<float>& x, LayerActivations& a) {
     const Layer& layer = layers_[l];
-    LayerActivations& a = saved[l];
     a.x_in = x;
     a.n1.resize(size_t(T) * H);
     a.rstd1.resize(T);
@@ -261,7 +259,28 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
     for (size_t i = 0; i < a.act.size(); i++) a.act[i] = a.gate[i] * sigmoid(a.gate[i]) * a.up[i];
     project(l, kDown, a.act.data(), nullptr, projected.data(), a);
     for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
+  };
+
+  // With checkpointing only each block's input (and the dropout generator's state there) is kept;
+  // the block's activations are recomputed from them in the backward pass.
+  std::vector<LayerActivations> saved(checkpointing ? 1 : c.num_layers);
+  std::vector<std::vector<float>> block_inputs(checkpointing ? c.num_layers : 0);
+  std::vector<std::array<uint64_t, 4>> block_random(checkpointing ? c.num_layers : 0);
+  std::vector<float> x(size_t(T) * H);
+  for (int t = 0; t < T; t++) {
+    const float* row = embed_.row(size_t(tokens[t]), x.data() + size_t(t) * H, k);
+    if (row != x.data() + size_t(t) * H) std::memcpy(x.data() + size_t(t) * H, row, sizeof(float) * H);
   }
+  for (int l = 0; l < c.num_layers; l++) {
+    if (checkpointing) {
+      block_inputs[l] = x;
+      if (random) block_random[l] = random->state();
+      layer_forward(l, x, saved[0]);
+    } else {
+      layer_forward(l, x, saved[l]);
+    }
+  }
+  if (checkpointing) saved[0] = LayerActivations{};
   std::vector<float> final_normed(size_t(T) * H), final_rstd(T);
   norm_forward(x.data(), final_norm_, final_normed.data(), final_rstd.data());
 
@@ -319,9 +338,20 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   norm_backward(dh.data(), x.data(), final_norm_, final_rstd.data(), dx.data());
   std::vector<float> dn(size_t(T) * H), d_act(size_t(T) * I), d_gate(size_t(T) * I), d_up(size_t(T) * I);
   std::vector<float> d_attn(size_t(T) * Q), dq(size_t(T) * Q), dk(size_t(T) * KV), dv(size_t(T) * KV);
+  Random replay(0);
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const Layer& layer = layers_[l];
-    LayerActivations& a = saved[l];
+    if (checkpointing) {  // recompute this block's activations, with the same dropout masks
+      if (random) {
+        replay.set_state(block_random[l]);
+        layer_random = &replay;
+      }
+      std::vector<float> block = block_inputs[l];
+      layer_forward(l, block, saved[0]);
+      block_inputs[l].clear();
+      block_inputs[l].shrink_to_fit();
+    }
+    LayerActivations& a = checkpointing ? saved[0] : saved[l];
     auto& grads = result.layers[l];
 
     // MLP: x_out = x_mid + down(silu(gate)·up).
@@ -403,10 +433,11 @@ void LlamaModel::seed_dropout(uint64_t seed) {
 
 std::pair<double, size_t> LlamaModel::forward_backward(const std::vector<int32_t>& tokens,
                                                        const std::vector<int32_t>& labels,
-                                                       const std::vector<int>& lengths, float dropout) {
+                                                       const std::vector<int>& lengths, float dropout,
+                                                       bool checkpointing) {
   if (!(dropout >= 0.0f && dropout < 1.0f)) throw std::invalid_argument("dropout must be in [0, 1)");
   std::lock_guard<std::mutex> lock(training_mutex_);
-  Gradients gradients = train_pass(tokens, labels, lengths, dropout, &dropout_random_, false);
+  Gradients gradients = train_pass(tokens, labels, lengths, dropout, &dropout_random_, false, checkpointing);
   if (gradient_sums_.empty()) {
     gradient_sums_ = std::move(gradients.layers);
   } else {
