@@ -120,6 +120,31 @@ describe("LoRA adapters", () => {
     );
   });
 
+  it("scales by alpha / √r with rsLoRA, and keeps the setting through save and load", async () => {
+    await using model = await LocalModel.load(folder);
+    model.attachLora({ r: 4, alpha: 8, useRslora: true, seed: 2 });
+    const weights = model.getLoraWeights();
+    for (const [key, values] of weights)
+      if (key.endsWith("lora_B.weight"))
+        weights.set(
+          key,
+          values.map(() => 0.03),
+        );
+    model.setLoraWeights(weights);
+    const rslora = await model.logits(REFERENCE_INPUT);
+    // 8 / √4 = 4 = 16 / 4: the same adapter without rsLoRA but alpha 16 computes the same.
+    await using plain = await LocalModel.load(folder);
+    plain.attachLora({ r: 4, alpha: 16, seed: 2 });
+    plain.setLoraWeights(weights);
+    expect(maxRelativeError(await plain.logits(REFERENCE_INPUT), rslora)).toBeLessThan(1e-6);
+    const dir = join(await tempDir(), "adapter");
+    await model.saveAdapter(dir);
+    expect(JSON.parse(await readFile(join(dir, "adapter_config.json"), "utf8")).use_rslora).toBe(true);
+    await using reloaded = await LocalModel.load(folder);
+    expect((await reloaded.loadAdapter(dir)).useRslora).toBe(true);
+    expect(Array.from(await reloaded.logits(REFERENCE_INPUT))).toEqual(Array.from(rslora));
+  });
+
   it("refuses adapters it cannot apply, saying why", async () => {
     await using model = await LocalModel.load(folder);
     const dir = join(await tempDir(), "adapter");

@@ -15,6 +15,18 @@
 
 namespace tunekit {
 
+void release_pages(const void* address, size_t bytes) {
+#ifdef _WIN32
+  (void)address;
+  (void)bytes;
+#else
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(address) + page - 1) / page * page;
+  const uintptr_t end = (uintptr_t(address) + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+#endif
+}
+
 #ifdef _WIN32
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   file_ = CreateFileA(path.c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);

@@ -6,6 +6,10 @@
 
 namespace tunekit {
 
+// Tells the OS that a mapped range will not be read again (its pages leave the resident set and come
+// back from the file if they ever are). Only whole pages inside the range are released.
+void release_pages(const void* address, size_t bytes);
+
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);

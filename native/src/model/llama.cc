@@ -41,6 +41,8 @@ void Weight::quantize_nf4(size_t block_size, bool double_quant, const Kernels& k
     if (source != values.data() + r * cols_) std::memcpy(values.data() + r * cols_, source, cols_ * 4);
   }
   nf4_ = std::make_unique<NF4Tensor>(tunekit::quantize_nf4(values.data(), values.size(), block_size, double_quant));
+  // The source weights in the mapped file are not read again: let their pages go.
+  if (owned_.empty() && data_) release_pages(data_, rows_ * cols_ * dtype_size(dtype_));
   dtype_ = DType::NF4;
   data_ = nullptr;
   owned_.clear();
