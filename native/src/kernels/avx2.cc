@@ -86,6 +86,20 @@ void axpy(float a, const float* x, float* y, size_t n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
+void axpy4(const float* a, const float* const* x, float* y, size_t n) {
+  const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 sum = _mm256_loadu_ps(y + i);
+    sum = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x[0] + i), sum);
+    sum = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x[1] + i), sum);
+    sum = _mm256_fmadd_ps(a2, _mm256_loadu_ps(x[2] + i), sum);
+    sum = _mm256_fmadd_ps(a3, _mm256_loadu_ps(x[3] + i), sum);
+    _mm256_storeu_ps(y + i, sum);
+  }
+  for (; i < n; i++) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+}
+
 // Eight codes per step: four bytes widened to 16-bit lanes holding (low nibble << 8 | high nibble)
 // are, as bytes, the codes in element order; two 8-entry table lookups and a blend on bit 3.
 void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out) {
@@ -111,7 +125,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kAvx2 = {"avx2", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
+const Kernels kAvx2 = {"avx2", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32};
 
 }  // namespace
 

@@ -79,6 +79,20 @@ void axpy(float a, const float* x, float* y, size_t n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
+void axpy4(const float* a, const float* const* x, float* y, size_t n) {
+  const __m512 a0 = _mm512_set1_ps(a[0]), a1 = _mm512_set1_ps(a[1]), a2 = _mm512_set1_ps(a[2]), a3 = _mm512_set1_ps(a[3]);
+  size_t i = 0;
+  for (; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 sum = _mm512_maskz_loadu_ps(mask, y + i);
+    sum = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(mask, x[0] + i), sum);
+    sum = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(mask, x[1] + i), sum);
+    sum = _mm512_fmadd_ps(a2, _mm512_maskz_loadu_ps(mask, x[2] + i), sum);
+    sum = _mm512_fmadd_ps(a3, _mm512_maskz_loadu_ps(mask, x[3] + i), sum);
+    _mm512_mask_storeu_ps(y + i, mask, sum);
+  }
+}
+
 // Thirty-two codes per step: sixteen bytes widened to 16-bit lanes holding (low nibble << 8 | high
 // nibble) are, as bytes, the codes in element order; one 16-entry table lookup per 16 values.
 void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out) {
@@ -101,7 +115,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kAvx512 = {"avx512", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
+const Kernels kAvx512 = {"avx512", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32};
 
 }  // namespace
 

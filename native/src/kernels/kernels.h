@@ -25,6 +25,8 @@ struct Kernels {
   void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);
   // y[i] += a * x[i]
   void (*axpy)(float a, const float* x, float* y, size_t n);
+  // y[i] += a[0] x[0][i] + a[1] x[1][i] + a[2] x[2][i] + a[3] x[3][i]: one pass over y for four rows.
+  void (*axpy4)(const float* a, const float* const* x, float* y, size_t n);
   // Decodes 2 * pairs NF4 values, two per byte (high nibble first), all scaled by `scale`:
   // out[2i] = code[packed[i] >> 4] * scale, out[2i + 1] = code[packed[i] & 15] * scale.
   void (*nf4_to_f32)(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out);

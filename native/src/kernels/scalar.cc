@@ -68,6 +68,10 @@ void axpy(float a, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+void axpy4(const float* a, const float* const* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+}
+
 void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out) {
   for (size_t i = 0; i < pairs; i++) {
     out[2 * i] = code[packed[i] >> 4] * scale;
@@ -75,7 +79,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kScalar = {"scalar", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, nf4_to_f32};
+const Kernels kScalar = {"scalar", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32};
 
 }  // namespace
 

@@ -32,18 +32,27 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-// dx[t] += Σ_o dy[t][o] · W[o]: each thread takes a range of rows and streams W once.
+// dx[t] += Σ_o dy[t][o] · W[o]: each thread takes a range of rows and streams W once, four rows of W
+// at a time so that each row of dx is read and written once per four.
 void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
   pool_->parallel_for(size_t(m), [&](size_t begin, size_t end, size_t) {
-    std::vector<float> scratch(K);
-    for (size_t o = 0; o < N; o++) {
-      const float* w = weight.row(o, scratch.data(), k);
+    std::vector<float> scratch(4 * K);
+    const float* w[4];
+    float g[4];
+    size_t o = 0;
+    for (; o + 4 <= N; o += 4) {
+      for (size_t j = 0; j < 4; j++) w[j] = weight.row(o + j, scratch.data() + j * K, k);
       for (size_t t = begin; t < end; t++) {
-        const float g = dy[t * N + o];
-        if (g != 0.0f) k.axpy(g, w, dx + t * K, K);
+        for (size_t j = 0; j < 4; j++) g[j] = dy[t * N + o + j];
+        if (g[0] != 0.0f || g[1] != 0.0f || g[2] != 0.0f || g[3] != 0.0f) k.axpy4(g, w, dx + t * K, K);
       }
+    }
+    for (; o < N; o++) {
+      const float* row = weight.row(o, scratch.data(), k);
+      for (size_t t = begin; t < end; t++)
+        if (dy[t * N + o] != 0.0f) k.axpy(dy[t * N + o], row, dx + t * K, K);
     }
   });
 }
