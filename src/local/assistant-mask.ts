@@ -1,0 +1,146 @@
+/**
+ * Which tokens of a rendered conversation to learn: the assistant turns (their content and every
+ * token the chat template writes to close them: `<|eot_id|>`, `<|im_end|>`, `<|end|>`, and an EOS it
+ * writes right after), found by rendering, not by searching for token patterns:
+ *
+ * - the conversation is rendered once as it will be trained on;
+ * - for each assistant turn, the same conversation with that turn's content replaced by a sentinel
+ *   shows where the content starts, and (since only that content differs) where it ends;
+ * - the conversation rendered up to that turn shows what the template writes after a turn's content,
+ *   and as much of it as the full text repeats there (to the end of a line or a special token) is
+ *   the closing of the turn.
+ *
+ * Character spans become token positions by tokenizing prefixes of the text.
+ */
+import { ValidationError } from "../core/errors.js";
+
+/** A message as a chat template sees it. */
+export interface MaskMessage {
+  role: string;
+  content: string;
+  /** 0 leaves an assistant message out of the loss. */
+  weight?: 0 | 1;
+  [key: string]: unknown;
+}
+
+/** Renders messages with the chat template (`addGenerationPrompt` false for training). */
+export type Render = (messages: MaskMessage[]) => string;
+
+/** Characters [start, end) of the rendered text that are trained. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+export interface RenderedConversation {
+  text: string;
+  spans: Span[];
+  warnings: string[];
+}
+
+const SENTINEL = (index: number) => `\u2063tunekit-${index}\u2063`;
+
+function commonPrefix(a: string, b: string): number {
+  let length = 0;
+  while (length < a.length && length < b.length && a[length] === b[length]) length++;
+  return length;
+}
+
+/**
+ * Renders a conversation and finds the characters of each trained assistant turn. A template that
+ * refuses the system role gets the system text folded into the first user message, with a warning.
+ */
+export function renderWithSpans(
+  render: Render,
+  input: readonly MaskMessage[],
+  options: { trainOn?: "assistant" | "all" } = {},
+): RenderedConversation {
+  const warnings: string[] = [];
+  let messages = input.map((message) => ({ ...message }));
+  let text: string;
+  try {
+    text = render(messages);
+  } catch (error) {
+    const system = messages.findIndex((message) => message.role === "system");
+    const user = messages.findIndex((message) => message.role === "user");
+    if (system < 0 || user < 0 || !/system/i.test((error as Error).message)) throw error;
+    const systemText = (messages[system] as MaskMessage).content;
+    messages = messages.filter((_, index) => index !== system);
+    const first = messages.findIndex((message) => message.role === "user");
+    const target = messages[first] as MaskMessage;
+    messages[first] = { ...target, content: `${systemText}\n\n${target.content}` };
+    warnings.push(
+      "the chat template refuses the system role: the system text was put at the start of the first user message",
+    );
+    text = render(messages);
+  }
+  if (options.trainOn === "all") return { text, spans: [{ start: 0, end: text.length }], warnings };
+
+  const spans: Span[] = [];
+  for (const [index, message] of messages.entries()) {
+    if (message.role !== "assistant" || message.weight === 0) continue;
+    const sentinel = SENTINEL(index);
+    const marked = messages.map((other, position) =>
+      position === index ? { ...other, content: sentinel } : other,
+    );
+    const withSentinel = render(marked);
+    const start = withSentinel.indexOf(sentinel);
+    if (start < 0)
+      throw new ValidationError(
+        "chat_template_error",
+        `the chat template does not write the content of message ${index}`,
+      );
+    // Only the content differs between the two renders, so the rest lines up on both sides of it.
+    const contentEnd = start + text.length - (withSentinel.length - sentinel.length);
+    if (
+      contentEnd < start ||
+      text.slice(0, start) !== withSentinel.slice(0, start) ||
+      text.slice(contentEnd) !== withSentinel.slice(start + sentinel.length)
+    )
+      throw new ValidationError(
+        "chat_template_error",
+        `the chat template renders message ${index} in a way tunekit cannot line up with the conversation`,
+      );
+    // What the template writes after a turn's content, from the conversation rendered up to this turn.
+    const upTo = render(marked.slice(0, index + 1));
+    const closing = upTo.slice(upTo.indexOf(sentinel) + sentinel.length);
+    {
+      let matched = commonPrefix(closing, text.slice(contentEnd));
+      // A partial match stops where a unit of the closing ends (a newline, or the '>' of a special
+      // token), so "<|end|>\n</s>" against "<|end|>\n<|user|>" trains "<|end|>\n", not a stray "<".
+      if (matched < closing.length)
+        while (matched > 0 && !/[\n>]/.test(closing[matched - 1] as string)) matched--;
+      spans.push({ start, end: contentEnd + matched });
+    }
+  }
+  return { text, spans, warnings };
+}
+
+/** How a tokenizer encodes text without adding special tokens. */
+export type Encode = (text: string) => number[];
+
+/**
+ * The token ids of a rendered conversation and their labels: each token's id inside a span, -100
+ * elsewhere. A span's edges become token positions by tokenizing the text up to them (where a token
+ * straddles an edge, it belongs to the side where it starts).
+ */
+export function labelTokens(
+  encode: Encode,
+  rendered: RenderedConversation,
+): { inputIds: number[]; labels: number[] } {
+  const inputIds = encode(rendered.text);
+  const labels = new Array<number>(inputIds.length).fill(-100);
+  const position = (characters: number) => {
+    if (characters >= rendered.text.length) return inputIds.length;
+    const prefix = encode(rendered.text.slice(0, characters));
+    let same = 0;
+    while (same < prefix.length && prefix[same] === inputIds[same]) same++;
+    return same;
+  };
+  for (const span of rendered.spans) {
+    const from = position(span.start);
+    const to = position(span.end);
+    for (let token = from; token < to; token++) labels[token] = inputIds[token] as number;
+  }
+  return { inputIds, labels };
+}
