@@ -24,6 +24,8 @@ export interface ChatTemplateOptions {
   tools?: unknown[];
   /** Extra variables for the template (e.g. `enable_thinking`). */
   variables?: Record<string, unknown>;
+  /** A template to use instead of the model's own (e.g. a default one for a base model). */
+  template?: string;
 }
 
 type TokenizerConfig = Record<string, unknown>;
@@ -143,12 +145,18 @@ export class LocalTokenizer {
 
   /** Renders messages with the chat template, as text. */
   applyChatTemplate(messages: TemplateMessage[], options: ChatTemplateOptions = {}): string {
-    if (this.chatTemplate === undefined)
-      throw new ValidationError(
-        "no_chat_template",
-        "this model has no chat template (tokenizer_config.json chat_template or chat_template.jinja): pass text instead of messages",
-      );
-    this.#template ??= new Template(this.chatTemplate);
+    let template: Template;
+    if (options.template !== undefined) {
+      template = new Template(options.template);
+    } else {
+      if (this.chatTemplate === undefined)
+        throw new ValidationError(
+          "no_chat_template",
+          "this model has no chat template (tokenizer_config.json chat_template or chat_template.jinja): pass text instead of messages",
+        );
+      this.#template ??= new Template(this.chatTemplate);
+      template = this.#template;
+    }
     const special: Record<string, unknown> = {};
     for (const name of [
       "bos_token",
@@ -166,7 +174,7 @@ export class LocalTokenizer {
       special.additional_special_tokens = this.#config.additional_special_tokens.map(tokenText);
     try {
       // @huggingface/jinja provides raise_exception (it throws) and strftime_now itself.
-      return this.#template.render({
+      return template.render({
         ...special,
         ...options.variables,
         messages,
