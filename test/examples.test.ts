@@ -36,11 +36,11 @@ describe("examples", () => {
   });
 
   it.skipIf(!HAS_FIXTURES)(
-    "03-local-generate runs the fixture model greedy, sampled, streamed and in NF4",
+    "04-local-generate runs the fixture model greedy, sampled, streamed and in NF4",
     async () => {
       const { stdout } = await promisify(execFile)(
         process.execPath,
-        ["--import", "tsx", join(ROOT, "examples/03-local-generate.ts")],
+        ["--import", "tsx", join(ROOT, "examples/04-local-generate.ts")],
         { cwd: ROOT },
       );
       expect(stdout).toMatch(/engine: (scalar|avx2|avx512) kernels/);

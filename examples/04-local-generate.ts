@@ -1,7 +1,7 @@
 // Load a Hugging Face model folder into tunekit's native engine and generate: greedy, sampled,
 // streamed token by token, with a stop string, and in 4-bit NF4. Runs on any x86-64 CPU.
 //
-//   npx tsx examples/03-local-generate.ts [model-folder]
+//   npx tsx examples/04-local-generate.ts [model-folder]
 //
 // Without an argument it uses the stories260K fixture (a 260K-parameter Llama trained on TinyStories).
 import { existsSync } from "node:fs";
