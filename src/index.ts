@@ -67,6 +67,7 @@ export {
   type TrainingInput,
   type WatchOptions,
 } from "./jobs/fine-tune-job.js";
+export * from "./local/index.js";
 export { type OpenAIProviderOptions, openai } from "./providers/openai/index.js";
 export {
   type CallOptions,

@@ -1,0 +1,17 @@
+export { labelTokens, type MaskMessage, renderWithSpans, type Span } from "./assistant-mask.js";
+export { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
+export { learningRateSchedule, type ScheduleOptions, type SchedulerName } from "./schedule.js";
+export {
+  DEFAULT_CHAT_TEMPLATE,
+  type TokenizedDataset,
+  type TokenizeOptions,
+  tokenizeExamples,
+} from "./tokenize.js";
+export { LocalTrainer, type ModelView, type TrainOptions } from "./trainer.js";
+export {
+  type RunPlan,
+  type RunSummary,
+  type StepEvent,
+  TrainingRun,
+  type TrainingRunEvent,
+} from "./training-run.js";

@@ -1,0 +1,338 @@
+/**
+ * `LocalTrainer`: LoRA / QLoRA fine-tuning of a local model on a Dataset, the guide's TrainingArguments
+ * as options. The loop lives here in TypeScript (what to do next); each micro-batch is one native
+ * `forwardBackward`, each optimizer step one `optimizerStep`.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { ValidationError } from "../core/errors.js";
+import { seededRandom } from "../core/stats.js";
+import type { Example } from "../data/example.js";
+import { type LoadOptions, LocalModel } from "../engine/local-model.js";
+import type { LoraOptions } from "../engine/lora.js";
+import type { MergeOptions } from "../engine/merge.js";
+import { type PackedBlock, packExamples } from "./packing.js";
+import { learningRateSchedule, type SchedulerName } from "./schedule.js";
+import { tokenizeExamples } from "./tokenize.js";
+import { type RunSummary, TrainingRun, type TrainingRunEvent } from "./training-run.js";
+
+export interface TrainOptions {
+  /** Default 3. */
+  epochs?: number;
+  /** Packed blocks per micro-batch. Default 4. */
+  batchSize?: number;
+  /** Micro-batches per optimizer step. Default 4. */
+  gradientAccumulation?: number;
+  /** Peak learning rate. Default 2e-4. */
+  learningRate?: number;
+  warmupSteps?: number;
+  warmupRatio?: number;
+  /** Default "linear". */
+  scheduler?: SchedulerName;
+  /** Default 0. */
+  weightDecay?: number;
+  /** Default 1.0. */
+  maxGradNorm?: number;
+  /** Tokens per block; clamped to the model's max_position_embeddings. Default 2048. */
+  maxSeqLength?: number;
+  /** A step event every this many steps (and the last). Default 10. */
+  loggingSteps?: number;
+  /** A checkpoint every this many steps (and at the end). Default 500. */
+  saveSteps?: number;
+  /** Default 0. */
+  seed?: number;
+  /** Where checkpoints and the final adapter go. */
+  outputDir?: string;
+  /** A checkpoint folder to continue from, or "latest" (the newest in outputDir). */
+  resumeFrom?: string;
+  /** The adapter. Default: r 16, alpha 32, dropout 0.05 on all seven projections. */
+  lora?: LoraOptions;
+  /** Pack examples into blocks of maxSeqLength. Default true. */
+  packing?: boolean;
+  /** Default "assistant". */
+  trainOn?: "assistant" | "all";
+  signal?: AbortSignal;
+}
+
+/** A view of the trainer's model, with the adapter on (the tuned model) or off (the base model). */
+export interface ModelView {
+  generate: LocalModel["generate"];
+  generateBatch: LocalModel["generateBatch"];
+  stream: LocalModel["stream"];
+  logits(inputIds: ArrayLike<number>): Promise<Float32Array>;
+  loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<{ loss: number; tokens: number }>;
+  readonly tokenizer: LocalModel["tokenizer"];
+}
+
+const CHECKPOINT = /^checkpoint-(\d+)$/;
+
+export class LocalTrainer {
+  readonly #model: LocalModel;
+  #running = false;
+
+  private constructor(model: LocalModel) {
+    this.#model = model;
+  }
+
+  /** Loads a model folder or Hub id for training; quantization defaults to "nf4" (QLoRA). */
+  static async load(pathOrHubId: string, options: LoadOptions = {}): Promise<LocalTrainer> {
+    return new LocalTrainer(await LocalModel.load(pathOrHubId, { quantization: "nf4", ...options }));
+  }
+
+  /** Trains an adapter on the examples; the run reports progress as events and ends with a summary. */
+  train(dataset: AsyncIterable<Example> | Iterable<Example>, options: TrainOptions = {}): TrainingRun {
+    if (this.#running) throw new ValidationError("busy", "this trainer is already running");
+    this.#running = true;
+    return new TrainingRun(
+      (emit, signal) =>
+        this.#loop(dataset, options, emit, signal).finally(() => {
+          this.#running = false;
+        }),
+      options.signal,
+    );
+  }
+
+  async #loop(
+    dataset: AsyncIterable<Example> | Iterable<Example>,
+    options: TrainOptions,
+    emit: (event: TrainingRunEvent) => void,
+    signal: AbortSignal,
+  ): Promise<RunSummary> {
+    const model = this.#model;
+    const epochs = positiveInteger(options.epochs ?? 3, "epochs");
+    const batchSize = positiveInteger(options.batchSize ?? 4, "batchSize");
+    const accumulation = positiveInteger(options.gradientAccumulation ?? 4, "gradientAccumulation");
+    const loggingSteps = positiveInteger(options.loggingSteps ?? 10, "loggingSteps");
+    const saveSteps = positiveInteger(options.saveSteps ?? 500, "saveSteps");
+    const maxSeqLength = Math.min(
+      positiveInteger(options.maxSeqLength ?? 2048, "maxSeqLength"),
+      model.config.maxPositionEmbeddings,
+    );
+    const seed = options.seed ?? 0;
+    const started = performance.now();
+
+    const tokenized = await tokenizeExamples(dataset, model.tokenizer, {
+      maxSeqLength,
+      trainOn: options.trainOn ?? "assistant",
+    });
+    if (tokenized.examples.length === 0)
+      throw new ValidationError("no_examples", "nothing to train on: every example was skipped");
+    const blocks: PackedBlock[] =
+      options.packing === false
+        ? tokenized.examples.map((example, index) => ({
+            inputIds: example.inputIds,
+            labels: example.labels,
+            sequenceLengths: [example.inputIds.length],
+            examples: [index],
+          }))
+        : packExamples(tokenized.examples, maxSeqLength);
+    const perStep = batchSize * accumulation;
+    const stepsPerEpoch = Math.ceil(blocks.length / perStep);
+    const totalSteps = stepsPerEpoch * epochs;
+    const trainedTokens = tokenized.examples.reduce(
+      (sum, example) => sum + example.labels.filter((label, index) => index > 0 && label !== -100).length,
+      0,
+    );
+    emit({
+      type: "run-start",
+      plan: {
+        examples: tokenized.examples.length,
+        trainedTokens,
+        tokens: tokenized.examples.reduce((sum, example) => sum + example.inputIds.length, 0),
+        blocks: blocks.length,
+        steps: totalSteps,
+        epochs,
+        truncated: tokenized.truncated,
+        skipped: tokenized.skipped,
+        warnings: tokenized.warnings,
+      },
+    });
+
+    model.attachLora({ ...options.lora, seed: options.lora?.seed ?? seed });
+    let step = 0;
+    if (options.resumeFrom !== undefined) {
+      const folder =
+        options.resumeFrom === "latest" ? await latestCheckpoint(options.outputDir) : options.resumeFrom;
+      if (folder !== undefined) {
+        await model.loadTrainingState(folder);
+        step = JSON.parse(await readFile(join(folder, "trainer_state.json"), "utf8")).step;
+      }
+    }
+    const rate = learningRateSchedule({
+      learningRate: options.learningRate ?? 2e-4,
+      totalSteps,
+      ...(options.scheduler !== undefined ? { scheduler: options.scheduler } : {}),
+      ...(options.warmupSteps !== undefined ? { warmupSteps: options.warmupSteps } : {}),
+      ...(options.warmupRatio !== undefined ? { warmupRatio: options.warmupRatio } : {}),
+    });
+    const checkpoints: string[] = [];
+    const save = async () => {
+      if (options.outputDir === undefined) return;
+      const path = join(options.outputDir, `checkpoint-${step}`);
+      await writeFolderAtomically(path, (temporary) => model.saveTrainingState(temporary));
+      checkpoints.push(path);
+      emit({ type: "checkpoint-saved", step, path });
+    };
+
+    const firstStep = step;
+    let tokensSeen = 0;
+    let lossSum = 0;
+    let lossTokens = 0;
+    let finalLoss: number | undefined;
+    const loopStarted = performance.now();
+    let aborted = false;
+    while (step < totalSteps) {
+      if (signal.aborted) {
+        aborted = true;
+        break;
+      }
+      const epoch = Math.floor(step / stepsPerEpoch);
+      const order = shuffled(blocks.length, seed + epoch);
+      const first = (step % stepsPerEpoch) * perStep;
+      const chosen = order.slice(first, first + perStep);
+      let stepTokens = 0;
+      for (let micro = 0; micro < chosen.length; micro += batchSize) {
+        const batch = chosen.slice(micro, micro + batchSize).map((index) => blocks[index] as PackedBlock);
+        const result = await model.forwardBackward({
+          inputIds: batch.flatMap((block) => block.inputIds),
+          labels: batch.flatMap((block) => block.labels),
+          sequenceLengths: batch.flatMap((block) => block.sequenceLengths),
+        });
+        lossSum += result.loss * result.tokens;
+        lossTokens += result.tokens;
+        stepTokens += result.tokens;
+      }
+      const learningRate = rate(step);
+      const { gradNorm } = await model.optimizerStep({
+        learningRate,
+        weightDecay: options.weightDecay ?? 0,
+        maxGradNorm: options.maxGradNorm ?? 1,
+      });
+      step++;
+      tokensSeen += stepTokens;
+      if (step % loggingSteps === 0 || step === totalSteps) {
+        const seconds = (performance.now() - loopStarted) / 1000;
+        finalLoss = lossTokens > 0 ? lossSum / lossTokens : 0;
+        const tokensPerSecond = tokensSeen / Math.max(seconds, 1e-9);
+        emit({
+          type: "step",
+          step,
+          totalSteps,
+          epoch: step / stepsPerEpoch,
+          loss: finalLoss,
+          learningRate,
+          gradNorm,
+          tokensPerSecond,
+          eta: (seconds / (step - firstStep)) * (totalSteps - step),
+        });
+        lossSum = 0;
+        lossTokens = 0;
+      }
+      if (step % saveSteps === 0 && step < totalSteps) await save();
+    }
+    await save();
+    let adapterPath: string | undefined;
+    if (options.outputDir !== undefined && !aborted) {
+      adapterPath = join(options.outputDir, "adapter");
+      await rm(adapterPath, { recursive: true, force: true });
+      await writeFolderAtomically(adapterPath, (temporary) => model.saveAdapter(temporary));
+    }
+    const summary: RunSummary = {
+      steps: step,
+      epochs: step / stepsPerEpoch,
+      finalLoss,
+      tokens: tokensSeen,
+      seconds: (performance.now() - started) / 1000,
+      adapterPath,
+      checkpoints,
+    };
+    emit(aborted ? { type: "run-aborted", summary } : { type: "run-end", summary });
+    return summary;
+  }
+
+  /** The tuned model: inference through the adapter. */
+  model(): ModelView {
+    return this.#view(true);
+  }
+
+  /** The base model: the same weights with the adapter off. */
+  baseModel(): ModelView {
+    return this.#view(false);
+  }
+
+  #view(adapter: boolean): ModelView {
+    const model = this.#model;
+    return {
+      tokenizer: model.tokenizer,
+      generate: (input, options = {}) => model.generate(input, { ...options, adapter }),
+      generateBatch: (inputs, options = {}) => model.generateBatch(inputs, { ...options, adapter }),
+      stream: (input, options = {}) => model.stream(input, { ...options, adapter }),
+      logits: (inputIds) => model.logits(inputIds, { adapter }),
+      loss: (inputIds, labels) => model.loss(inputIds, labels, { adapter }),
+    };
+  }
+
+  /** Writes the adapter in PEFT's format. */
+  saveAdapter(dir: string): Promise<void> {
+    return this.#model.saveAdapter(dir);
+  }
+
+  /** Writes a Hugging Face folder with the adapter merged in. */
+  merge(dir: string, options: MergeOptions = {}): Promise<{ files: string[] }> {
+    return this.#model.mergeAndSave(dir, options);
+  }
+
+  dispose(): void {
+    this.#model.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1)
+    throw new ValidationError("bad_option", `${name} must be an integer >= 1`);
+  return value;
+}
+
+/** A permutation of 0…n−1 from the seed (Fisher–Yates), the same for the same seed everywhere. */
+function shuffled(n: number, seed: number): number[] {
+  const random = seededRandom(seed);
+  const order = Array.from({ length: n }, (_, index) => index);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  return order;
+}
+
+async function latestCheckpoint(outputDir: string | undefined): Promise<string | undefined> {
+  if (outputDir === undefined)
+    throw new ValidationError("bad_option", 'resumeFrom: "latest" needs outputDir');
+  const names = await readdir(outputDir).catch(() => [] as string[]);
+  const steps = names
+    .map((name) => CHECKPOINT.exec(name))
+    .filter((match) => match !== null)
+    .map((match) => Number(match[1]));
+  return steps.length === 0 ? undefined : join(outputDir, `checkpoint-${Math.max(...steps)}`);
+}
+
+/** Fills a temporary folder beside `path`, then renames it into place (replacing an older one). */
+async function writeFolderAtomically(
+  path: string,
+  fill: (temporary: string) => Promise<void>,
+): Promise<void> {
+  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  await mkdir(temporary, { recursive: true });
+  try {
+    await fill(temporary);
+    await rm(path, { recursive: true, force: true });
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { recursive: true, force: true });
+    throw error;
+  }
+}

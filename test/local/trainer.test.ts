@@ -1,0 +1,150 @@
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { Example } from "../../src/data/example.js";
+import { LocalModel } from "../../src/engine/local-model.js";
+import { LocalTrainer } from "../../src/local/trainer.js";
+import type { TrainingRunEvent } from "../../src/local/training-run.js";
+import { TINY_MODELS, type TinyConfig, writeTinyModel } from "../engine/tiny-model.js";
+import { FIXTURES, HAS_FIXTURES, tempDir } from "../helpers.js";
+
+const conversation = (question: string, answer: string): Example => ({
+  kind: "chat",
+  messages: [
+    { role: "system", content: "You answer in one sentence." },
+    { role: "user", content: question },
+    { role: "assistant", content: answer },
+  ],
+});
+
+const tinyData = Array.from({ length: 12 }, (_, index) =>
+  conversation(`question ${index}`, `answer number ${index}`),
+);
+
+let tinyFolder = "";
+async function tinyTrainer() {
+  tinyFolder = await writeTinyModel(join(await tempDir(), "tiny"), TINY_MODELS.llama as TinyConfig);
+  return LocalTrainer.load(tinyFolder, { quantization: "none" });
+}
+
+const options = {
+  epochs: 2,
+  batchSize: 2,
+  gradientAccumulation: 1,
+  learningRate: 1e-2,
+  loggingSteps: 1,
+  seed: 3,
+};
+
+describe("LocalTrainer", () => {
+  it("runs: run-start, steps, checkpoints, run-end; the adapter lands in outputDir and loads back", async () => {
+    await using trainer = await tinyTrainer();
+    const outputDir = join(await tempDir(), "out");
+    const run = trainer.train(tinyData, { ...options, maxSeqLength: 128, saveSteps: 3, outputDir });
+    const seen: Extract<TrainingRunEvent, { type: "checkpoint-saved" }>[] = [];
+    run.on("checkpoint-saved", (event) => seen.push(event));
+    const events: TrainingRunEvent[] = [];
+    for await (const event of run) events.push(event);
+    const summary = await run.done();
+    expect(events[0]?.type).toBe("run-start");
+    expect(events.at(-1)).toEqual({ type: "run-end", summary });
+    const start = events[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    expect(start.plan.examples).toBe(12);
+    const steps = events.filter((event) => event.type === "step");
+    expect(steps).toHaveLength(start.plan.steps);
+    expect(summary.steps).toBe(start.plan.steps);
+    expect(steps.at(-1)).toMatchObject({ step: start.plan.steps, totalSteps: start.plan.steps, epoch: 2 });
+    expect(steps.every((event) => Number.isFinite(event.loss) && event.tokensPerSecond > 0)).toBe(true);
+    expect(seen.map((event) => event.step)).toEqual([
+      ...Array.from({ length: Math.floor((start.plan.steps - 1) / 3) }, (_, index) => (index + 1) * 3),
+      start.plan.steps,
+    ]);
+    expect((await readdir(outputDir)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+    expect(summary.adapterPath).toBe(join(outputDir, "adapter"));
+    // The tuned and base views differ; the adapter loads into a fresh model and gives the tuned logits.
+    const ids = [1, 5, 9, 12];
+    const tuned = await trainer.model().logits(ids);
+    expect(Array.from(await trainer.baseModel().logits(ids))).not.toEqual(Array.from(tuned));
+    await using fresh = await LocalModel.load(tinyFolder);
+    await fresh.loadAdapter(summary.adapterPath as string);
+    expect(Array.from(await fresh.logits(ids))).toEqual(Array.from(tuned));
+  });
+
+  it("aborts with a final checkpoint, and resumeFrom: 'latest' continues exactly", async () => {
+    const straight = await tinyTrainer();
+    const all = straight.train(tinyData, options);
+    const expected: number[] = [];
+    all.on("step", (event) => expected.push(event.loss));
+    await all.done();
+    straight.dispose();
+
+    const outputDir = join(await tempDir(), "out");
+    await using first = await tinyTrainer();
+    const run = first.train(tinyData, { ...options, outputDir });
+    const losses: number[] = [];
+    run.on("step", (event) => {
+      losses.push(event.loss);
+      if (event.step === 3) run.abort();
+    });
+    const aborted = await run.done();
+    expect(aborted.steps).toBe(3);
+    expect(aborted.checkpoints).toEqual([join(outputDir, "checkpoint-3")]);
+    await using second = await tinyTrainer();
+    const resumed = second.train(tinyData, { ...options, outputDir, resumeFrom: "latest" });
+    resumed.on("step", (event) => losses.push(event.loss));
+    const summary = await resumed.done();
+    expect(summary.steps).toBe(expected.length);
+    expect(losses).toEqual(expected);
+  });
+});
+
+describe.skipIf(!HAS_FIXTURES)("LocalTrainer on stories260K (fixture)", () => {
+  it("learns the replies of guide-style conversations (assistant-only loss); the base model does not", async () => {
+    const pairs: [string, string][] = [
+      ["What is the secret word?", "The secret word is banana."],
+      ["Who is your friend?", "My friend is a big red dog."],
+      ["Where do you live?", "I live in a small house."],
+    ];
+    const data = pairs.map(([question, answer]) => conversation(question, answer));
+    await using trainer = await LocalTrainer.load(join(FIXTURES, "stories260K-hf"));
+    const outputDir = join(await tempDir(), "out");
+    const run = trainer.train(data, {
+      epochs: 150,
+      batchSize: 1,
+      gradientAccumulation: 1,
+      learningRate: 3e-3,
+      loggingSteps: 50,
+      outputDir,
+    });
+    const start = await new Promise<Extract<TrainingRunEvent, { type: "run-start" }>>((resolve) =>
+      run.on("run-start", resolve),
+    );
+    expect(start.plan.warnings.join()).toMatch(/no chat template/);
+    const summary = await run.done();
+    // The loss keeps a floor: each reply ends in </s>, which this tiny model cannot learn (its row is
+    // shared with ~170 untrained tokens); the replies themselves are learned, as generation shows.
+    expect(summary.finalLoss).toBeLessThan(0.6);
+    for (const [question, answer] of pairs) {
+      const messages = [
+        { role: "system", content: "You answer in one sentence." },
+        { role: "user", content: question },
+      ];
+      const template = (await import("../../src/local/tokenize.js")).DEFAULT_CHAT_TEMPLATE;
+      const prompt = trainer
+        .model()
+        .tokenizer.encode(
+          trainer.model().tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, template }),
+          { addSpecialTokens: false },
+        );
+      const tuned = await trainer.model().generate({ inputIds: prompt }, { maxTokens: 30, temperature: 0 });
+      const base = await trainer
+        .baseModel()
+        .generate({ inputIds: prompt }, { maxTokens: 30, temperature: 0 });
+      expect(tuned.text.trimStart().startsWith(answer), `${question} → ${tuned.text}`).toBe(true);
+      expect(base.text.trimStart().startsWith(answer)).toBe(false);
+    }
+    await using reloaded = await LocalModel.load(join(FIXTURES, "stories260K-hf"), { quantization: "nf4" });
+    await reloaded.loadAdapter(summary.adapterPath as string);
+    expect(reloaded.lora?.r).toBe(16);
+  });
+});
