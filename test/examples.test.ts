@@ -49,4 +49,20 @@ describe("examples", () => {
       expect(stdout).toMatch(/nf4 linear weights: \d+ bytes \(14\.1% of 906240\)/);
     },
   );
+
+  it.skipIf(!HAS_FIXTURES)(
+    "03-local-qlora trains an adapter on the fixture and the tuned model gives the replies",
+    async () => {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ["--import", "tsx", join(ROOT, "examples/03-local-qlora.ts")],
+        { cwd: ROOT, timeout: 120_000 },
+      );
+      expect(stdout).toMatch(/training: 3 examples, 150 steps/);
+      expect(stdout).toMatch(/adapter \(PEFT format\): .*adapter/);
+      expect(stdout).toContain("tuned: My friend is a big red dog.");
+      expect(stdout).toContain("tuned: I live in a small house.");
+    },
+    120_000,
+  );
 });
