@@ -13,6 +13,7 @@ import {
   cacheFailure,
   type DownloadProgressEvent,
   downloadFiles,
+  type HubAccessOptions,
   type HubRepo,
   type HubSession,
   listCommit,
@@ -28,18 +29,7 @@ import {
 export type { DownloadProgressEvent } from "../core/hub.js";
 
 /** Where a Hub model is, and how to follow and stop its download. */
-export interface ModelHubOptions {
-  /** Branch, tag or commit. Default "main". */
-  revision?: string;
-  /** Defaults to the HF_TOKEN environment variable (then HUGGING_FACE_HUB_TOKEN). */
-  accessToken?: string;
-  /** Hub cache folder. Default: the standard one (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub). */
-  cacheDir?: string;
-  /** Default https://huggingface.co (or HF_ENDPOINT). */
-  hubUrl?: string;
-  fetch?: typeof fetch;
-  /** Stops the download; the call rejects with the signal's reason (an `AbortError` by default). */
-  signal?: AbortSignal;
+export interface ModelHubOptions extends HubAccessOptions {
   /** Called as bytes arrive, and once per file when it is in the cache (`loadedBytes === totalBytes`). */
   onProgress?: (event: DownloadProgressEvent) => void;
 }

@@ -62,6 +62,13 @@ std::vector<int32_t> int32_vector(const Napi::Env& env, const Napi::Value& value
   return std::vector<int32_t>(array.Data(), array.Data() + array.ElementLength());
 }
 
+// A JS copy of engine values.
+Napi::Float32Array float_array(Napi::Env env, const std::vector<float>& values) {
+  Napi::Float32Array out = Napi::Float32Array::New(env, values.size());
+  std::copy(values.begin(), values.end(), out.Data());
+  return out;
+}
+
 DType parse_dtype(const Napi::Env& env, const std::string& name, const std::string& tensor) {
   if (name == "F32") return DType::F32;
   if (name == "F16") return DType::F16;
@@ -309,8 +316,7 @@ class LogitsWorker : public PromiseWorker {
       : PromiseWorker(env, "tunekit.logits"), model_(std::move(model)), tokens_(std::move(tokens)), adapter_(adapter) {}
   TUNEKIT_EXECUTE(logits_ = model_->logits(tokens_, adapter_))
   Napi::Value Result(Napi::Env env) override {
-    Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
-    std::copy(logits_.begin(), logits_.end(), out.Data());
+    Napi::Float32Array out = float_array(env, logits_);
     return out;
   }
 
@@ -367,8 +373,7 @@ Napi::Object generation_object(Napi::Env env, const Generation& generation, bool
                                                                   : "length";
   out.Set("finishReason", reason);
   if (with_logits) {
-    Napi::Float32Array logits = Napi::Float32Array::New(env, generation.logits.size());
-    std::copy(generation.logits.begin(), generation.logits.end(), logits.Data());
+    Napi::Float32Array logits = float_array(env, generation.logits);
     out.Set("logits", logits);
   }
   return out;
@@ -529,10 +534,8 @@ Napi::Value Model::GetLora(const Napi::CallbackInfo& info) {
       entry.Set("projection", kProjectionNames[p]);
       entry.Set("rank", adapter->rank);
       entry.Set("scale", adapter->scale);
-      Napi::Float32Array a = Napi::Float32Array::New(env, adapter->a.size());
-      std::copy(adapter->a.begin(), adapter->a.end(), a.Data());
-      Napi::Float32Array b = Napi::Float32Array::New(env, adapter->b.size());
-      std::copy(adapter->b.begin(), adapter->b.end(), b.Data());
+      Napi::Float32Array a = float_array(env, adapter->a);
+      Napi::Float32Array b = float_array(env, adapter->b);
       entry.Set("a", a);
       entry.Set("b", b);
       out.Set(index++, entry);
@@ -546,8 +549,7 @@ class MergedWeightWorker : public PromiseWorker {
       : PromiseWorker(env, "tunekit.mergedWeight"), model_(std::move(model)), layer_(layer), projection_(projection) {}
   TUNEKIT_EXECUTE(weight_ = model_->merged_weight(layer_, projection_))
   Napi::Value Result(Napi::Env env) override {
-    Napi::Float32Array out = Napi::Float32Array::New(env, weight_.size());
-    std::copy(weight_.begin(), weight_.end(), out.Data());
+    Napi::Float32Array out = float_array(env, weight_);
     return out;
   }
 
@@ -587,10 +589,8 @@ class GradientsWorker : public PromiseWorker {
         Napi::Object entry = Napi::Object::New(env);
         entry.Set("layer", double(layer));
         entry.Set("projection", kProjectionNames[p]);
-        Napi::Float32Array a = Napi::Float32Array::New(env, gradient.a.size());
-        std::copy(gradient.a.begin(), gradient.a.end(), a.Data());
-        Napi::Float32Array b = Napi::Float32Array::New(env, gradient.b.size());
-        std::copy(gradient.b.begin(), gradient.b.end(), b.Data());
+        Napi::Float32Array a = float_array(env, gradient.a);
+        Napi::Float32Array b = float_array(env, gradient.b);
         entry.Set("a", a);
         entry.Set("b", b);
         gradients.Set(index++, entry);
@@ -691,12 +691,6 @@ Napi::Value Model::OptimizerStep(const Napi::CallbackInfo& info) {
   auto* worker = new OptimizerWorker(env, live(env), options);
   worker->Queue();
   return worker->Promise();
-}
-
-Napi::Float32Array float_array(Napi::Env env, const std::vector<float>& values) {
-  Napi::Float32Array out = Napi::Float32Array::New(env, values.size());
-  std::copy(values.begin(), values.end(), out.Data());
-  return out;
 }
 
 // { step, random: [4 × hex], moments: [{ layer, projection, expAvgA, expAvgB, expAvgSqA, expAvgSqB }] }
@@ -833,8 +827,7 @@ Napi::Value QuantizeNF4(const Napi::CallbackInfo& info) {
     Napi::Uint8Array codes = Napi::Uint8Array::New(env, tensor.absmax_codes.size());
     std::copy(tensor.absmax_codes.begin(), tensor.absmax_codes.end(), codes.Data());
     nested.Set("codes", codes);
-    Napi::Float32Array scales = Napi::Float32Array::New(env, tensor.absmax_scales.size());
-    std::copy(tensor.absmax_scales.begin(), tensor.absmax_scales.end(), scales.Data());
+    Napi::Float32Array scales = float_array(env, tensor.absmax_scales);
     nested.Set("scales", scales);
     nested.Set("blockSize", 256);
     result.Set("nested", nested);
