@@ -17,7 +17,8 @@ beforeAll(() =>
 );
 afterAll(() => server.close());
 
-async function tunekit(...argv: string[]) {
+/** Runs the CLI in process with `env`, collecting what it writes. */
+async function cli(env: Record<string, string>, ...argv: string[]) {
   let stdout = "";
   let stderr = "";
   const io: CliIO = {
@@ -28,11 +29,14 @@ async function tunekit(...argv: string[]) {
       stderr += text;
     },
     isTTY: false,
-    env: { OPENAI_API_KEY: OPENAI_TEST_API_KEY, OPENAI_BASE_URL: "http://openai.test/v1" },
+    env,
   };
   const code = await run(argv, io);
   return { code, stdout, stderr };
 }
+
+const tunekit = (...argv: string[]) =>
+  cli({ OPENAI_API_KEY: OPENAI_TEST_API_KEY, OPENAI_BASE_URL: "http://openai.test/v1" }, ...argv);
 
 describe("tunekit jobs (OpenAI, mocked)", () => {
   it("create --watch validates, uploads, follows the job and ends with the model id", async () => {
@@ -93,22 +97,8 @@ describe("tunekit jobs (OpenAI, mocked)", () => {
 const TOGETHER_KEY = "tgp_v1_cliSecretKeyThatMustNeverLeak0123456789";
 const TOGETHER_BASE = "http://together.test/v1";
 
-async function togetherCli(env: Record<string, string>, ...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIO = {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-    isTTY: false,
-    env: { TOGETHER_BASE_URL: TOGETHER_BASE, ...env },
-  };
-  const code = await run(argv, io);
-  return { code, stdout, stderr };
-}
+const togetherCli = (env: Record<string, string>, ...argv: string[]) =>
+  cli({ TOGETHER_BASE_URL: TOGETHER_BASE, ...env }, ...argv);
 
 describe("tunekit jobs (Together, mocked)", () => {
   const rows = Array.from({ length: 10 }, (_, index) => chatRow(`q${index}`, `a${index}`, "Be kind."));
