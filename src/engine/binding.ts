@@ -98,11 +98,13 @@ export interface NativeOptimizerState {
 
 export interface NativeModel {
   logits(inputIds: Int32Array, adapter?: boolean): Promise<Float32Array>;
+  /** `correct`: labelled tokens whose first argmax is the label. */
   loss(
     inputIds: Int32Array,
     labels: Int32Array,
     adapter?: boolean,
-  ): Promise<{ loss: number; tokens: number }>;
+    sequenceLengths?: Int32Array,
+  ): Promise<{ loss: number; tokens: number; correct: number }>;
   /** Replaces every adapter (null: none). */
   setLora(adapters: NativeLora[] | null): void;
   getLora(): NativeLora[];

@@ -8,6 +8,7 @@ export {
   type LoadOptions,
   type LoadProgressEvent,
   LocalModel,
+  type LossResult,
   type OptimizerOptions,
   type Quantization,
   type StreamChunk,

@@ -105,6 +105,16 @@ export interface StreamChunk {
   text: string;
 }
 
+/** What `loss` measures. */
+export interface LossResult {
+  /** Mean cross-entropy over the labelled tokens (0 when there are none). */
+  loss: number;
+  /** Labelled tokens. */
+  tokens: number;
+  /** Labelled tokens the greedy choice predicts. */
+  correct: number;
+}
+
 export interface WeightBytes {
   linear: number;
   embedding: number;
@@ -357,13 +367,16 @@ export class LocalModel {
 
   /**
    * Mean next-token cross-entropy as transformers computes it: logits at t predict labels[t + 1],
-   * -100 is ignored, and labels default to the inputs.
+   * -100 is ignored, and labels default to the inputs. `tokens` counts the labelled positions and
+   * `correct` those where the greedy choice (first argmax) is the label: token accuracy is
+   * correct / tokens. `sequenceLengths` packs several sequences one after another, as in training:
+   * positions restart, attention stays inside each, and no label crosses a boundary.
    */
   async loss(
     inputIds: ArrayLike<number>,
     labels?: ArrayLike<number>,
-    options: { adapter?: boolean } = {},
-  ): Promise<{ loss: number; tokens: number }> {
+    options: { adapter?: boolean; sequenceLengths?: ArrayLike<number> } = {},
+  ): Promise<LossResult> {
     const ids = this.#ids(inputIds, "inputIds");
     const target = labels === undefined ? ids : Int32Array.from(labels);
     if (target.length !== ids.length)
@@ -371,7 +384,9 @@ export class LocalModel {
         "bad_input",
         `labels has ${target.length} entries for ${ids.length} input ids`,
       );
-    return this.#call(() => this.#live().loss(ids, target, options.adapter ?? true));
+    const lengths =
+      options.sequenceLengths === undefined ? undefined : Int32Array.from(options.sequenceLengths);
+    return this.#call(() => this.#live().loss(ids, target, options.adapter ?? true, lengths));
   }
 
   /** Generates a completion. */

@@ -128,6 +128,60 @@ describe("training steps", () => {
   });
 });
 
+describe("evaluation loss", () => {
+  it("counts the tokens the greedy choice predicts, as argmax over the logits does", async () => {
+    await using model = await tinyModel(0);
+    const result = await model.loss(inputIds, labels);
+    const logits = await model.logits(inputIds);
+    const vocab = logits.length / inputIds.length;
+    let tokens = 0;
+    let correct = 0;
+    let sum = 0;
+    for (let t = 0; t + 1 < inputIds.length; t++) {
+      const label = labels[t + 1] as number;
+      if (label === -100) continue;
+      const row = logits.subarray(t * vocab, (t + 1) * vocab);
+      let best = 0;
+      for (let v = 1; v < vocab; v++) if ((row[v] as number) > (row[best] as number)) best = v;
+      const maximum = row[best] as number;
+      let exp = 0;
+      for (const value of row) exp += Math.exp(value - maximum);
+      sum += maximum + Math.log(exp) - (row[label] as number);
+      tokens++;
+      if (best === label) correct++;
+    }
+    expect(result.tokens).toBe(tokens);
+    expect(result.correct).toBe(correct);
+    expect(result.loss).toBeCloseTo(sum / tokens, 5);
+    // Training on the sequence makes the greedy choice right more often.
+    for (let step = 0; step < 60; step++) {
+      await model.forwardBackward({ inputIds, labels });
+      await model.optimizerStep({ learningRate: 0.05 });
+    }
+    const trained = await model.loss(inputIds, labels);
+    expect(trained.loss).toBeLessThan(result.loss);
+    expect(trained.correct).toBeGreaterThan(correct);
+  });
+
+  it("packed sequences give each sequence's own loss, weighted by tokens, and no label crosses a boundary", async () => {
+    await using model = await tinyModel(0);
+    const lengths = [5, 6, 3];
+    const alone = [];
+    for (let first = 0, s = 0; s < lengths.length; first += lengths[s] as number, s++) {
+      const end = first + (lengths[s] as number);
+      alone.push(await model.loss(inputIds.slice(first, end), labels.slice(first, end)));
+    }
+    const packed = await model.loss(inputIds, labels, { sequenceLengths: lengths });
+    const tokens = alone.reduce((sum, part) => sum + part.tokens, 0);
+    expect(packed.tokens).toBe(tokens);
+    expect(packed.correct).toBe(alone.reduce((sum, part) => sum + part.correct, 0));
+    const mean = alone.reduce((sum, part) => sum + part.loss * part.tokens, 0) / tokens;
+    expect(packed.loss).toBeCloseTo(mean, 5);
+    await expect(model.loss(inputIds, labels, { sequenceLengths: [5, 5] })).rejects.toThrow(/add up/);
+    await expect(model.loss(inputIds, labels, { sequenceLengths: [14, 0] })).rejects.toThrow(/> 0/);
+  });
+});
+
 describe.skipIf(!HAS_FIXTURES)("learning on stories260K (fixture)", () => {
   for (const quantization of ["nf4", "none"] as const) {
     it(`200 steps of ${quantization === "nf4" ? "QLoRA" : "LoRA"} teach it a fixed reply`, async () => {

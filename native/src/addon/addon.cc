@@ -337,27 +337,33 @@ Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
 class LossWorker : public PromiseWorker {
  public:
   LossWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, std::vector<int32_t> labels,
-             bool adapter)
+             std::vector<int> lengths, bool adapter)
       : PromiseWorker(env, "tunekit.loss"), model_(std::move(model)), tokens_(std::move(tokens)),
-        labels_(std::move(labels)), adapter_(adapter) {}
-  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_, adapter_))
+        labels_(std::move(labels)), lengths_(std::move(lengths)), adapter_(adapter) {}
+  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_, lengths_, adapter_))
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
-    out.Set("loss", result_.first);
-    out.Set("tokens", double(result_.second));
+    out.Set("loss", result_.loss);
+    out.Set("tokens", double(result_.tokens));
+    out.Set("correct", double(result_.correct));
     return out;
   }
 
  private:
   std::shared_ptr<LlamaModel> model_;
   std::vector<int32_t> tokens_, labels_;
+  std::vector<int> lengths_;
   bool adapter_;
-  std::pair<double, size_t> result_;
+  LlamaModel::LossResult result_;
 };
 
+// loss(inputIds, labels, adapter?, sequenceLengths?)
 Napi::Value Model::Loss(const Napi::CallbackInfo& info) {
-  auto* worker = new LossWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"),
-                                int32_vector(info.Env(), info[1], "labels"),
+  Napi::Env env = info.Env();
+  std::vector<int32_t> lengths;
+  if (!info[3].IsUndefined()) lengths = int32_vector(env, info[3], "sequenceLengths");
+  auto* worker = new LossWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
+                                int32_vector(env, info[1], "labels"), std::vector<int>(lengths.begin(), lengths.end()),
                                 !info[2].IsBoolean() || info[2].As<Napi::Boolean>().Value());
   worker->Queue();
   return worker->Promise();

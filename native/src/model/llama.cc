@@ -448,8 +448,8 @@ std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens, bool a
   return out;
 }
 
-std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                                           bool adapter) const {
+void LlamaModel::check_batch(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                             const std::vector<int>& lengths) const {
   check_tokens(tokens);
   if (labels.size() != tokens.size())
     throw std::invalid_argument("labels has " + std::to_string(labels.size()) + " entries for " +
@@ -458,35 +458,66 @@ std::pair<double, size_t> LlamaModel::loss(const std::vector<int32_t>& tokens, c
     if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= config_.vocab_size))
       throw std::out_of_range("label " + std::to_string(labels[i]) + " at position " + std::to_string(i) +
                               " is neither -100 nor a token id");
-  if (int(tokens.size()) > config_.max_positions)
-    throw std::length_error(std::to_string(tokens.size()) + " tokens exceed max_position_embeddings (" +
-                            std::to_string(config_.max_positions) + ")");
+  size_t packed = 0;
+  for (int length : lengths) {
+    if (length <= 0) throw std::invalid_argument("sequence lengths must be > 0");
+    if (length > config_.max_positions)
+      throw std::length_error("a sequence of " + std::to_string(length) + " tokens exceeds max_position_embeddings (" +
+                              std::to_string(config_.max_positions) + ")");
+    packed += size_t(length);
+  }
+  if (packed != tokens.size()) throw std::invalid_argument("sequence lengths must add up to the token count");
+}
+
+LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                                        const std::vector<int>& lengths, bool adapter) const {
+  const std::vector<int> sequences = lengths.empty() ? std::vector<int>{int(tokens.size())} : lengths;
+  if (tokens.empty()) {
+    check_batch(tokens, labels, {});
+    return {};
+  }
+  check_batch(tokens, labels, sequences);
   const int T = int(tokens.size()), H = config_.hidden_size, V = config_.vocab_size;
-  if (T < 2) return {0.0, 0};
-  KVCache cache = new_cache(T);
+  // One cache per sequence, so positions restart and attention stays inside each.
+  std::vector<KVCache> caches;
+  caches.reserve(sequences.size());
+  std::vector<Segment> segments;
+  std::vector<bool> last_of_sequence(size_t(T), false);
+  int row = 0;
+  for (int length : sequences) {
+    caches.push_back(new_cache(length));
+    segments.push_back(Segment{&caches.back(), length});
+    row += length;
+    last_of_sequence[size_t(row - 1)] = true;
+  }
   std::vector<float> hidden(size_t(T) * H);
   const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
-  forward(tokens.data(), T, cache, lora.get(), hidden.data());
+  forward(tokens.data(), segments, lora.get(), hidden.data());
   // The head in chunks of positions, so a long sequence never holds [T × vocab] logits at once.
   const int chunk = 32;
   std::vector<float> logits(size_t(chunk) * V);
+  LossResult result;
   double total = 0.0;
-  size_t counted = 0;
-  for (int t0 = 0; t0 < T - 1; t0 += chunk) {
-    const int rows = std::min(chunk, T - 1 - t0);
+  for (int t0 = 0; t0 < T; t0 += chunk) {
+    const int rows = std::min(chunk, T - t0);
     head(hidden.data() + size_t(t0) * H, rows, logits.data());
     for (int r = 0; r < rows; r++) {
-      const int32_t label = labels[size_t(t0 + r + 1)];
+      const int t = t0 + r;
+      if (last_of_sequence[size_t(t)]) continue;
+      const int32_t label = labels[size_t(t + 1)];
       if (label == -100) continue;
-      const float* row = logits.data() + size_t(r) * V;
-      const float maximum = *std::max_element(row, row + V);
+      const float* values = logits.data() + size_t(r) * V;
+      const float* best = std::max_element(values, values + V);
+      const float maximum = *best;
       double sum = 0.0;
-      for (int v = 0; v < V; v++) sum += std::exp(double(row[v] - maximum));
-      total += double(maximum) + std::log(sum) - double(row[label]);
-      counted++;
+      for (int v = 0; v < V; v++) sum += std::exp(double(values[v] - maximum));
+      total += double(maximum) + std::log(sum) - double(values[label]);
+      result.tokens++;
+      if (best - values == label) result.correct++;
     }
   }
-  return {counted ? total / double(counted) : 0.0, counted};
+  result.loss = result.tokens ? total / double(result.tokens) : 0.0;
+  return result;
 }
 
 Generation LlamaModel::generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,

@@ -195,9 +195,15 @@ class LlamaModel {
 
   // Logits of every position of one sequence: [tokens × vocab]. `adapter`: apply the LoRA adapters.
   std::vector<float> logits(const std::vector<int32_t>& tokens, bool adapter = true) const;
-  // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored) and its token count.
-  std::pair<double, size_t> loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                                 bool adapter = true) const;
+  // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored), the labelled
+  // token count, and how many of those the greedy choice (first argmax) predicts. `lengths` packs
+  // sequences as in loss_and_gradients (empty: one sequence); no label crosses a sequence boundary.
+  struct LossResult {
+    double loss = 0.0;
+    size_t tokens = 0, correct = 0;
+  };
+  LossResult loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                  const std::vector<int>& lengths = {}, bool adapter = true) const;
   // Autoregressive generation with a KV cache; on_token sees each new id as it is chosen.
   Generation generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
                       const std::atomic<bool>& cancelled, const std::function<void(int32_t)>& on_token) const;
@@ -211,6 +217,10 @@ class LlamaModel {
 
  private:
   void check_tokens(const std::vector<int32_t>& tokens) const;
+  // Checks a packed batch: token ids, labels (-100 or an id) beside them, and sequence lengths that
+  // are positive, fit max_position_embeddings and add up to the token count.
+  void check_batch(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
+                   const std::vector<int>& lengths) const;
   // Runs `count` tokens at positions cache.length… through the decoder, appending to the cache;
   // writes the final-normed hidden states [count × hidden] to out.
   void forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const;

@@ -69,19 +69,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
                                              const std::vector<int>& lengths, float dropout, Random* random,
                                              bool mean, bool checkpointing) const {
   const ModelConfig& c = config_;
-  check_tokens(tokens);
-  if (labels.size() != tokens.size()) throw std::invalid_argument("labels must match the tokens");
-  for (size_t i = 0; i < labels.size(); i++)
-    if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= c.vocab_size))
-      throw std::out_of_range("label " + std::to_string(labels[i]) + " at position " + std::to_string(i) +
-                              " is neither -100 nor a token id");
-  size_t packed = 0;
-  for (int length : lengths) {
-    if (length <= 0) throw std::invalid_argument("sequence lengths must be > 0");
-    if (length > c.max_positions) throw std::length_error("a sequence exceeds max_position_embeddings");
-    packed += size_t(length);
-  }
-  if (packed != tokens.size()) throw std::invalid_argument("sequence lengths must add up to the token count");
+  check_batch(tokens, labels, lengths);
   const std::shared_ptr<const LoraSet> lora = this->lora();
   if (!lora) throw std::invalid_argument("no LoRA adapter is attached");
 
