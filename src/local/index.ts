@@ -9,6 +9,7 @@ export {
 } from "./tokenize.js";
 export { LocalTrainer, type ModelView, type TrainOptions } from "./trainer.js";
 export {
+  type EvalEvent,
   type RunPlan,
   type RunSummary,
   type StepEvent,

@@ -9,13 +9,13 @@ import { join } from "node:path";
 import { ValidationError } from "../core/errors.js";
 import { seededRandom } from "../core/stats.js";
 import type { Example } from "../data/example.js";
-import { type LoadOptions, LocalModel } from "../engine/local-model.js";
+import { type LoadOptions, LocalModel, type LossResult } from "../engine/local-model.js";
 import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
-import { type PackedBlock, packExamples } from "./packing.js";
+import { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
 import { learningRateSchedule, type SchedulerName } from "./schedule.js";
-import { tokenizeExamples } from "./tokenize.js";
-import { type RunSummary, TrainingRun, type TrainingRunEvent } from "./training-run.js";
+import { type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
+import { type EvalEvent, type RunSummary, TrainingRun, type TrainingRunEvent } from "./training-run.js";
 
 export interface TrainOptions {
   /** Default 3. */
@@ -40,6 +40,13 @@ export interface TrainOptions {
   loggingSteps?: number;
   /** A checkpoint every this many steps (and at the end). Default 500. */
   saveSteps?: number;
+  /**
+   * Held-out examples to evaluate on, or a share in (0, 1) of the training examples set aside for it
+   * (chosen with `seed`, so a resumed run holds out the same ones).
+   */
+  validation?: AsyncIterable<Example> | Iterable<Example> | number;
+  /** Evaluate every this many steps and at the end. Default: at the end of each epoch. */
+  evalSteps?: number;
   /** Default 0. */
   seed?: number;
   /** Where checkpoints and the final adapter go. */
@@ -61,7 +68,7 @@ export interface ModelView {
   generateBatch: LocalModel["generateBatch"];
   stream: LocalModel["stream"];
   logits(inputIds: ArrayLike<number>): Promise<Float32Array>;
-  loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<{ loss: number; tokens: number }>;
+  loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<LossResult>;
   readonly tokenizer: LocalModel["tokenizer"];
 }
 
@@ -112,28 +119,30 @@ export class LocalTrainer {
     const seed = options.seed ?? 0;
     const started = performance.now();
 
-    const tokenized = await tokenizeExamples(dataset, model.tokenizer, {
-      maxSeqLength,
-      trainOn: options.trainOn ?? "assistant",
-    });
+    const evalSteps =
+      options.evalSteps === undefined ? undefined : positiveInteger(options.evalSteps, "evalSteps");
+    const tokenizeOptions = { maxSeqLength, trainOn: options.trainOn ?? "assistant" } as const;
+    const tokenized = await tokenizeExamples(dataset, model.tokenizer, tokenizeOptions);
     if (tokenized.examples.length === 0)
       throw new ValidationError("no_examples", "nothing to train on: every example was skipped");
-    const blocks: PackedBlock[] =
+    const validation = await validationSplit(tokenized, options.validation, seed, (source) =>
+      tokenizeExamples(source, model.tokenizer, tokenizeOptions),
+    );
+    const pack = (examples: TokenizedExample[]): PackedBlock[] =>
       options.packing === false
-        ? tokenized.examples.map((example, index) => ({
+        ? examples.map((example, index) => ({
             inputIds: example.inputIds,
             labels: example.labels,
             sequenceLengths: [example.inputIds.length],
             examples: [index],
           }))
-        : packExamples(tokenized.examples, maxSeqLength);
+        : packExamples(examples, maxSeqLength);
+    const blocks = pack(tokenized.examples);
+    const validationBlocks = validation === undefined ? [] : pack(validation.examples);
     const perStep = batchSize * accumulation;
     const stepsPerEpoch = Math.ceil(blocks.length / perStep);
     const totalSteps = stepsPerEpoch * epochs;
-    const trainedTokens = tokenized.examples.reduce(
-      (sum, example) => sum + example.labels.filter((label, index) => index > 0 && label !== -100).length,
-      0,
-    );
+    const trainedTokens = labelledTokens(tokenized.examples);
     emit({
       type: "run-start",
       plan: {
@@ -145,7 +154,17 @@ export class LocalTrainer {
         epochs,
         truncated: tokenized.truncated,
         skipped: tokenized.skipped,
-        warnings: tokenized.warnings,
+        warnings: [...new Set([...tokenized.warnings, ...(validation?.warnings ?? [])])],
+        ...(validation !== undefined
+          ? {
+              validation: {
+                examples: validation.examples.length,
+                trainedTokens: labelledTokens(validation.examples),
+                truncated: validation.truncated,
+                skipped: validation.skipped,
+              },
+            }
+          : {}),
       },
     });
 
@@ -174,6 +193,40 @@ export class LocalTrainer {
       checkpoints.push(path);
       emit({ type: "checkpoint-saved", step, path });
     };
+
+    let lastEval: EvalEvent | undefined;
+    const evaluate = async (): Promise<void> => {
+      let lossSum = 0;
+      let tokens = 0;
+      let correct = 0;
+      for (let first = 0; first < validationBlocks.length; first += batchSize) {
+        if (signal.aborted) return;
+        const batch = validationBlocks.slice(first, first + batchSize);
+        const result = await model.loss(
+          batch.flatMap((block) => block.inputIds),
+          batch.flatMap((block) => block.labels),
+          { sequenceLengths: batch.flatMap((block) => block.sequenceLengths) },
+        );
+        lossSum += result.loss * result.tokens;
+        tokens += result.tokens;
+        correct += result.correct;
+      }
+      const loss = tokens > 0 ? lossSum / tokens : 0;
+      lastEval = {
+        type: "eval",
+        step,
+        epoch: step / stepsPerEpoch,
+        loss,
+        perplexity: Math.exp(loss),
+        tokenAccuracy: tokens > 0 ? correct / tokens : 0,
+        tokens,
+      };
+      emit(lastEval);
+    };
+    const evaluateNow = () =>
+      validationBlocks.length > 0 &&
+      (step === totalSteps ||
+        (evalSteps === undefined ? step % stepsPerEpoch === 0 : step % evalSteps === 0));
 
     const firstStep = step;
     let tokensSeen = 0;
@@ -229,6 +282,7 @@ export class LocalTrainer {
         lossSum = 0;
         lossTokens = 0;
       }
+      if (evaluateNow()) await evaluate();
       if (step % saveSteps === 0 && step < totalSteps) await save();
     }
     await save();
@@ -246,6 +300,15 @@ export class LocalTrainer {
       seconds: (performance.now() - started) / 1000,
       adapterPath,
       checkpoints,
+      ...(lastEval !== undefined
+        ? {
+            eval: {
+              loss: lastEval.loss,
+              perplexity: lastEval.perplexity,
+              tokenAccuracy: lastEval.tokenAccuracy,
+            },
+          }
+        : {}),
     };
     emit(aborted ? { type: "run-aborted", summary } : { type: "run-end", summary });
     return summary;
@@ -290,6 +353,52 @@ export class LocalTrainer {
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
+}
+
+function labelledTokens(examples: TokenizedExample[]): number {
+  return examples.reduce(
+    (sum, example) => sum + example.labels.filter((label, index) => index > 0 && label !== -100).length,
+    0,
+  );
+}
+
+/**
+ * The validation examples: tokenized from their own source, or a seeded share of the training
+ * examples moved out of `training` (at least one each side).
+ */
+async function validationSplit(
+  training: TokenizedDataset,
+  validation: TrainOptions["validation"],
+  seed: number,
+  tokenize: (source: AsyncIterable<Example> | Iterable<Example>) => Promise<TokenizedDataset>,
+): Promise<TokenizedDataset | undefined> {
+  if (validation === undefined) return undefined;
+  if (typeof validation !== "number") {
+    const result = await tokenize(validation);
+    if (result.examples.length === 0)
+      throw new ValidationError(
+        "no_examples",
+        "nothing to evaluate on: every validation example was skipped",
+      );
+    return result;
+  }
+  if (!(validation > 0 && validation < 1))
+    throw new ValidationError("bad_option", `validation as a share must be in (0, 1), got ${validation}`);
+  const count = training.examples.length;
+  if (count < 2)
+    throw new ValidationError(
+      "bad_option",
+      `validation: ${validation} needs at least 2 examples to split, the data has ${count}`,
+    );
+  const held = Math.min(count - 1, Math.max(1, Math.round(validation * count)));
+  const chosen = new Set(shuffled(count, seed).slice(0, held));
+  const kept: TokenizedExample[] = [];
+  const examples: TokenizedExample[] = [];
+  training.examples.forEach((example, index) => {
+    (chosen.has(index) ? examples : kept).push(example);
+  });
+  training.examples = kept;
+  return { examples, truncated: 0, skipped: 0, warnings: [] };
 }
 
 function positiveInteger(value: number, name: string): number {

@@ -18,6 +18,8 @@ export interface RunPlan {
   truncated: number;
   skipped: number;
   warnings: string[];
+  /** The held-out examples, when the run evaluates. */
+  validation?: { examples: number; trainedTokens: number; truncated: number; skipped: number };
 }
 
 export interface StepEvent {
@@ -33,6 +35,21 @@ export interface StepEvent {
   eta: number;
 }
 
+/** The adapter measured on the validation examples (dropout off). */
+export interface EvalEvent {
+  type: "eval";
+  step: number;
+  epoch: number;
+  /** Mean cross-entropy over the labelled tokens. */
+  loss: number;
+  /** exp(loss). */
+  perplexity: number;
+  /** Share of labelled tokens the greedy choice predicts. */
+  tokenAccuracy: number;
+  /** Labelled tokens evaluated. */
+  tokens: number;
+}
+
 export interface RunSummary {
   steps: number;
   epochs: number;
@@ -44,11 +61,14 @@ export interface RunSummary {
   /** The final adapter, in PEFT format. */
   adapterPath: string | undefined;
   checkpoints: string[];
+  /** The last evaluation, when the run had validation data. */
+  eval?: { loss: number; perplexity: number; tokenAccuracy: number };
 }
 
 export type TrainingRunEvent =
   | { type: "run-start"; plan: RunPlan }
   | StepEvent
+  | EvalEvent
   | { type: "checkpoint-saved"; step: number; path: string }
   | { type: "run-end"; summary: RunSummary }
   | { type: "run-failed"; error: unknown }

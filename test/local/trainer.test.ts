@@ -98,6 +98,81 @@ describe("LocalTrainer", () => {
   });
 });
 
+describe("LocalTrainer evaluation", () => {
+  it("holds out a seeded share, evaluates each epoch and at the end, and the figures are the model's own", async () => {
+    await using trainer = await tinyTrainer();
+    const run = trainer.train(tinyData, { ...options, epochs: 3, maxSeqLength: 128, validation: 0.25 });
+    const events: TrainingRunEvent[] = [];
+    for await (const event of run) events.push(event);
+    const summary = await run.done();
+    const start = events[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    expect(start.plan.examples).toBe(9);
+    expect(start.plan.validation?.examples).toBe(3);
+    const evals = events.filter((event) => event.type === "eval");
+    const perEpoch = start.plan.steps / 3;
+    expect(evals.map((event) => event.step)).toEqual([perEpoch, 2 * perEpoch, 3 * perEpoch]);
+    // Each eval follows its step's event.
+    const order = events.map((event) =>
+      event.type === "step" || event.type === "eval" ? `${event.type}:${event.step}` : event.type,
+    );
+    expect(order.indexOf(`eval:${perEpoch}`)).toBe(order.indexOf(`step:${perEpoch}`) + 1);
+    const last = evals.at(-1) as Extract<TrainingRunEvent, { type: "eval" }>;
+    expect(last.perplexity).toBeCloseTo(Math.exp(last.loss), 10);
+    expect(last.tokenAccuracy).toBeGreaterThanOrEqual(0);
+    expect(last.tokenAccuracy).toBeLessThanOrEqual(1);
+    expect(last.tokens).toBe(start.plan.validation?.trainedTokens);
+    expect(summary.eval).toEqual({
+      loss: last.loss,
+      perplexity: last.perplexity,
+      tokenAccuracy: last.tokenAccuracy,
+    });
+    // The same seed holds out the same examples: a second run's first evaluation matches.
+    await using again = await tinyTrainer();
+    const second = again.train(tinyData, { ...options, epochs: 3, maxSeqLength: 128, validation: 0.25 });
+    const firstEval = new Promise((resolve) => second.on("eval", resolve));
+    await second.done();
+    expect(await firstEval).toEqual(evals[0]);
+  });
+
+  it("evaluates a separate validation set every evalSteps and at the end", async () => {
+    await using trainer = await tinyTrainer();
+    const held = [
+      conversation("question 50", "answer number 50"),
+      conversation("question 51", "answer number 51"),
+    ];
+    const run = trainer.train(tinyData, { ...options, maxSeqLength: 128, validation: held, evalSteps: 2 });
+    const evals: Extract<TrainingRunEvent, { type: "eval" }>[] = [];
+    run.on("eval", (event) => evals.push(event));
+    const summary = await run.done();
+    const expected = Array.from({ length: Math.floor(summary.steps / 2) }, (_, index) => (index + 1) * 2);
+    if (summary.steps % 2 !== 0) expected.push(summary.steps);
+    expect(evals.map((event) => event.step)).toEqual(expected);
+    // The reported loss is the tuned model's mean loss over the held-out replies' tokens.
+    const { tokenizeExamples } = await import("../../src/local/tokenize.js");
+    const tokenized = await tokenizeExamples(held, trainer.model().tokenizer, { maxSeqLength: 128 });
+    let sum = 0;
+    let tokens = 0;
+    for (const example of tokenized.examples) {
+      const result = await trainer.model().loss(example.inputIds, example.labels);
+      sum += result.loss * result.tokens;
+      tokens += result.tokens;
+    }
+    expect(evals.at(-1)?.tokens).toBe(tokens);
+    expect(evals.at(-1)?.loss).toBeCloseTo(sum / tokens, 5);
+    // Training lowers the held-out loss of replies shaped like the training ones.
+    expect(evals.at(-1)?.loss).toBeLessThan(evals[0]?.loss as number);
+  });
+
+  it("refuses a share outside (0, 1), or a split of fewer than two examples", async () => {
+    await using trainer = await tinyTrainer();
+    await expect(trainer.train(tinyData, { ...options, validation: 1.5 }).done()).rejects.toThrow(/\(0, 1\)/);
+    await expect(trainer.train(tinyData.slice(0, 1), { ...options, validation: 0.5 }).done()).rejects.toThrow(
+      /at least 2 examples/,
+    );
+    await expect(trainer.train(tinyData, { ...options, evalSteps: 0 }).done()).rejects.toThrow(/evalSteps/);
+  });
+});
+
 describe.skipIf(!HAS_FIXTURES)("LocalTrainer on stories260K (fixture)", () => {
   it("learns the replies of guide-style conversations (assistant-only loss); the base model does not", async () => {
     const pairs: [string, string][] = [
