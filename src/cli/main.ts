@@ -2,22 +2,24 @@ import { parseArgs } from "node:util";
 import { TunekitError } from "../core/errors.js";
 import { Dataset } from "../data/dataset.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../data/formats/index.js";
-import { Validator } from "../validate/validator.js";
+import { type ValidationTarget, Validator } from "../validate/validator.js";
 import { formatDatasetStats, formatReport, formatStats } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 import { JOBS_USAGE, runJobs } from "./jobs.js";
+import { runTrain, TRAIN_USAGE } from "./train.js";
 
 const USAGE = `Usage: tunekit <command> [options]
 
 Commands:
-  validate FILE [--target openai|together] [--model ID] [--format F] [--json] [--max-problems N]
+  validate FILE [--target openai|together|local] [--model ID] [--format F] [--json] [--max-problems N]
       Check a training file against a provider's rules; exit 1 when it has errors.
   convert IN OUT --to FORMAT [--format F]
       Write IN as JSON Lines in FORMAT (${FORMAT_NAMES.join(", ")}).
-  stats FILE [--target openai|together] [--model ID] [--format F] [--json]
+  stats FILE [--target openai|together|local] [--model ID] [--format F] [--json]
       Print counts and token statistics.
 
 ${JOBS_USAGE}
+${TRAIN_USAGE}
 
 Files: .jsonl, .json, .csv, .parquet (and .gz of the text ones).`;
 
@@ -28,9 +30,9 @@ function formatOption(value: string | undefined): FormatName | undefined {
   return value;
 }
 
-function targetOption(value: string | undefined): "openai" | "together" | undefined {
-  if (value === undefined || value === "openai" || value === "together") return value;
-  throw new UsageError(`unknown target "${value}"; use openai or together`);
+function targetOption(value: string | undefined): ValidationTarget | undefined {
+  if (value === undefined || value === "openai" || value === "together" || value === "local") return value;
+  throw new UsageError(`unknown target "${value}"; use openai, together or local`);
 }
 
 function positionalCount(positionals: string[], count: number, command: string): void {
@@ -45,6 +47,7 @@ async function main(argv: string[], io: CliIO): Promise<number> {
     return command ? 0 : 2;
   }
   if (command === "jobs") return runJobs(rest, io);
+  if (command === "train") return runTrain(rest, io);
   const out = (text: string) => io.stdout(`${text}\n`);
   const { values, positionals } = parseArgs({
     args: rest,

@@ -1,5 +1,6 @@
 import type { Distribution } from "../core/stats.js";
 import type { Problem } from "../data/problem.js";
+import type { ValidationTarget } from "./rules/rule-set.js";
 
 /** Token and shape statistics of the valid examples, as the OpenAI Cookbook reports them. */
 export interface ValidationStats {
@@ -31,7 +32,7 @@ export interface CostEstimate {
 export interface ValidationReport {
   /** True when there is no error (warnings allowed). */
   ok: boolean;
-  target: "openai" | "together";
+  target: ValidationTarget;
   model: string | undefined;
   /** The tokenizer that counted the tokens. */
   tokenizer: string;

@@ -9,15 +9,16 @@ import type { DatasetRecord } from "../data/records.js";
 import { defaultEpochs } from "./cost.js";
 import { DEFAULT_OPENAI_MODEL, encodingForModel, OPENAI_TRAINING_PRICES, openaiModel } from "./models.js";
 import { ProblemLog, type ValidationReport } from "./report.js";
+import { localRules } from "./rules/local.js";
 import { openaiRules } from "./rules/openai.js";
-import type { RuleSet } from "./rules/rule-set.js";
+import type { RuleSet, ValidationTarget } from "./rules/rule-set.js";
 import { togetherRules } from "./rules/together.js";
 import { exampleTokens, type TokenCounter, tiktokenCounter } from "./tokens.js";
 
-export type ValidationTarget = "openai" | "together";
+export type { ValidationTarget };
 
 export interface ValidatorOptions {
-  /** The provider whose rules apply. Default `"openai"`. */
+  /** The provider whose rules apply (`"local"`: the local trainer's). Default `"openai"`. */
   target?: ValidationTarget;
   /** Model to fine-tune: sets the context limit, tokenizer and price. Default `gpt-4o-mini-2024-07-18` for OpenAI. */
   model?: string;
@@ -33,7 +34,11 @@ export interface ValidatorOptions {
   maxProblems?: number;
 }
 
-const RULES: Record<ValidationTarget, RuleSet> = { openai: openaiRules, together: togetherRules };
+const RULES: Record<ValidationTarget, RuleSet> = {
+  openai: openaiRules,
+  together: togetherRules,
+  local: localRules,
+};
 
 /**
  * Checks a dataset against a provider's rules before any money or compute is spent: structure under
@@ -47,7 +52,10 @@ export class Validator {
   constructor(options: ValidatorOptions = {}) {
     const target = options.target ?? "openai";
     if (!(target in RULES)) {
-      throw new ValidationError("invalid_option", `unknown target "${target}"; use openai or together`);
+      throw new ValidationError(
+        "invalid_option",
+        `unknown target "${target}"; use ${Object.keys(RULES).join(", ")}`,
+      );
     }
     for (const key of ["contextLimit", "epochs", "maxProblems"] as const) {
       const value = options[key];

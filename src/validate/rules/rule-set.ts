@@ -3,9 +3,12 @@ import type { Example } from "../../data/example.js";
 import type { FormatName } from "../../data/formats/index.js";
 import type { Problem } from "../../data/problem.js";
 
+/** The rule sets a Validator knows: a cloud provider's, or the local trainer's. */
+export type ValidationTarget = "openai" | "together" | "local";
+
 /** What a provider accepts, as checks on the records that would be uploaded to it. */
 export interface RuleSet {
-  readonly target: "openai" | "together";
+  readonly target: ValidationTarget;
   /** Formats the provider reads as they are; records in other formats are converted first. */
   readonly nativeFormats: readonly FormatName[];
   /** The format an example is uploaded in, or a problem message when the provider has none for it. */
