@@ -3,8 +3,10 @@ export { type PackedBlock, packExamples, type TokenizedExample } from "./packing
 export { learningRateSchedule, type ScheduleOptions, type SchedulerName } from "./schedule.js";
 export {
   DEFAULT_CHAT_TEMPLATE,
+  learnedTokens,
   type TokenizedDataset,
   type TokenizeOptions,
+  tokenizeExample,
   tokenizeExamples,
 } from "./tokenize.js";
 export { LocalTrainer, type ModelView, type TrainOptions } from "./trainer.js";

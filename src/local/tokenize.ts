@@ -34,54 +34,85 @@ export interface TokenizedDataset {
   warnings: string[];
 }
 
+/**
+ * One example as the trainer takes it, before any cut to a length: its token ids, and labels that
+ * are the id where the token is learned and -100 elsewhere. Undefined for a kind local training does
+ * not take (a preference pair). The chat template's notes (e.g. a system message folded into the
+ * first user turn) go into `warnings`.
+ */
+export function tokenizeExample(
+  example: Example,
+  tokenizer: LocalTokenizer,
+  options: { trainOn?: "assistant" | "all"; warnings?: Set<string> } = {},
+): TokenizedExample | undefined {
+  const trainOn = options.trainOn ?? "assistant";
+  const encode = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
+  if (example.kind === "chat") {
+    const template = tokenizer.chatTemplate === undefined ? DEFAULT_CHAT_TEMPLATE : undefined;
+    const messages: MaskMessage[] = example.messages.map((message) => ({
+      role: message.role,
+      content: contentText(message.content),
+      ...(message.weight !== undefined ? { weight: message.weight } : {}),
+    }));
+    const render = (list: MaskMessage[]) =>
+      tokenizer.applyChatTemplate(list, template === undefined ? {} : { template });
+    const rendered = renderWithSpans(render, messages, { trainOn });
+    for (const warning of rendered.warnings) options.warnings?.add(warning);
+    return labelTokens(encode, rendered);
+  }
+  if (example.kind === "completion" || example.kind === "text") {
+    // Prompt tokens are context; the completion (or, for text, everything) is learned, then EOS.
+    const eos = tokenizer.eosTokenId;
+    const prompt = example.kind === "completion" ? tokenizer.encode(example.prompt) : [];
+    const target =
+      example.kind === "completion" ? encode(example.completion) : tokenizer.encode(example.text);
+    const inputIds = [...prompt, ...target, ...(eos === undefined ? [] : [eos])];
+    const labels = inputIds.map((id, index) =>
+      index < prompt.length && trainOn === "assistant" ? -100 : id,
+    );
+    return { inputIds, labels };
+  }
+  return undefined;
+}
+
+/**
+ * The labels the loss learns from: those set, after the first (the first token of a sequence is never
+ * predicted). An example with none is skipped.
+ */
+export function learnedTokens(labels: readonly number[]): number {
+  let learned = 0;
+  for (let index = 1; index < labels.length; index++) if (labels[index] !== -100) learned++;
+  return learned;
+}
+
 export async function tokenizeExamples(
   source: AsyncIterable<Example> | Iterable<Example>,
   tokenizer: LocalTokenizer,
   options: TokenizeOptions,
 ): Promise<TokenizedDataset> {
-  const trainOn = options.trainOn ?? "assistant";
-  const template = tokenizer.chatTemplate === undefined ? DEFAULT_CHAT_TEMPLATE : undefined;
   const warnings = new Set<string>();
-  if (template !== undefined)
+  if (tokenizer.chatTemplate === undefined)
     warnings.add(
       "the model has no chat template: conversations use tunekit's default (User: … / Assistant: …)",
     );
-  const encode = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
-  const eos = tokenizer.eosTokenId;
   const result: TokenizedDataset = { examples: [], truncated: 0, skipped: 0, warnings: [] };
   for await (const example of source) {
-    let inputIds: number[];
-    let labels: number[];
-    if (example.kind === "chat") {
-      const messages: MaskMessage[] = example.messages.map((message) => ({
-        role: message.role,
-        content: contentText(message.content),
-        ...(message.weight !== undefined ? { weight: message.weight } : {}),
-      }));
-      const render = (list: MaskMessage[]) =>
-        tokenizer.applyChatTemplate(list, template === undefined ? {} : { template });
-      const rendered = renderWithSpans(render, messages, { trainOn });
-      for (const warning of rendered.warnings) warnings.add(warning);
-      ({ inputIds, labels } = labelTokens(encode, rendered));
-    } else if (example.kind === "completion" || example.kind === "text") {
-      // Prompt tokens are context; the completion (or, for text, everything) is learned, then EOS.
-      const prompt = example.kind === "completion" ? tokenizer.encode(example.prompt) : [];
-      const target =
-        example.kind === "completion" ? encode(example.completion) : tokenizer.encode(example.text);
-      inputIds = [...prompt, ...target, ...(eos === undefined ? [] : [eos])];
-      labels = inputIds.map((id, index) => (index < prompt.length && trainOn === "assistant" ? -100 : id));
-    } else {
+    const tokenized = tokenizeExample(example, tokenizer, {
+      trainOn: options.trainOn ?? "assistant",
+      warnings,
+    });
+    if (tokenized === undefined) {
       warnings.add("preference (DPO) examples are not trained locally: they were skipped");
       result.skipped++;
       continue;
     }
+    let { inputIds, labels } = tokenized;
     if (inputIds.length > options.maxSeqLength) {
       inputIds = inputIds.slice(0, options.maxSeqLength);
       labels = labels.slice(0, options.maxSeqLength);
       result.truncated++;
     }
-    // The first label of a sequence is never predicted: a sequence needs a learned label after it.
-    if (!labels.some((label, index) => index > 0 && label !== -100)) {
+    if (learnedTokens(labels) === 0) {
       result.skipped++;
       continue;
     }
