@@ -1,0 +1,321 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it, vi } from "vitest";
+import type { CliIO } from "../src/cli/io.js";
+import { run } from "../src/cli/main.js";
+import type { TrainingRunEvent } from "../src/local/training-run.js";
+import { TINY_MODELS, type TinyConfig, writeTinyModel } from "./engine/tiny-model.js";
+import { chatRow, jsonl, ROOT, tempDir, tempFile } from "./helpers.js";
+
+const rows = Array.from({ length: 12 }, (_, index) =>
+  chatRow(`question ${index}`, `answer number ${index}`, "You answer in one sentence."),
+);
+
+/** A fresh tiny model, a data file and an output folder (temporary folders go after each test). */
+async function setup() {
+  const model = await writeTinyModel(join(await tempDir(), "tiny"), TINY_MODELS.llama as TinyConfig);
+  const data = await tempFile("train.jsonl", jsonl(rows));
+  const output = join(await tempDir(), "out");
+  return { model, data, output };
+}
+
+/** Small and quick: 12 examples in blocks of 128 tokens, two per step. */
+const quick = [
+  "--quantization",
+  "none",
+  "--max-seq-length",
+  "128",
+  "--batch-size",
+  "2",
+  "--grad-accum",
+  "1",
+  "--lr",
+  "0.01",
+  "--logging-steps",
+  "1",
+  "--seed",
+  "3",
+];
+
+interface Capture {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI in process; `io` overrides the captured, non-terminal defaults. */
+async function cli(argv: string[], io: Partial<CliIO> = {}): Promise<Capture> {
+  let stdout = "";
+  let stderr = "";
+  const code = await run(argv, {
+    stdout: (text) => {
+      stdout += text;
+    },
+    stderr: (text) => {
+      stderr += text;
+    },
+    isTTY: false,
+    env: {},
+    onInterrupt: () => () => undefined,
+    ...io,
+  });
+  return { code, stdout, stderr };
+}
+
+const events = (stdout: string): TrainingRunEvent[] =>
+  stdout
+    .trimEnd()
+    .split("\n")
+    .map((line) => JSON.parse(line) as TrainingRunEvent);
+
+/** An interrupt source for the io: `fire()` is Ctrl-C; `subscribed` tells whether the command listens. */
+function interrupts() {
+  let listener: (() => void) | undefined;
+  return {
+    onInterrupt: (next: () => void) => {
+      listener = next;
+      return () => {
+        listener = undefined;
+      };
+    },
+    fire: () => listener?.(),
+    get subscribed() {
+      return listener !== undefined;
+    },
+  };
+}
+
+describe("tunekit train", () => {
+  it("--json prints one event per line, run-start to run-end, and writes the adapter to --output", async () => {
+    const { model, data, output } = await setup();
+    const { code, stdout, stderr } = await cli([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--output",
+      output,
+      "--epochs",
+      "2",
+      "--save-steps",
+      "4",
+      "--json",
+      ...quick,
+    ]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const all = events(stdout);
+    expect(all[0]?.type).toBe("run-start");
+    expect(all.at(-1)?.type).toBe("run-end");
+    const start = all[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    expect(start.plan).toMatchObject({ examples: 12, epochs: 2 });
+    const steps = all.filter((event) => event.type === "step");
+    expect(steps.map((event) => event.step)).toEqual(
+      Array.from({ length: start.plan.steps }, (_, index) => index + 1),
+    );
+    expect(all.filter((event) => event.type === "checkpoint-saved").length).toBeGreaterThan(0);
+    const end = all.at(-1) as Extract<TrainingRunEvent, { type: "run-end" }>;
+    expect(end.summary.adapterPath).toBe(join(output, "adapter"));
+    expect((await readdir(join(output, "adapter"))).sort()).toEqual([
+      "adapter_config.json",
+      "adapter_model.safetensors",
+    ]);
+  });
+
+  it("prints plain lines when stdout is not a terminal: the plan, one line per logged step, the summary", async () => {
+    const { model, data, output } = await setup();
+    const { code, stdout } = await cli([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--output",
+      output,
+      "--epochs",
+      "1",
+      ...quick,
+    ]);
+    expect(code).toBe(0);
+    expect(stdout).not.toContain("\r");
+    const lines = stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(new RegExp(`^loading ${model}: \\d+ tensors, [\\d.]+ MB$`));
+    expect(stdout).toMatch(
+      /^plan: 12 examples, [\d,]+ tokens \([\d,]+ trained\) in \d+ blocks → (\d+) steps over 1 epoch$/m,
+    );
+    const total = Number(/→ (\d+) steps/.exec(stdout)?.[1]);
+    const steps = lines.filter((line) => line.startsWith("step "));
+    expect(steps).toHaveLength(total);
+    expect(steps[0]).toMatch(
+      new RegExp(
+        `^step 1/${total}  epoch [\\d.]+  loss \\d+\\.\\d{4}  lr [\\d.]+e[-+]\\d+  grad norm [\\d.]+  [\\d,]+ tok/s  ETA \\d+:\\d\\d$`,
+      ),
+    );
+    expect(stdout).toContain(`checkpoint at step ${total}: ${join(output, `checkpoint-${total}`)}`);
+    expect(stdout).toMatch(new RegExp(`^done: ${total} steps \\(1\\.00 epochs\\), final loss [\\d.]+`, "m"));
+    expect(lines.at(-1)).toBe(`adapter: ${join(output, "adapter")}`);
+  });
+
+  it("redraws one progress bar with \\r on a terminal, fitted to its width, other lines above it", async () => {
+    const { model, data, output } = await setup();
+    const { code, stdout } = await cli(
+      ["train", "--model", model, "--data", data, "--output", output, "--epochs", "1", ...quick],
+      { isTTY: true, columns: 70 },
+    );
+    expect(code).toBe(0);
+    const draws = stdout.split("\r\x1b[2K").slice(1);
+    const bars = draws.filter((text) => text.startsWith("["));
+    expect(bars.length).toBeGreaterThan(1);
+    for (const bar of bars) {
+      const line = bar.split("\n")[0] as string;
+      expect(line.length).toBeLessThan(70);
+      expect(line).toMatch(/^\[[█░]+\] \d+\/\d+ {2}loss \d+\.\d{4} {2}[\d,]+ tok\/s {2}ETA \d+:\d\d/);
+    }
+    // The bar is full at the end, and the summary starts on a line of its own.
+    expect(bars.at(-1)).toMatch(/^\[█+\] (\d+)\/\1 /);
+    expect(stdout).toMatch(/\n\s*done: \d+ steps/);
+    // A checkpoint line clears the bar, prints, and the bar comes back below it.
+    expect(draws.find((text) => text.startsWith("checkpoint"))).toMatch(
+      /^checkpoint at step \d+: [^\n]+\n\[█+\]/,
+    );
+    expect(stdout.endsWith(`adapter: ${join(output, "adapter")}\n`)).toBe(true);
+  });
+
+  it("--validation RATIO and --eval-steps print eval events", async () => {
+    const { model, data, output } = await setup();
+    const common = ["train", "--model", model, "--data", data, "--output", output, "--epochs", "1", ...quick];
+    const json = await cli([...common, "--validation", "0.25", "--eval-steps", "2", "--json"]);
+    expect(json.code).toBe(0);
+    const all = events(json.stdout);
+    const start = all[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    expect(start.plan.validation?.examples).toBe(3);
+    const evals = all.filter((event) => event.type === "eval");
+    expect(evals.length).toBeGreaterThan(0);
+    expect(evals.every((event) => event.step % 2 === 0 || event.step === start.plan.steps)).toBe(true);
+    const plain = await cli([...common, "--validation", "0.25"]);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toContain("validation: 3 examples");
+    expect(plain.stdout).toMatch(
+      /^eval at step \d+: loss [\d.]+, perplexity [\d.]+, token accuracy [\d.]+%$/m,
+    );
+  });
+
+  it("stops with exit 1 and the located error when the data is invalid", async () => {
+    const { model, output } = await setup();
+    const data = await tempFile("bad.jsonl", `${jsonl(rows.slice(0, 3))}{"messages": [{"role": "robot"}]}\n`);
+    const { code, stdout, stderr } = await cli([
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--output",
+      output,
+    ]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(`${data}:4`);
+    expect(stdout).not.toMatch(/^step /m);
+    expect(existsSync(output)).toBe(false);
+  });
+
+  it("exits 2 on usage errors", async () => {
+    const data = await tempFile("train.jsonl", jsonl(rows));
+    const missing = await cli(["train", "--data", data]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("train needs --model");
+    expect((await cli(["train", "--model", "m"])).code).toBe(2);
+    expect((await cli(["train", "--model", "m", "--data", data, "--quantization", "int8"])).code).toBe(2);
+    expect((await cli(["train", "--model", "m", "--data", data, "--epochs", "0"])).code).toBe(2);
+    expect((await cli(["train", "--model", "m", "--data", data, "--lr", "fast"])).code).toBe(2);
+    expect((await cli(["train", "--model", "m", "--data", data, "--validation", "1.5"])).code).toBe(2);
+    expect((await cli(["train", "--model", "m", "--data", data, "--bogus"])).code).toBe(2);
+    const help = await cli(["train", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("Usage: tunekit train --model PATH|HUB_ID --data FILE");
+  });
+
+  it("Ctrl-C stops after the step with a checkpoint (exit 130); --resume continues to the end", async () => {
+    const { model, data, output } = await setup();
+    const args = [
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--output",
+      output,
+      "--epochs",
+      "3",
+      "--json",
+      ...quick,
+    ];
+    const ctrlC = interrupts();
+    let fired = false;
+    let stdout = "";
+    const stopped = await cli(args, {
+      onInterrupt: ctrlC.onInterrupt,
+      stdout: (text) => {
+        stdout += text;
+        if (!fired && text.includes('"type":"step"')) {
+          fired = true;
+          ctrlC.fire();
+        }
+      },
+    });
+    expect(stopped.code).toBe(130);
+    expect(ctrlC.subscribed).toBe(false);
+    expect(stopped.stderr).toContain(`stopping after the current step and saving a checkpoint in ${output}`);
+    const first = events(stdout);
+    const start = first[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    const aborted = first.at(-1) as Extract<TrainingRunEvent, { type: "run-aborted" }>;
+    expect(aborted.type).toBe("run-aborted");
+    expect(aborted.summary.steps).toBeLessThan(start.plan.steps);
+    const checkpoint = join(output, `checkpoint-${aborted.summary.steps}`);
+    expect(aborted.summary.checkpoints.at(-1)).toBe(checkpoint);
+    expect(existsSync(checkpoint)).toBe(true);
+    expect(existsSync(join(output, "adapter"))).toBe(false);
+
+    const resumed = await cli([...args, "--resume"]);
+    expect(resumed.code).toBe(0);
+    const second = events(resumed.stdout);
+    const steps = second.filter((event) => event.type === "step");
+    expect(steps[0]?.step).toBe(aborted.summary.steps + 1);
+    expect(steps.at(-1)?.step).toBe(start.plan.steps);
+    expect(second.at(-1)?.type).toBe("run-end");
+    expect(existsSync(join(output, "adapter", "adapter_model.safetensors"))).toBe(true);
+  });
+
+  it("a second Ctrl-C quits at once with exit code 130", async () => {
+    const { model, data, output } = await setup();
+    const ctrlC = interrupts();
+    const exit = vi.fn();
+    let fired = false;
+    const { code } = await cli(
+      ["train", "--model", model, "--data", data, "--output", output, "--epochs", "3", ...quick],
+      {
+        onInterrupt: ctrlC.onInterrupt,
+        exit,
+        stdout: (text) => {
+          if (!fired && text.startsWith("step ")) {
+            fired = true;
+            ctrlC.fire();
+            ctrlC.fire();
+          }
+        },
+      },
+    );
+    expect(exit).toHaveBeenCalledWith(130);
+    expect(code).toBe(130);
+  });
+
+  it("the built bin runs: node dist/cli/index.js train --help", async () => {
+    const bin = join(ROOT, "dist/cli/index.js");
+    expect(existsSync(bin), `${bin} is missing: run \`npm run build\` first`).toBe(true);
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, "train", "--help"]);
+    expect(stdout).toContain("Usage: tunekit train --model PATH|HUB_ID --data FILE");
+  });
+});
