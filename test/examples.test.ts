@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { HAS_FIXTURES, ROOT } from "./helpers.js";
+import { HAS_FIXTURES, ROOT, tempDir } from "./helpers.js";
 
 describe("examples", () => {
   it("01-prepare-data converts the guide's data, reports the 10-example minimum, and passes the support set", async () => {
@@ -65,4 +65,41 @@ describe("examples", () => {
     },
     120_000,
   );
+  describe("npm run demo", () => {
+    const demo = async (...args: string[]) => {
+      const home = await tempDir();
+      // Offline and with an empty HF cache, whatever this machine has: tests never touch the network.
+      const env = { ...process.env, HF_HUB_OFFLINE: "1", HF_HOME: home, HF_HUB_CACHE: join(home, "hub") };
+      const output = join(home, "out");
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ["--import", "tsx", join(ROOT, "examples/demo.ts"), "--output", output, ...args],
+        { cwd: ROOT, env, timeout: 120_000 },
+      );
+      return { stdout, output };
+    };
+
+    it.skipIf(!HAS_FIXTURES)(
+      "offline, says so and fine-tunes the stories260K fixture: the tuned answers start with the replies",
+      async () => {
+        const { stdout, output } = await demo();
+        expect(stdout).toContain("1. data: 36 customer-support conversations");
+        expect(stdout).toMatch(/offline: HuggingFaceTB\/SmolLM2-135M-Instruct is not in the HF cache/);
+        expect(stdout).toContain("2. model: the stories260K fixture");
+        expect(stdout).toMatch(/3\. validation: 6 of 6 examples valid/);
+        expect(stdout).toMatch(/tuned: +I'm sorry for the wait on order/);
+        expect(stdout).not.toMatch(/base: +I'm sorry for the wait on order/);
+        expect(stdout).toContain(`6. adapter: ${join(output, "adapter")} (PEFT LORA, r 16`);
+      },
+    );
+
+    it("--tiny runs the whole pipeline on a generated model in seconds", async () => {
+      const { stdout, output } = await demo("--tiny");
+      expect(stdout).toContain("2. model: a tiny random Llama generated for the demo");
+      expect(stdout).toMatch(/4\. QLoRA fine-tune: 6 examples, \d+ reply tokens, 60 epochs, \d+ steps/);
+      expect(stdout).toMatch(/tuned: +I'm sorry for the wait on order/);
+      expect(stdout).toMatch(/tuned: +Thanks for reaching out!/);
+      expect(stdout).toContain(`6. adapter: ${join(output, "adapter")}`);
+    });
+  });
 });
