@@ -201,7 +201,8 @@ for (const example of plan.data.slice(0, 3)) {
   console.log(`   customer: ${oneLine(String(messages.at(-1)?.content))}`);
   console.log(`     base:   ${oneLine(base.text)}`);
   console.log(`     tuned:  ${oneLine(tuned.text)}`);
-  console.log(`     data:   ${oneLine(String(example.messages[reply]?.content))}`);
+  const trained = oneLine(String(example.messages[reply]?.content));
+  console.log(`     data:   ${trained.length > 120 ? `${trained.slice(0, 119)}…` : trained}`);
 }
 
 if (plan.model === FIXTURE)
