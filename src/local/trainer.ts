@@ -14,7 +14,7 @@ import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
 import { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
 import { learningRateSchedule, type SchedulerName } from "./schedule.js";
-import { type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
+import { learnedTokens, type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
 import { type EvalEvent, type RunSummary, TrainingRun, type TrainingRunEvent } from "./training-run.js";
 
 export interface TrainOptions {
@@ -142,7 +142,7 @@ export class LocalTrainer {
     const perStep = batchSize * accumulation;
     const stepsPerEpoch = Math.ceil(blocks.length / perStep);
     const totalSteps = stepsPerEpoch * epochs;
-    const trainedTokens = labelledTokens(tokenized.examples);
+    const trainedTokens = totalLearned(tokenized.examples);
     emit({
       type: "run-start",
       plan: {
@@ -159,7 +159,7 @@ export class LocalTrainer {
           ? {
               validation: {
                 examples: validation.examples.length,
-                trainedTokens: labelledTokens(validation.examples),
+                trainedTokens: totalLearned(validation.examples),
                 truncated: validation.truncated,
                 skipped: validation.skipped,
               },
@@ -355,13 +355,6 @@ export class LocalTrainer {
   }
 }
 
-function labelledTokens(examples: TokenizedExample[]): number {
-  return examples.reduce(
-    (sum, example) => sum + example.labels.filter((label, index) => index > 0 && label !== -100).length,
-    0,
-  );
-}
-
 /**
  * The validation examples: tokenized from their own source, or a seeded share of the training
  * examples moved out of `training` (at least one each side).
@@ -399,6 +392,10 @@ async function validationSplit(
   });
   training.examples = kept;
   return { examples, truncated: 0, skipped: 0, warnings: [] };
+}
+
+function totalLearned(examples: TokenizedExample[]): number {
+  return examples.reduce((sum, example) => sum + learnedTokens(example.labels), 0);
 }
 
 function positiveInteger(value: number, name: string): number {
