@@ -13,6 +13,7 @@ const USAGE = `Usage: tunekit <command> [options]
 Commands:
   validate FILE [--target openai|together|local] [--model ID] [--format F] [--json] [--max-problems N]
       Check a training file against a provider's rules; exit 1 when it has errors.
+      With --target local, --model is a model folder or Hugging Face Hub id (its tokenizer counts).
   convert IN OUT --to FORMAT [--format F]
       Write IN as JSON Lines in FORMAT (${FORMAT_NAMES.join(", ")}).
   stats FILE [--target openai|together|local] [--model ID] [--format F] [--json]

@@ -32,6 +32,11 @@ export type { DownloadProgressEvent } from "../core/hub.js";
 export interface ModelHubOptions extends HubAccessOptions {
   /** Called as bytes arrive, and once per file when it is in the cache (`loadedBytes === totalBytes`). */
   onProgress?: (event: DownloadProgressEvent) => void;
+  /**
+   * Fetch the safetensors weights too. Default true; false fetches only the config and tokenizer
+   * files (enough to count tokens), though the repository must still have safetensors weights.
+   */
+  weights?: boolean;
 }
 
 /** Files a model folder cannot do without, besides its weights. */
@@ -63,7 +68,7 @@ export async function downloadModel(repo: string, options: ModelHubOptions = {})
   }
   const hub = resolveHubRepo("model", repo, options, process.env);
   const connection = await listOrFallback(hub, listRevision);
-  if ("fallback" in connection) return fromCache(hub, connection.fallback);
+  if ("fallback" in connection) return fromCache(hub, connection.fallback, options.weights ?? true);
   const { session, listing } = connection;
   const { commit, files } = listing;
 
@@ -83,7 +88,10 @@ export async function downloadModel(repo: string, options: ModelHubOptions = {})
       paths.map((path) => files.get(path) as RepoFile),
       options.onProgress,
     );
-  if (files.has(WEIGHTS)) {
+  if (options.weights === false) {
+    if (!files.has(WEIGHTS) && !files.has(WEIGHTS_INDEX)) throw noSafetensors(hub, [...files.keys()]);
+    await download(metadata);
+  } else if (files.has(WEIGHTS)) {
     await download([...metadata, WEIGHTS]);
   } else if (files.has(WEIGHTS_INDEX)) {
     const [index] = await download([WEIGHTS_INDEX]);
@@ -158,17 +166,18 @@ function noSafetensors(hub: HubRepo, paths: string[]): SourceError {
 }
 
 /**
- * The cached snapshot of the revision when it holds what the loader reads: the required files and the
- * weights (the shards of the index when there is one, since the loader prefers it).
+ * The cached snapshot of the revision when it holds what the loader reads: the required files and,
+ * unless only metadata is asked for, the weights (the shards of the index when there is one, since
+ * the loader prefers it).
  */
-async function fromCache(hub: HubRepo, fallback: CacheFallback): Promise<string> {
+async function fromCache(hub: HubRepo, fallback: CacheFallback, weights: boolean): Promise<string> {
   const snapshot = await cachedSnapshot(hub, fallback);
   const cached = new Set(snapshot.paths);
   const lacking = (paths: string[]) => paths.filter((path) => !cached.has(path));
   let missing = lacking(REQUIRED_FILES);
-  if (cached.has(WEIGHTS_INDEX)) {
+  if (weights && cached.has(WEIGHTS_INDEX)) {
     missing = [...missing, ...lacking(await readShards(join(snapshot.folder, WEIGHTS_INDEX), hub))];
-  } else if (!cached.has(WEIGHTS)) {
+  } else if (weights && !cached.has(WEIGHTS)) {
     missing = [...missing, WEIGHTS];
   }
   if (missing.length > 0) {

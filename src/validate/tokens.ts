@@ -6,6 +6,12 @@ export interface TokenCounter {
   /** A name for reports, like `o200k_base`. */
   readonly name: string;
   count(text: string): number;
+  /**
+   * Counts one example exactly as the training that takes it will (e.g. a local model's chat template
+   * and labels), `assistant` being the tokens trained within `contextLimit`. When absent,
+   * `exampleTokens` estimates from `count`.
+   */
+  countExample?(example: Example, contextLimit?: number): ExampleTokens;
 }
 
 /** Special-token text (`<|endoftext|>`) in data is counted as ordinary text, as the API encodes it. */
@@ -27,12 +33,14 @@ export interface ExampleTokens {
   total: number;
   /** Tokens of the assistant messages (the trained ones), or the completion. */
   assistant: number;
+  /** Notes on how the example was tokenized (e.g. a default chat template), reported once per dataset. */
+  warnings?: string[];
 }
 
 /**
  * Tokens of one chat conversation, counted as the OpenAI Cookbook does: 3 per message, the role and
  * content (and name, +1), and 3 for the reply's priming. Tool calls and tool definitions count as their
- * JSON text, an estimate OpenAI does not document.
+ * JSON text, an estimate OpenAI does not document. Assistant messages with weight 0 are not trained.
  */
 export function chatTokens(
   counter: TokenCounter,
@@ -47,7 +55,7 @@ export function chatTokens(
     const calls = message.tool_calls ? counter.count(JSON.stringify(message.tool_calls)) : 0;
     total += content + calls;
     if (message.name !== undefined) total += counter.count(message.name) + 1;
-    if (message.role === "assistant") assistant += content + calls;
+    if (message.role === "assistant" && message.weight !== 0) assistant += content + calls;
   }
   if (tools !== undefined) total += counter.count(JSON.stringify(tools));
   return { total, assistant };

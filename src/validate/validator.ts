@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import { ValidationError } from "../core/errors.js";
+import type { HubAccessOptions } from "../core/hub.js";
 import { distribution, NumberList } from "../core/stats.js";
 import { Dataset, type DatasetOptions } from "../data/dataset.js";
 import type { Example } from "../data/example.js";
@@ -7,32 +8,49 @@ import { formatExample } from "../data/formats/index.js";
 import { type Problem, problem } from "../data/problem.js";
 import type { DatasetRecord } from "../data/records.js";
 import { defaultEpochs } from "./cost.js";
+import type { LocalModelTokens } from "./local-tokens.js";
 import { DEFAULT_OPENAI_MODEL, encodingForModel, OPENAI_TRAINING_PRICES, openaiModel } from "./models.js";
 import { ProblemLog, type ValidationReport } from "./report.js";
 import { localRules } from "./rules/local.js";
 import { openaiRules } from "./rules/openai.js";
 import type { RuleSet, ValidationTarget } from "./rules/rule-set.js";
 import { togetherRules } from "./rules/together.js";
-import { exampleTokens, type TokenCounter, tiktokenCounter } from "./tokens.js";
+import { type ExampleTokens, exampleTokens, type TokenCounter, tiktokenCounter } from "./tokens.js";
 
 export type { ValidationTarget };
 
 export interface ValidatorOptions {
   /** The provider whose rules apply (`"local"`: the local trainer's). Default `"openai"`. */
   target?: ValidationTarget;
-  /** Model to fine-tune: sets the context limit, tokenizer and price. Default `gpt-4o-mini-2024-07-18` for OpenAI. */
+  /**
+   * Model to fine-tune: sets the context limit, tokenizer and price. Default `gpt-4o-mini-2024-07-18`
+   * for OpenAI. For `"local"`, a model folder or Hugging Face Hub id, as `LocalModel.load` takes:
+   * its tokenizer and chat template count the tokens, its config.json's `max_position_embeddings`
+   * is the limit (only its config and tokenizer files are read, never the weights).
+   */
   model?: string;
-  /** Counts tokens instead of the model's tiktoken encoding (e.g. a Hugging Face tokenizer for Together models). */
+  /**
+   * Counts tokens instead of the model's tokenizer (e.g. a Hugging Face tokenizer for Together
+   * models). For `"local"` it replaces the model's tokenizer and the model is not read; one without
+   * `countExample` gives estimates, not the trainer's counts.
+   */
   tokenizer?: TokenCounter;
-  /** Longest example in tokens; overrides the model's. */
+  /** Longest example in tokens; overrides the model's (for `"local"`, pass the run's `maxSeqLength`). */
   contextLimit?: number;
-  /** Epochs for the cost estimate. Default: OpenAI's rule for the number of examples. */
+  /** Epochs for the cost estimate. Default: OpenAI's rule for the number of examples; 3 for `"local"`. */
   epochs?: number;
   /** Training prices, USD per million tokens, by model id. Default `OPENAI_TRAINING_PRICES`. */
   prices?: Readonly<Record<string, number>>;
   /** Problems listed in the report; the rest are only counted. Default 1000. */
   maxProblems?: number;
+  /** `"local"` with a Hub model id: revision, cache folder, token, Hub URL. Defaults from the environment. */
+  hub?: HubAccessOptions;
+  /** `"local"`: what the trainer learns, `"assistant"` turns (default) or `"all"` tokens. */
+  trainOn?: "assistant" | "all";
 }
+
+/** The local trainer's default epochs. */
+const LOCAL_EPOCHS = 3;
 
 const RULES: Record<ValidationTarget, RuleSet> = {
   openai: openaiRules,
@@ -44,10 +62,17 @@ const RULES: Record<ValidationTarget, RuleSet> = {
  * Checks a dataset against a provider's rules before any money or compute is spent: structure under
  * the OpenAI Cookbook's codes, per-model context limits with the real tokenizer, statistics and a
  * cost estimate. Streams: memory stays flat however large the file (three numbers kept per example).
+ *
+ * The `"local"` target counts every example exactly as the local trainer will tokenize it (the
+ * model's chat template, labels on the assistant turns), warns `example_too_long` past the model's
+ * context (the trainer cuts there) and `no_trained_tokens` where nothing is left to learn. It needs
+ * `model` (or a `tokenizer`): without one the constructor throws.
  */
 export class Validator {
   readonly options: Readonly<ValidatorOptions>;
   readonly #rules: RuleSet;
+  /** The local model's tokenizer, read once for every dataset this validator checks. */
+  #local: Promise<LocalModelTokens> | undefined;
 
   constructor(options: ValidatorOptions = {}) {
     const target = options.target ?? "openai";
@@ -62,6 +87,18 @@ export class Validator {
       if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
         throw new ValidationError("invalid_option", `${key} must be a whole number > 0, got ${value}`);
       }
+    }
+    if (options.trainOn !== undefined && options.trainOn !== "assistant" && options.trainOn !== "all") {
+      throw new ValidationError(
+        "invalid_option",
+        `trainOn must be "assistant" or "all", got ${options.trainOn}`,
+      );
+    }
+    if (target === "local" && !options.model && !options.tokenizer) {
+      throw new ValidationError(
+        "invalid_option",
+        "the local target counts tokens with the model's own tokenizer: give model (a model folder or Hugging Face Hub id), or a tokenizer",
+      );
     }
     this.options = options;
     this.#rules = RULES[target];
@@ -79,9 +116,15 @@ export class Validator {
       model && rules.target === "openai"
         ? openaiModel(model, this.options.prices ?? OPENAI_TRAINING_PRICES)
         : undefined;
+    const local =
+      rules.target === "local" && model && !this.options.tokenizer
+        ? await this.#localModel(model, options.signal)
+        : undefined;
     const counter =
-      this.options.tokenizer ?? (await tiktokenCounter(known?.encoding ?? encodingForModel(model ?? "")));
-    const contextLimit = this.options.contextLimit ?? known?.contextLimit;
+      this.options.tokenizer ??
+      local?.counter ??
+      (await tiktokenCounter(known?.encoding ?? encodingForModel(model ?? "")));
+    const contextLimit = this.options.contextLimit ?? known?.contextLimit ?? local?.contextLimit;
     const log = new ProblemLog(this.options.maxProblems ?? 1000);
     if (model && rules.target === "openai" && !known) {
       log.add(
@@ -102,6 +145,9 @@ export class Validator {
     let missingUser = 0;
     let overLimit = 0;
     let billedTokens = 0;
+    // The trainer's notes on the model (no chat template) and on rendering examples, each said once.
+    const notes = new Set<string>(local?.warnings);
+    for (const note of notes) log.add(problem("warning", "chat_template", note));
     for await (const record of dataset.records()) {
       options.signal?.throwIfAborted();
       const problems = this.#check(record);
@@ -114,7 +160,20 @@ export class Validator {
       const example = record.example;
       if (!example || problems.some((entry) => entry.severity === "error")) continue;
 
-      const tokens = exampleTokens(counter, example);
+      let tokens: ExampleTokens;
+      try {
+        tokens = counter.countExample?.(example, contextLimit) ?? exampleTokens(counter, example);
+      } catch (error) {
+        // A chat template that refuses the conversation: the trainer would stop on it.
+        if (!(error instanceof ValidationError)) throw error;
+        log.add(problem("error", error.code, error.message, record.location));
+        continue;
+      }
+      for (const note of tokens.warnings ?? []) {
+        if (notes.has(note)) continue;
+        notes.add(note);
+        log.add(problem("warning", "chat_template", note, record.location));
+      }
       totalTokens.push(tokens.total);
       assistantTokens.push(tokens.assistant);
       billedTokens += contextLimit ? Math.min(contextLimit, tokens.total) : tokens.total;
@@ -122,6 +181,15 @@ export class Validator {
         overLimit++;
         const message = `${tokens.total} tokens, over the ${contextLimit}-token limit${model ? ` of ${model}` : ""}: it will be truncated`;
         log.add(problem("warning", "example_too_long", message, record.location));
+      }
+      if (rules.target === "local" && tokens.assistant === 0) {
+        const why =
+          contextLimit && tokens.total > contextLimit
+            ? `none of its trained tokens is within the ${contextLimit}-token limit`
+            : "it has no trained token (assistant messages empty or all with weight 0)";
+        log.add(
+          problem("warning", "no_trained_tokens", `${why}: the trainer skips this example`, record.location),
+        );
       }
       const conversation = chatMessages(example);
       if (conversation) {
@@ -136,7 +204,7 @@ export class Validator {
       log.add(problem("error", "too_few_examples", message, { file: dataset.source }));
     }
 
-    const epochs = this.options.epochs ?? defaultEpochs(valid);
+    const epochs = this.options.epochs ?? (rules.target === "local" ? LOCAL_EPOCHS : defaultEpochs(valid));
     const price = known?.trainingPricePerMillion ?? (model ? this.options.prices?.[model] : undefined);
     const cost: ValidationReport["cost"] = { billedTokens, epochs, totalTokens: epochs * billedTokens };
     if (price !== undefined) {
@@ -165,6 +233,22 @@ export class Validator {
       },
       cost,
     };
+  }
+
+  #localModel(model: string, signal: AbortSignal | undefined): Promise<LocalModelTokens> {
+    if (!this.#local) {
+      const hub = { ...this.options.hub, ...(signal ? { signal } : {}) };
+      const trainOn = this.options.trainOn ?? "assistant";
+      const pending = import("./local-tokens.js").then(({ localModelTokens }) =>
+        localModelTokens(model, { ...hub, trainOn }),
+      );
+      // A failed read (an abort, the network) is tried again by the next validate().
+      pending.catch(() => {
+        if (this.#local === pending) this.#local = undefined;
+      });
+      this.#local = pending;
+    }
+    return this.#local;
   }
 
   /** The problems of one record as the provider would see it once uploaded. */

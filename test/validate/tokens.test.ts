@@ -25,6 +25,12 @@ describe("token counting", () => {
       { role: "assistant", content: "xyz" },
     ]);
     expect(tokens).toEqual({ total: 3 + (3 + 4 + 4 + 2 + 1) + (3 + 9 + 3), assistant: 3 });
+    // An assistant message with weight 0 is context: counted in the total, not trained.
+    const untrained = chatTokens(counter, [
+      { role: "user", content: "abcd" },
+      { role: "assistant", content: "xyz", weight: 0 },
+    ]);
+    expect(untrained).toEqual({ total: tokens.total - 2 - 1, assistant: 0 });
     expect(exampleTokens(counter, { kind: "completion", prompt: "ab", completion: "cde" })).toEqual({
       total: 5,
       assistant: 3,

@@ -1,0 +1,82 @@
+/**
+ * Token counts for the `local` target: the model's own tokenizer and chat template, each example
+ * tokenized exactly as the local trainer will (src/local/tokenize.ts), the context limit from its
+ * config.json. Needs only the model's metadata files, never its weights or the native engine.
+ */
+import { stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { ModelFormatError } from "../core/errors.js";
+import type { HubAccessOptions } from "../core/hub.js";
+import { readModelConfig } from "../engine/config.js";
+import { LocalTokenizer } from "../engine/tokenizer.js";
+import { learnedTokens, tokenizeExample, tokenizeExamples } from "../local/tokenize.js";
+import { exampleTokens, type TokenCounter } from "./tokens.js";
+
+/** `owner/name`, as LocalModel.load tells a Hub id from a path. */
+const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+
+export interface LocalModelTokens {
+  /** Counts with `countExample`: total tokens as trained, `assistant` the tokens the loss learns. */
+  counter: TokenCounter;
+  /** config.json's `max_position_embeddings`. */
+  contextLimit: number;
+  /** What the trainer says of this model whatever the data (e.g. that it has no chat template). */
+  warnings: string[];
+}
+
+/** A counter over a local tokenizer that tokenizes examples as the local trainer does. */
+export function localTokenCounter(
+  tokenizer: LocalTokenizer,
+  name: string,
+  trainOn: "assistant" | "all" = "assistant",
+): TokenCounter {
+  const counter: TokenCounter = {
+    name,
+    count: (text) => tokenizer.encode(text, { addSpecialTokens: false }).length,
+    countExample(example, contextLimit) {
+      const warnings = new Set<string>();
+      const tokenized = tokenizeExample(example, tokenizer, { trainOn, warnings });
+      // A kind the trainer skips (a preference pair) has no exact count: estimate it.
+      if (tokenized === undefined) return exampleTokens(counter, example);
+      const { inputIds, labels } = tokenized;
+      return {
+        total: inputIds.length,
+        assistant: learnedTokens(contextLimit === undefined ? labels : labels.slice(0, contextLimit)),
+        ...(warnings.size > 0 ? { warnings: [...warnings] } : {}),
+      };
+    },
+  };
+  return counter;
+}
+
+/**
+ * Reads a local model's tokenizer and context limit from a model folder, or from a Hugging Face Hub
+ * model id (its config and tokenizer files fetched into the HF cache, or found there offline).
+ */
+export async function localModelTokens(
+  model: string,
+  options: HubAccessOptions & { trainOn?: "assistant" | "all" } = {},
+): Promise<LocalModelTokens> {
+  const { trainOn, ...hub } = options;
+  const folder = await stat(model).catch(() => undefined);
+  let dir: string;
+  if (folder?.isDirectory()) dir = resolve(model);
+  else if (HUB_ID.test(model)) {
+    const { downloadModel } = await import("../engine/hub.js");
+    dir = await downloadModel(model, { ...hub, weights: false });
+  } else {
+    throw new ModelFormatError(
+      "missing_file",
+      "no model folder here (the local target takes a model folder or a Hugging Face Hub id)",
+      { location: { file: resolve(model) } },
+    );
+  }
+  const config = await readModelConfig(join(dir, "config.json"));
+  const tokenizer = await LocalTokenizer.fromFolder(dir);
+  const { warnings } = await tokenizeExamples([], tokenizer, { maxSeqLength: config.maxPositionEmbeddings });
+  return {
+    counter: localTokenCounter(tokenizer, join(model, "tokenizer.json"), trainOn),
+    contextLimit: config.maxPositionEmbeddings,
+    warnings,
+  };
+}
