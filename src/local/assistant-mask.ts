@@ -9,6 +9,9 @@
  * - the conversation rendered up to that turn shows what the template writes after a turn's content,
  *   and as much of it as the full text repeats there (to the end of a line or a special token) is
  *   the closing of the turn.
+ * - a turn with tool calls and no content has no content to mark: it starts where the conversation
+ *   rendered before it with the generation prompt stops agreeing with the full text, and ends where
+ *   the conversation rendered up to and including it does.
  *
  * Character spans become token positions by tokenizing prefixes of the text.
  */
@@ -17,14 +20,17 @@ import { ValidationError } from "../core/errors.js";
 /** A message as a chat template sees it. */
 export interface MaskMessage {
   role: string;
-  content: string;
+  /** Null on an assistant message that only calls tools. */
+  content: string | null;
+  /** Calls of an assistant message, as the chat template reads them. */
+  tool_calls?: unknown[];
   /** 0 leaves an assistant message out of the loss. */
   weight?: 0 | 1;
   [key: string]: unknown;
 }
 
-/** Renders messages with the chat template (`addGenerationPrompt` false for training). */
-export type Render = (messages: MaskMessage[]) => string;
+/** Renders messages with the chat template (`addGenerationPrompt` false unless asked). */
+export type Render = (messages: MaskMessage[], options?: { addGenerationPrompt?: boolean }) => string;
 
 /** Characters [start, end) of the rendered text that are trained. */
 export interface Span {
@@ -64,7 +70,7 @@ export function renderWithSpans(
     const system = messages.findIndex((message) => message.role === "system");
     const user = messages.findIndex((message) => message.role === "user");
     if (system < 0 || user < 0 || !/system/i.test((error as Error).message)) throw error;
-    const systemText = (messages[system] as MaskMessage).content;
+    const systemText = (messages[system] as MaskMessage).content ?? "";
     messages = messages.filter((_, index) => index !== system);
     const first = messages.findIndex((message) => message.role === "user");
     const target = messages[first] as MaskMessage;
@@ -79,6 +85,10 @@ export function renderWithSpans(
   const spans: Span[] = [];
   for (const [index, message] of messages.entries()) {
     if (message.role !== "assistant" || message.weight === 0) continue;
+    if (!message.content && (message.tool_calls?.length ?? 0) > 0) {
+      spans.push(toolCallSpan(render, messages, index, text));
+      continue;
+    }
     const sentinel = SENTINEL(index);
     const marked = messages.map((other, position) =>
       position === index ? { ...other, content: sentinel } : other,
@@ -104,16 +114,38 @@ export function renderWithSpans(
     // What the template writes after a turn's content, from the conversation rendered up to this turn.
     const upTo = render(marked.slice(0, index + 1));
     const closing = upTo.slice(upTo.indexOf(sentinel) + sentinel.length);
-    {
-      let matched = commonPrefix(closing, text.slice(contentEnd));
-      // A partial match stops where a unit of the closing ends (a newline, or the '>' of a special
-      // token), so "<|end|>\n</s>" against "<|end|>\n<|user|>" trains "<|end|>\n", not a stray "<".
-      if (matched < closing.length)
-        while (matched > 0 && !/[\n>]/.test(closing[matched - 1] as string)) matched--;
-      spans.push({ start, end: contentEnd + matched });
-    }
+    spans.push({ start, end: contentEnd + agreedLength(closing, text.slice(contentEnd)) });
   }
   return { text, spans, warnings };
+}
+
+/**
+ * How much of `expected` (a render the conversation should repeat) `actual` repeats. A partial match
+ * stops where a unit ends (a newline, or the '>' of a special token), so a closing "<|end|>\n</s>"
+ * against "<|end|>\n<|user|>" trains "<|end|>\n", not a stray "<".
+ */
+function agreedLength(expected: string, actual: string): number {
+  let matched = commonPrefix(expected, actual);
+  if (matched < expected.length)
+    while (matched > 0 && !/[\n>]/.test(expected[matched - 1] as string)) matched--;
+  return matched;
+}
+
+/** The characters of an assistant turn that only calls tools, found by rendering prefixes. */
+function toolCallSpan(render: Render, messages: MaskMessage[], index: number, text: string): Span {
+  // Where the conversation before the turn, ready for the assistant's reply, stops agreeing.
+  const start = agreedLength(render(messages.slice(0, index), { addGenerationPrompt: true }), text);
+  const upTo = render(messages.slice(0, index + 1));
+  const end =
+    upTo.slice(0, start) === text.slice(0, start)
+      ? start + agreedLength(upTo.slice(start), text.slice(start))
+      : start;
+  if (end <= start || ignoresCalls(render, messages.slice(0, index + 1), upTo))
+    throw new ValidationError(
+      "chat_template_error",
+      `the chat template does not write the tool calls of message ${index}`,
+    );
+  return { start, end };
 }
 
 /** How a tokenizer encodes text without adding special tokens. */
@@ -143,4 +175,19 @@ export function labelTokens(
     for (let token = from; token < to; token++) labels[token] = inputIds[token] as number;
   }
   return { inputIds, labels };
+}
+
+/** Whether the template renders the last message the same with its tool calls taken away. */
+function ignoresCalls(render: Render, messages: MaskMessage[], rendered: string): boolean {
+  const last = messages.length - 1;
+  const withoutCalls = messages.map((message, position) => {
+    if (position !== last) return message;
+    const { tool_calls: _, ...rest } = message;
+    return { ...rest, content: "" };
+  });
+  try {
+    return render(withoutCalls) === rendered;
+  } catch {
+    return false;
+  }
 }

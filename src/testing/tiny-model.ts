@@ -142,9 +142,9 @@ function encode(values: Float32Array, dtype: "F32" | "F16" | "BF16"): Uint8Array
   return new Uint8Array(out.buffer);
 }
 
-/** A WordPiece-free character tokenizer: `<unk>`, `<s>`, `</s>`, then one token per character. */
+/** A character tokenizer: `<unk>`, `<s>`, `</s>`, then one token per character (as many as fit). */
 export function tinyTokenizer(vocabSize: number): Record<string, unknown> {
-  const chars = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:;()\"";
+  const chars = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:;()\"\n{}#";
   const vocab: Record<string, number> = { "<unk>": 0, "<s>": 1, "</s>": 2 };
   for (const char of chars.slice(0, vocabSize - 3)) vocab[char] = Object.keys(vocab).length;
   return {

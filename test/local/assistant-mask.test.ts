@@ -4,6 +4,7 @@ import { Template } from "@huggingface/jinja";
 import { describe, expect, it } from "vitest";
 import { LocalTokenizer } from "../../src/engine/tokenizer.js";
 import { labelTokens, type MaskMessage, renderWithSpans } from "../../src/local/assistant-mask.js";
+import { DEFAULT_CHAT_TEMPLATE } from "../../src/local/tokenize.js";
 import { FIXTURES, HAS_FIXTURES } from "../helpers.js";
 
 const TEMPLATES = join(FIXTURES, "chat-templates");
@@ -25,10 +26,16 @@ const CLOSINGS: Record<string, [string, string]> = {
   "mistralai-Mistral-Nemo-Instruct-2407.jinja": ["</s>", "</s>"],
 };
 
-function renderer(file: string) {
+function renderer(file: string, tools?: unknown[]) {
   const template = new Template(readFileSync(join(TEMPLATES, file), "utf8"));
-  return (messages: MaskMessage[]) =>
-    template.render({ messages, bos_token: "<s>", eos_token: "</s>", add_generation_prompt: false });
+  return (messages: MaskMessage[], options: { addGenerationPrompt?: boolean } = {}) =>
+    template.render({
+      messages,
+      ...(tools ? { tools } : {}),
+      bos_token: "<s>",
+      eos_token: "</s>",
+      add_generation_prompt: options.addGenerationPrompt ?? false,
+    });
 }
 
 describe.skipIf(!HAS_FIXTURES)("assistant spans on every fixture template (character level)", () => {
@@ -56,6 +63,76 @@ describe.skipIf(!HAS_FIXTURES)("assistant spans on every fixture template (chara
     expect(spans.map((span) => text.slice(span.start, span.end))).toEqual(["Goodbye.<|im_end|>\n"]);
     const all = renderWithSpans(render, conversation, { trainOn: "all" });
     expect(all.spans).toEqual([{ start: 0, end: all.text.length }]);
+  });
+});
+
+/** A tool call, its result, and the answer: the call (with no content) is trained like any reply. */
+const toolConversation: MaskMessage[] = [
+  { role: "system", content: "Be kind." },
+  { role: "user", content: "Weather in Paris?" },
+  {
+    role: "assistant",
+    content: null,
+    tool_calls: [{ type: "function", function: { name: "get_weather", arguments: { city: "Paris" } } }],
+  },
+  { role: "tool", content: '{"temp": 21}', name: "get_weather" },
+  { role: "assistant", content: "It is 21 degrees." },
+];
+const weatherTool = {
+  type: "function",
+  function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+};
+
+describe("assistant turns that only call tools", () => {
+  it("are found by rendering prefixes: tunekit's default template", () => {
+    const template = new Template(DEFAULT_CHAT_TEMPLATE);
+    const render = (messages: MaskMessage[], options: { addGenerationPrompt?: boolean } = {}) =>
+      template.render({
+        messages,
+        bos_token: "<s>",
+        eos_token: "</s>",
+        add_generation_prompt: options.addGenerationPrompt ?? false,
+      });
+    const { text, spans } = renderWithSpans(render, toolConversation);
+    expect(text).toBe(
+      '<s>Be kind.\nUser: Weather in Paris?\nAssistant: {"name": "get_weather", "arguments": {"city": "Paris"}}</s>\nTool: {"temp": 21}\nAssistant: It is 21 degrees.</s>',
+    );
+    expect(spans.map((span) => text.slice(span.start, span.end))).toEqual([
+      '{"name": "get_weather", "arguments": {"city": "Paris"}}</s>',
+      "It is 21 degrees.</s>",
+    ]);
+  });
+
+  it.skipIf(!HAS_FIXTURES)("Qwen 2.5 and Llama 3.2 (fixture templates)", () => {
+    const cases: [string, string[]][] = [
+      [
+        "Qwen-Qwen2.5-7B-Instruct.jinja",
+        [
+          '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n',
+          "It is 21 degrees.<|im_end|>\n",
+        ],
+      ],
+      [
+        "meta-llama-Llama-3.2-3B-Instruct.jinja",
+        ['{"name": "get_weather", "parameters": {"city": "Paris"}}<|eot_id|>', "It is 21 degrees.<|eot_id|>"],
+      ],
+    ];
+    for (const [file, expected] of cases) {
+      const { text, spans } = renderWithSpans(renderer(file, [weatherTool]), toolConversation);
+      expect(
+        spans.map((span) => text.slice(span.start, span.end)),
+        file,
+      ).toEqual(expected);
+    }
+  });
+
+  it("a template that writes nothing for the calls is refused, naming the message", () => {
+    const template = new Template(
+      "{% for m in messages %}<{{ m.role }}>{% if m.content %}{{ m.content }}{% endif %}</{{ m.role }}>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    );
+    const render = (messages: MaskMessage[], options: { addGenerationPrompt?: boolean } = {}) =>
+      template.render({ messages, add_generation_prompt: options.addGenerationPrompt ?? false });
+    expect(() => renderWithSpans(render, toolConversation)).toThrow(/tool calls of message 2/);
   });
 });
 

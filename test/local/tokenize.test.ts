@@ -33,6 +33,37 @@ describe("tokenizeExamples", () => {
     expect(example?.inputIds.filter((id) => id === tokenizer.bosTokenId)).toHaveLength(1);
   });
 
+  it("learns an assistant turn that only calls a tool (OpenAI's format), and the answer after the result", async () => {
+    const tokenizer = await LocalTokenizer.fromFolder(await writeTinyModel(join(await tempDir(), "tiny")));
+    const withTool: Example = {
+      kind: "chat",
+      messages: [
+        { role: "user", content: "Weather in Paris?" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [
+            { id: "call_1", type: "function", function: { name: "weather", arguments: '{"city":"Paris"}' } },
+          ],
+        },
+        { role: "tool", tool_call_id: "call_1", content: "21 C" },
+        { role: "assistant", content: "It is 21 C." },
+      ],
+    };
+    const result = await tokenizeExamples([withTool], tokenizer, { maxSeqLength: 256 });
+    const [example] = result.examples;
+    const learned: number[][] = [];
+    example?.labels.forEach((label, index) => {
+      if (label === -100) return;
+      if (index === 0 || example.labels[index - 1] === -100) learned.push([]);
+      learned.at(-1)?.push(label);
+    });
+    const texts = learned.map((ids) => tokenizer.decode(ids, { skipSpecialTokens: false }));
+    expect(texts).toEqual(['{"name": "weather", "arguments": {"city": "Paris"}}</s>', "It is 21 C.</s>"]);
+    const whole = tokenizer.decode(example?.inputIds ?? [], { skipSpecialTokens: false });
+    expect(whole).toContain("\nTool: 21 C\nAssistant: ");
+  });
+
   it("cuts long examples, learns completions after their prompt, skips what it cannot train", async () => {
     const tokenizer = await tinyTokenizer();
     const long: Example = { kind: "completion", prompt: "a question", completion: "x".repeat(100) };
