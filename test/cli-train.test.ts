@@ -106,8 +106,11 @@ describe("tunekit train", () => {
       "--json",
       ...quick,
     ]);
-    expect(stderr).toBe("");
     expect(code).toBe(0);
+    // People's lines go to stderr with --json: here the data's one warning (the tiny model has no chat template).
+    expect(stderr).toBe(
+      `warning: the model has no chat template: conversations use tunekit's default (User: … / Assistant: …)\n`,
+    );
     const all = events(stdout);
     expect(all[0]?.type).toBe("run-start");
     expect(all.at(-1)?.type).toBe("run-end");
@@ -143,7 +146,12 @@ describe("tunekit train", () => {
     expect(code).toBe(0);
     expect(stdout).not.toContain("\r");
     const lines = stdout.trimEnd().split("\n");
-    expect(lines[0]).toMatch(new RegExp(`^loading ${model}: \\d+ tensors, [\\d.]+ MB$`));
+    expect(lines[0]).toBe(
+      `warning: the model has no chat template: conversations use tunekit's default (User: … / Assistant: …)`,
+    );
+    expect(lines[1]).toMatch(new RegExp(`^loading ${model}: \\d+ tensors, [\\d.]+ MB$`));
+    // The plan does not repeat the warning the data's check gave.
+    expect(stdout.match(/no chat template/g)).toHaveLength(1);
     expect(stdout).toMatch(
       /^plan: 12 examples, [\d,]+ tokens \([\d,]+ trained\) in \d+ blocks → (\d+) steps over 1 epoch$/m,
     );
@@ -185,7 +193,7 @@ describe("tunekit train", () => {
     expect(stdout.endsWith(`adapter: ${join(output, "adapter")}\n`)).toBe(true);
   });
 
-  it("--validation RATIO and --eval-steps print eval events", async () => {
+  it("--validation RATIO|FILE and --eval-steps print eval events; a bad validation file stops the run", async () => {
     const { model, data, output } = await setup();
     const common = ["train", "--model", model, "--data", data, "--output", output, "--epochs", "1", ...quick];
     const json = await cli([...common, "--validation", "0.25", "--eval-steps", "2", "--json"]);
@@ -196,6 +204,14 @@ describe("tunekit train", () => {
     const evals = all.filter((event) => event.type === "eval");
     expect(evals.length).toBeGreaterThan(0);
     expect(evals.every((event) => event.step % 2 === 0 || event.step === start.plan.steps)).toBe(true);
+    const held = await tempFile("held-out.jsonl", jsonl(rows.slice(0, 2)));
+    const file = await cli([...common, "--validation", held, "--json"]);
+    expect(file.code).toBe(0);
+    expect((events(file.stdout)[0] as typeof start).plan.validation?.examples).toBe(2);
+    const bad = await tempFile("bad.jsonl", '{"messages": []}\n');
+    const refused = await cli([...common, "--validation", bad]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${bad}: local`);
     const plain = await cli([...common, "--validation", "0.25"]);
     expect(plain.code).toBe(0);
     expect(plain.stdout).toContain("validation: 3 examples");
@@ -217,9 +233,27 @@ describe("tunekit train", () => {
       output,
     ]);
     expect(code).toBe(1);
-    expect(stderr).toContain(`${data}:4`);
-    expect(stdout).not.toMatch(/^step /m);
+    expect(stderr).toContain(`${data}: local ${model}`);
+    expect(stderr).toContain(
+      'line 4 messages[0].role: role must be one of system, user, assistant, got "robot"',
+    );
+    expect(stderr).toContain("FAILED");
+    expect(stdout).toBe(""); // stopped before the model was loaded
     expect(existsSync(output)).toBe(false);
+  });
+
+  it("a failed run ends the JSON lines with run-failed, the error's code and message; exit 1", async () => {
+    const { model, data, output } = await setup();
+    const missing = join(output, "no-such-checkpoint");
+    const argv = ["train", "--model", model, "--data", data, "--output", output, "--json", ...quick];
+    const { code, stdout, stderr } = await cli([...argv, "--resume", missing]);
+    expect(code).toBe(1);
+    const last = events(stdout).at(-1) as { type: string; error: { code: string; message: string } };
+    expect(last.type).toBe("run-failed");
+    expect(last.error.code).toBe("bad_adapter");
+    expect(last.error.message).toContain(missing);
+    expect(stderr).toContain(`tunekit: ${last.error.message}\n`);
+    expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 
   it("exits 2 on usage errors", async () => {
@@ -268,7 +302,7 @@ describe("tunekit train", () => {
     });
     expect(stopped.code).toBe(130);
     expect(ctrlC.subscribed).toBe(false);
-    expect(stopped.stderr).toContain(`stopping after the current step and saving a checkpoint in ${output}`);
+    expect(stopped.stderr).toContain(`stopping after the current step; its checkpoint goes to ${output}`);
     const first = events(stdout);
     const start = first[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
     const aborted = first.at(-1) as Extract<TrainingRunEvent, { type: "run-aborted" }>;
@@ -287,6 +321,23 @@ describe("tunekit train", () => {
     expect(steps.at(-1)?.step).toBe(start.plan.steps);
     expect(second.at(-1)?.type).toBe("run-end");
     expect(existsSync(join(output, "adapter", "adapter_model.safetensors"))).toBe(true);
+  });
+
+  it("Ctrl-C while the model loads stops before training (exit 130)", async () => {
+    const { model, data, output } = await setup();
+    const ctrlC = interrupts();
+    const { code, stderr } = await cli(
+      ["train", "--model", model, "--data", data, "--output", output, ...quick],
+      {
+        onInterrupt: ctrlC.onInterrupt,
+        stdout: (text) => {
+          if (text.startsWith("loading ")) ctrlC.fire();
+        },
+      },
+    );
+    expect(code).toBe(130);
+    expect(stderr).toContain("stopped before training began");
+    expect(existsSync(output)).toBe(false);
   });
 
   it("a second Ctrl-C quits at once with exit code 130", async () => {

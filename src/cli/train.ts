@@ -3,12 +3,14 @@
  * place), plain lines, or JSON lines; Ctrl-C → `abort()`. No training logic lives here.
  */
 import { parseArgs } from "node:util";
-import { TunekitError } from "../core/errors.js";
+import { formatLocation, TunekitError } from "../core/errors.js";
 import { Dataset } from "../data/dataset.js";
 import { type FormatName, isFormatName } from "../data/formats/index.js";
 import type { LoadProgressEvent } from "../engine/local-model.js";
 import { LocalTrainer, type TrainOptions } from "../local/trainer.js";
 import type { RunPlan, RunSummary, StepEvent, TrainingRunEvent } from "../local/training-run.js";
+import { Validator } from "../validate/validator.js";
+import { formatReport } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
 export const TRAIN_USAGE = `  train --model PATH|HUB_ID --data FILE [--output DIR] [--resume [latest|DIR]]
@@ -21,6 +23,8 @@ export const TRAIN_USAGE = `  train --model PATH|HUB_ID --data FILE [--output DI
       --resume continues from the newest one.`;
 
 const DEFAULT_OUTPUT = "tunekit-output";
+/** Data warnings printed before training; the rest are counted. */
+const SHOWN_WARNINGS = 5;
 
 /** What the flags ask for, checked. */
 interface TrainCommand {
@@ -164,7 +168,6 @@ function planLines(plan: RunPlan): string[] {
     lines.push(
       `validation: ${count(plan.validation.examples)} examples (${count(plan.validation.trainedTokens)} trained tokens)`,
     );
-  for (const warning of plan.warnings) lines.push(`warning: ${warning}`);
   return lines;
 }
 
@@ -225,6 +228,7 @@ class Display {
   #live = "";
   #lastDraw = 0;
   readonly #files = new Set<string>();
+  readonly #warned = new Set<string>();
 
   constructor(io: CliIO, { mode, quantization }: Pick<TrainCommand, "mode" | "quantization">) {
     this.#io = io;
@@ -233,7 +237,9 @@ class Display {
   }
 
   get #columns(): number {
-    return this.#io.columns ?? 80;
+    // A pseudo-terminal without a window size reports 0.
+    const columns = this.#io.columns ?? 0;
+    return columns > 0 ? columns : 80;
   }
 
   /** Lines for people: above the bar on a terminal, not at all with --json. */
@@ -242,6 +248,13 @@ class Display {
     if (this.#mode === "tty" && this.#live) this.#io.stdout("\r\x1b[2K");
     this.#io[stream](`${text}\n`);
     if (this.#mode === "tty" && this.#live) this.#io.stdout(this.#live);
+  }
+
+  /** A warning, once per message (the data's check and the run's plan may find the same one). */
+  warning(message: string, where?: string): void {
+    if (this.#warned.has(message)) return;
+    this.#warned.add(message);
+    this.line(`warning: ${where ? `${where}: ` : ""}${message}`, this.#mode === "json" ? "stderr" : "stdout");
   }
 
   #draw(text: string, force: boolean): void {
@@ -291,6 +304,7 @@ class Display {
     switch (event.type) {
       case "run-start":
         for (const line of planLines(event.plan)) this.line(line);
+        for (const warning of event.plan.warnings) this.warning(warning);
         return;
       case "step":
         if (this.#mode === "tty") this.#draw(progressBar(event, this.#columns), true);
@@ -335,12 +349,15 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
   const display = new Display(io, command);
   const controller = new AbortController();
   let interrupts = 0;
+  let training = false;
   const subscribe = io.onInterrupt ?? processIO.onInterrupt;
   const unsubscribe = subscribe?.(() => {
     interrupts++;
     if (interrupts === 1) {
       display.line(
-        `stopping after the current step and saving a checkpoint in ${command.options.outputDir} (Ctrl-C again to quit now)`,
+        training
+          ? `stopping after the current step; its checkpoint goes to ${command.options.outputDir} (Ctrl-C again to quit now)`
+          : "stopping (Ctrl-C again to quit now)",
         "stderr",
       );
       controller.abort();
@@ -358,6 +375,28 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
     if (typeof command.validation === "string")
       validation = await Dataset.fromFile(command.validation, readOptions);
     else validation = command.validation;
+    // Stop on bad data before a model is downloaded or loaded; the trainer reads the same records.
+    const { maxSeqLength, epochs } = command.options;
+    const validator = new Validator({
+      target: "local",
+      model: command.model,
+      ...(maxSeqLength !== undefined ? { contextLimit: maxSeqLength } : {}),
+      ...(epochs !== undefined ? { epochs } : {}),
+    });
+    const files: Array<[string, Dataset]> = [[command.data, data]];
+    if (validation instanceof Dataset) files.push([validation.source, validation]);
+    for (const [file, dataset] of files) {
+      const report = await validator.validate(dataset, { signal });
+      if (!report.ok) {
+        io.stderr(`${formatReport(file, report)}\n`);
+        return 1;
+      }
+      for (const entry of report.warnings.slice(0, SHOWN_WARNINGS))
+        display.warning(entry.message, formatLocation(entry));
+      const more = report.warnings.length + report.omitted.warnings - SHOWN_WARNINGS;
+      if (more > 0)
+        display.warning(`${more} more; \`tunekit validate ${file} --target local\` lists them`, file);
+    }
     signal.throwIfAborted();
 
     const trainer = await LocalTrainer.load(command.model, {
@@ -368,6 +407,7 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
     });
     try {
       signal.throwIfAborted();
+      training = true;
       const run = trainer.train(data, {
         ...command.options,
         ...(validation !== undefined ? { validation } : {}),
