@@ -339,11 +339,14 @@ export class FineTuneJob {
     const signal = this.#stop.signal;
     let interval = this.#pollInterval;
     let failures = 0;
+    // A job attached after its end is polled once all the same: its events are still to replay.
+    let polled = false;
     try {
-      while (!TERMINAL_STATUSES.has(this.#info.status)) {
+      while (!polled || !TERMINAL_STATUSES.has(this.#info.status)) {
         if (signal.aborted) throw new TunekitError("watch_stopped", `stopped watching job ${this.id}`);
         try {
           const changed = await this.#poll(signal);
+          polled = true;
           failures = 0;
           interval = changed ? this.#pollInterval : Math.min(interval * 1.5, this.#maxPollInterval);
         } catch (error) {

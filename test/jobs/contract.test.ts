@@ -1,0 +1,81 @@
+/**
+ * The `FineTuneJob` contract (./contract.ts) for the test double and for the cloud adapters against
+ * their msw fakes; the local provider runs it in test/providers/local.test.ts. Each setup gets a fake
+ * of its own at its own address, so a job made by one test stays reachable for the tests after it.
+ */
+import { setupServer } from "msw/node";
+import { afterAll, beforeAll } from "vitest";
+import { openai } from "../../src/providers/openai/index.js";
+import { together } from "../../src/providers/together/index.js";
+import { MockProvider } from "../../src/testing/mock-provider.js";
+import {
+  OPENAI_TEST_API_KEY,
+  type OpenAIFineTuningHandlersOptions,
+  openaiFineTuningHandlers,
+  releaseResponseCopies,
+} from "../../src/testing/openai.js";
+import { type TogetherFineTuningOptions, togetherFineTuningHandlers } from "../../src/testing/together.js";
+import { fineTuneJobContract } from "./contract.js";
+
+const server = setupServer();
+releaseResponseCopies(server);
+beforeAll(() =>
+  server.listen({
+    // The openai SDK probes `fetch("data:,")` once before its first upload; no handler can match it.
+    onUnhandledRequest: (request, print) => {
+      if (!request.url.startsWith("data:")) print.error();
+    },
+  }),
+);
+afterAll(() => server.close());
+
+let fakes = 0;
+const running = (count: number) => Array.from({ length: count }, () => "running");
+
+fineTuneJobContract("MockProvider", {
+  succeeding: async () => ({ provider: new MockProvider(), model: "gpt-4o-mini-2024-07-18" }),
+  longRunning: async () => ({
+    provider: new MockProvider({ jobs: { statuses: ["queued", ...running(1000), "succeeded"] as never } }),
+    model: "gpt-4o-mini-2024-07-18",
+  }),
+  failing: async () => ({
+    provider: new MockProvider({
+      jobs: { statuses: ["queued", "running", "failed"], error: { message: "the training file is invalid" } },
+    }),
+    model: "gpt-4o-mini-2024-07-18",
+  }),
+});
+
+function openaiFake(options: OpenAIFineTuningHandlersOptions = {}) {
+  const baseURL = `https://openai-${++fakes}.test/v1`;
+  server.use(...openaiFineTuningHandlers({ baseURL, ...options }).handlers);
+  return {
+    provider: openai({ apiKey: OPENAI_TEST_API_KEY, baseURL, filePollIntervalMs: 1 }),
+    model: "gpt-4o-mini-2024-07-18",
+  };
+}
+
+fineTuneJobContract("openai() against the OpenAI fake", {
+  succeeding: async () => openaiFake(),
+  longRunning: async () =>
+    openaiFake({ statuses: ["validating_files", "queued", ...running(1000), "succeeded"] }),
+  failing: async () => openaiFake({ statuses: ["validating_files", "queued", "running", "failed"] }),
+});
+
+function togetherFake(options: TogetherFineTuningOptions = {}) {
+  const id = ++fakes;
+  const baseURL = `https://together-${id}.test/v1`;
+  const apiKey = "together-contract-key";
+  const uploadURL = `https://together-uploads-${id}.test`;
+  server.use(...togetherFineTuningHandlers({ apiKey, baseURL, uploadURL, ...options }).handlers);
+  return {
+    provider: together({ apiKey, baseURL, filePollInterval: 0 }),
+    model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+  };
+}
+
+fineTuneJobContract("together() against the Together fake", {
+  succeeding: async () => togetherFake(),
+  longRunning: async () => togetherFake({ statuses: ["queued", ...running(1000), "completed"] }),
+  failing: async () => togetherFake({ failure: { message: "the training data could not be read" } }),
+});
