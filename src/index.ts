@@ -68,6 +68,7 @@ export {
   type WatchOptions,
 } from "./jobs/fine-tune-job.js";
 export * from "./local/index.js";
+export { type LocalProvider, type LocalProviderOptions, local } from "./providers/local/index.js";
 export { type OpenAIProviderOptions, openai } from "./providers/openai/index.js";
 export {
   type CallOptions,
