@@ -35,6 +35,20 @@ describe("examples", () => {
     expect(stdout).toContain("status: succeeded");
   });
 
+  it("05-local-job runs the FineTuneJob code of 02 on this machine, on a tiny model", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/05-local-job.ts")],
+      { cwd: ROOT, timeout: 120_000 },
+    );
+    expect(stdout).toMatch(/^created ftjob-local-/);
+    expect(stdout).toMatch(/status: queued\n[\s\S]*status: running\n[\s\S]*status: succeeded\n/);
+    expect(stdout).toMatch(/step 9\/9 loss \d/);
+    expect(stdout).toMatch(/fine-tuned model: .*\/jobs\/ftjob-local-\w+\/adapter\n/);
+    expect(stdout).toMatch(/reply: /);
+    expect(stdout).toMatch(/listed: ftjob-local-\w+ succeeded/);
+  }, 120_000);
+
   it.skipIf(!HAS_FIXTURES)(
     "04-local-generate runs the fixture model greedy, sampled, streamed and in NF4",
     async () => {
