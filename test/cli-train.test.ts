@@ -235,7 +235,7 @@ describe("tunekit train", () => {
     expect(code).toBe(1);
     expect(stderr).toContain(`${data}: local ${model}`);
     expect(stderr).toContain(
-      'line 4 messages[0].role: role must be one of system, user, assistant, got "robot"',
+      'line 4 messages[0].role: role must be one of system, developer, user, assistant, tool, function, got "robot"',
     );
     expect(stderr).toContain("FAILED");
     expect(stdout).toBe(""); // stopped before the model was loaded

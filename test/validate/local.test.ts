@@ -42,6 +42,23 @@ const found = async (rows: unknown[]) => {
   return [...report.errors, ...report.warnings].map((problem) => [problem.line, problem.code, problem.path]);
 };
 
+/** A conversation where the assistant calls a tool, then answers from its result. */
+const TOOL_CALL = {
+  messages: [
+    { role: "user", content: "Weather in Paris?" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [
+        { id: "c1", type: "function", function: { name: "weather", arguments: '{"city":"Paris"}' } },
+      ],
+    },
+    { role: "tool", tool_call_id: "c1", content: "sunny" },
+    { role: "assistant", content: "Sunny." },
+  ],
+  tools: [{ type: "function", function: { name: "weather", parameters: { type: "object" } } }],
+};
+
 describe("Validator (local): the rules", () => {
   it("accepts chat, completion and text examples, one example is enough", async () => {
     expect(await found([chatRow("q", "a", "sys")])).toEqual([]);
@@ -64,26 +81,24 @@ describe("Validator (local): the rules", () => {
     expect(report.errors[0]?.message).toMatch(/supervised only/);
   });
 
-  it("chat: text turns of system, user and assistant, with an assistant message to learn", async () => {
+  it("chat: OpenAI's chat messages, tool calls included, with an assistant message to learn", async () => {
     expect(await found([{ messages: [{ role: "user", content: "x" }] }])).toEqual([
       [1, "example_missing_assistant_message", undefined],
     ]);
-    const call = {
+    expect(await found([TOOL_CALL])).toEqual([]);
+    const unanswered = {
       messages: [
         { role: "user", content: "weather?" },
-        {
-          role: "assistant",
-          content: null,
-          tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "{}" } }],
-        },
-        { role: "tool", tool_call_id: "c1", content: "sunny" },
+        { role: "tool", tool_call_id: "nope", content: "sunny" },
+        { role: "robot", content: "beep" },
         { role: "assistant", content: "Sunny." },
       ],
+      tools: [{ name: "f" }],
     };
-    expect(await found([call])).toEqual([
+    expect(await found([unanswered])).toEqual([
+      [1, "unknown_tool_call_id", "messages[1].tool_call_id"],
       [1, "unrecognized_role", "messages[2].role"],
-      [1, "unsupported_tool_calls", "messages[1].tool_calls"],
-      [1, "unsupported_tool_calls", "messages[2].tool_call_id"],
+      [1, "invalid_tools", "tools[0]"],
     ]);
     const weighted = {
       messages: [
@@ -94,8 +109,8 @@ describe("Validator (local): the rules", () => {
     expect(await found([weighted])).toEqual([[1, "invalid_weight", "messages[1].weight"]]);
   });
 
-  it("warns about what local training leaves out: names, images, tools, empty completions", async () => {
-    const named = {
+  it("warns about what local training leaves out: images, refusal, other keys, empty completions", async () => {
+    const left = {
       messages: [
         { role: "user", content: "x", name: "jo" },
         {
@@ -104,12 +119,13 @@ describe("Validator (local): the rules", () => {
             { type: "text", text: "y" },
             { type: "image_url", image_url: { url: "https://x/y.png" } },
           ],
+          refusal: null,
         },
       ],
-      tools: [{ type: "function", function: { name: "f" } }],
+      parallel_tool_calls: false,
     };
-    expect(await found([named])).toEqual([
-      [1, "ignored_key", "messages[0].name"],
+    expect(await found([left])).toEqual([
+      [1, "ignored_key", "messages[1].refusal"],
       [1, "ignored_images", "messages[1].content"],
       [1, "unrecognized_key", undefined],
     ]);
@@ -332,6 +348,25 @@ describe("Validator (local): a generated tiny model", () => {
     expect(report.warnings[0]?.message).toMatch(/refuses the system role/);
     expect(report.errors[0]?.message).toMatch(/roles must alternate/);
     expect(report).toMatchObject({ ok: false, examples: 4, valid: 3 });
+  });
+
+  it("counts a tool-calling conversation as the trainer does; a template that drops the calls is an error", async () => {
+    const dir = await writeTinyModel(join(await tempDir(), "tiny"));
+    const [expected] = await asTrained(await Dataset.fromArray([TOOL_CALL]).toArray(), dir);
+    const report = await new Validator({ target: "local", model: dir }).validate(
+      Dataset.fromArray([TOOL_CALL]),
+    );
+    expect(expected?.assistant).toBeGreaterThan(0);
+    expect(report.errors).toEqual([]);
+    expect(report.stats.totalTokens.max).toBe(expected?.total);
+    expect(report.stats.assistantTokens.max).toBe(expected?.assistant);
+    // A template without tool calls writes nothing for a turn that only calls tools.
+    const plain = "{% for message in messages %}{{ message.role }}: {{ message.content }}\n{% endfor %}";
+    const other = await writeTinyModel(join(await tempDir(), "plain"), TINY_LLAMA, { chatTemplate: plain });
+    const refused = await new Validator({ target: "local", model: other }).validate(
+      Dataset.fromArray([TOOL_CALL]),
+    );
+    expect(codes(refused)).toEqual([[1, "chat_template_error"]]);
   });
 
   it("needs a model (or a tokenizer), and says which folder is not one", async () => {

@@ -1,49 +1,38 @@
 import type { SourceLocation } from "../../core/errors.js";
 import { type Problem, problem } from "../../data/problem.js";
-import { checkMessages, isObject, type MessageRules } from "./messages.js";
+import { checkMessages, checkTools, isObject, type MessageRules } from "./messages.js";
 import type { RuleSet } from "./rule-set.js";
 
 /**
- * What the local trainer hands the chat template (src/local/tokenize.ts): role, text content and
- * weight. Tool calls are among the keys only so that they get their own, clearer error below.
+ * What the local trainer hands the chat template (src/local/tokenize.ts): roles (developer and function
+ * become system and tool on reading), text content, weight, name, tool calls and the id a tool message
+ * answers, with the record's tools.
  */
 const MESSAGE_RULES: MessageRules = {
-  roles: ["system", "user", "assistant"],
-  keys: ["role", "content", "weight", "name", "tool_calls", "function_call", "tool_call_id"],
-  toolCalls: false,
+  roles: ["system", "developer", "user", "assistant", "tool", "function"],
+  keys: ["role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal"],
+  toolCalls: true,
 };
 
-const CALL_KEYS = ["tool_calls", "function_call", "tool_call_id"] as const;
+const CHAT_KEYS = ["messages", "tools", "functions"];
 
 function checkChat(record: Record<string, unknown>, location: SourceLocation): Problem[] {
-  const found = checkMessages(record.messages, "messages", MESSAGE_RULES, location);
+  const problems = checkMessages(record.messages, "messages", MESSAGE_RULES, location);
+  problems.push(...checkTools(record, location));
   const messages = Array.isArray(record.messages) ? record.messages : [];
-  const withCalls = new Set<string>();
-  const extra: Problem[] = [];
   for (const [index, message] of messages.entries()) {
     if (!isObject(message)) continue;
     const at = `messages[${index}]`;
-    for (const key of CALL_KEYS) {
-      if (!(key in message)) continue;
-      withCalls.add(`${at}.content`);
-      const text = `${key}: local training renders text turns only; the chat template would not see tool calls`;
-      extra.push(problem("error", "unsupported_tool_calls", text, location, `${at}.${key}`));
-    }
-    if ("name" in message) {
-      const text = "name is not passed to the chat template: local training ignores it";
-      extra.push(problem("warning", "ignored_key", text, location, `${at}.name`));
+    if ("refusal" in message) {
+      const text = "refusal is not passed to the chat template: local training ignores it";
+      problems.push(problem("warning", "ignored_key", text, location, `${at}.refusal`));
     }
     if (Array.isArray(message.content) && message.content.some((part) => part?.type === "image_url")) {
       const text = "image parts are left out: local training is text only";
-      extra.push(problem("warning", "ignored_images", text, location, `${at}.content`));
+      problems.push(problem("warning", "ignored_images", text, location, `${at}.content`));
     }
   }
-  // A message with tool calls already has its error; its null content adds nothing.
-  const problems = found.filter(
-    (entry) => !(entry.code === "missing_content" && withCalls.has(entry.path ?? "")),
-  );
-  problems.push(...extra);
-  const ignored = Object.keys(record).filter((key) => key !== "messages");
+  const ignored = Object.keys(record).filter((key) => !CHAT_KEYS.includes(key));
   if (ignored.length > 0) {
     const text = `keys local training ignores: ${ignored.join(", ")}`;
     problems.push(problem("warning", "unrecognized_key", text, location));
@@ -73,9 +62,10 @@ function checkStrings(record: Record<string, unknown>, keys: string[], location:
 
 /**
  * The local trainer's rules (src/local/tokenize.ts): chat, completion and text examples, supervised
- * only (a preference pair is an error: it would be skipped); chat messages are system, user and
- * assistant text turns, `weight` 0 or 1 on assistant messages, at least one assistant message. No
- * minimum beyond one example and no file size limit. The Validator adds the exact token counts.
+ * only (a preference pair is an error: it would be skipped); chat messages as OpenAI's chat format has
+ * them, tool calls included, `weight` 0 or 1 on assistant messages, at least one assistant message;
+ * what the trainer leaves out (images, refusal) is a warning. No minimum beyond one example and no
+ * file size limit. The Validator adds the exact token counts, and a template's refusal of a conversation.
  */
 export const localRules: RuleSet = {
   target: "local",
