@@ -180,7 +180,8 @@ interface GenerationDefaults {
 
 const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
 /** `owner/name`, as the Hub spells repository ids; anything else is a path. */
-const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+/** A Hugging Face model id: `owner/name`. */
+export const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
 async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
   let json: Record<string, unknown> = {};

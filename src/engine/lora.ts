@@ -25,6 +25,9 @@ export const PROJECTIONS = [
 ] as const;
 export type Projection = (typeof PROJECTIONS)[number];
 
+/** The adapter `attachLora` builds when an option is left out. */
+export const LORA_DEFAULTS = { r: 16, alpha: 32, dropout: 0.05 } as const;
+
 /** Options of `attachLora`. */
 export interface LoraOptions {
   /** Rank. Default 16. */
@@ -111,9 +114,9 @@ export function patternValue(pattern: Record<string, number>, name: string): num
 
 /** Checked options with their defaults. */
 export function loraConfig(options: LoraOptions = {}): LoraConfig {
-  const r = options.r ?? 16;
-  const alpha = options.alpha ?? 32;
-  const dropout = options.dropout ?? 0.05;
+  const r = options.r ?? LORA_DEFAULTS.r;
+  const alpha = options.alpha ?? LORA_DEFAULTS.alpha;
+  const dropout = options.dropout ?? LORA_DEFAULTS.dropout;
   if (!Number.isInteger(r) || r < 1)
     throw new ValidationError("bad_option", "lora r must be an integer >= 1");
   if (!(Number.isFinite(alpha) && alpha > 0))

@@ -9,7 +9,7 @@ export {
   tokenizeExample,
   tokenizeExamples,
 } from "./tokenize.js";
-export { LocalTrainer, type ModelView, type TrainOptions } from "./trainer.js";
+export { LocalTrainer, type ModelView, TRAIN_DEFAULTS, type TrainOptions } from "./trainer.js";
 export {
   type EvalEvent,
   type RunPlan,

@@ -72,6 +72,17 @@ export interface ModelView {
   readonly tokenizer: LocalModel["tokenizer"];
 }
 
+/** The guide's TrainingArguments defaults, used for the options left out. */
+export const TRAIN_DEFAULTS = {
+  epochs: 3,
+  batchSize: 4,
+  gradientAccumulation: 4,
+  learningRate: 2e-4,
+  maxSeqLength: 2048,
+  loggingSteps: 10,
+  saveSteps: 500,
+} as const;
+
 const CHECKPOINT = /^checkpoint-(\d+)$/;
 
 export class LocalTrainer {
@@ -107,13 +118,16 @@ export class LocalTrainer {
     signal: AbortSignal,
   ): Promise<RunSummary> {
     const model = this.#model;
-    const epochs = positiveInteger(options.epochs ?? 3, "epochs");
-    const batchSize = positiveInteger(options.batchSize ?? 4, "batchSize");
-    const accumulation = positiveInteger(options.gradientAccumulation ?? 4, "gradientAccumulation");
-    const loggingSteps = positiveInteger(options.loggingSteps ?? 10, "loggingSteps");
-    const saveSteps = positiveInteger(options.saveSteps ?? 500, "saveSteps");
+    const epochs = positiveInteger(options.epochs ?? TRAIN_DEFAULTS.epochs, "epochs");
+    const batchSize = positiveInteger(options.batchSize ?? TRAIN_DEFAULTS.batchSize, "batchSize");
+    const accumulation = positiveInteger(
+      options.gradientAccumulation ?? TRAIN_DEFAULTS.gradientAccumulation,
+      "gradientAccumulation",
+    );
+    const loggingSteps = positiveInteger(options.loggingSteps ?? TRAIN_DEFAULTS.loggingSteps, "loggingSteps");
+    const saveSteps = positiveInteger(options.saveSteps ?? TRAIN_DEFAULTS.saveSteps, "saveSteps");
     const maxSeqLength = Math.min(
-      positiveInteger(options.maxSeqLength ?? 2048, "maxSeqLength"),
+      positiveInteger(options.maxSeqLength ?? TRAIN_DEFAULTS.maxSeqLength, "maxSeqLength"),
       model.config.maxPositionEmbeddings,
     );
     const seed = options.seed ?? 0;
@@ -179,7 +193,7 @@ export class LocalTrainer {
       }
     }
     const rate = learningRateSchedule({
-      learningRate: options.learningRate ?? 2e-4,
+      learningRate: options.learningRate ?? TRAIN_DEFAULTS.learningRate,
       totalSteps,
       ...(options.scheduler !== undefined ? { scheduler: options.scheduler } : {}),
       ...(options.warmupSteps !== undefined ? { warmupSteps: options.warmupSteps } : {}),

@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { DataFormatError, NotFoundError, TunekitError, ValidationError } from "../../core/errors.js";
 import { Dataset } from "../../data/dataset.js";
+import { HUB_ID } from "../../engine/local-model.js";
 import type { LoraOptions } from "../../engine/lora.js";
 import { LocalTrainer, type TrainOptions } from "../../local/trainer.js";
 import type { TrainingRun, TrainingRunEvent } from "../../local/training-run.js";
@@ -58,7 +59,6 @@ export interface LocalProviderOptions {
 const JOB_ID = /^ftjob-local-[0-9a-z]+$/;
 const FILE_ID = /^file-local-[0-9a-f]+$/;
 /** `owner/name`, as the Hub spells repository ids (the same test as `LocalModel.load`). */
-const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 const CHECKPOINT = /^checkpoint-(\d+)$/;
 const DEFAULT_PAGE = 20;
 

@@ -6,11 +6,12 @@
  */
 import { z } from "zod";
 import { ValidationError } from "../../core/errors.js";
-import { PROJECTIONS } from "../../engine/lora.js";
+import { LORA_DEFAULTS, PROJECTIONS } from "../../engine/lora.js";
+import { TRAIN_DEFAULTS } from "../../local/trainer.js";
 import type { CreateJobRequest, Hyperparameters, ProviderWarning } from "../spec.js";
 
-/** The trainer's defaults (src/local/trainer.ts), written into every job so the record says what ran. */
-const DEFAULTS = { epochs: 3, batchSize: 4, learningRate: 2e-4, r: 16, alpha: 32, dropout: 0.05 };
+/** The trainer's defaults, written into every job so the record says what ran. */
+const DEFAULTS = { ...TRAIN_DEFAULTS, ...LORA_DEFAULTS };
 
 const count = z.number().int().min(1);
 const loraSchema = z.strictObject({
