@@ -77,7 +77,9 @@ export function formatReport(file: string, report: ValidationReport): string {
     "",
     `Cost: ${number(cost.billedTokens)} tokens an epoch × ${cost.epochs} epochs = ${number(cost.totalTokens)} training tokens${price}`,
     "",
-    report.ok ? "OK: no errors." : "FAILED: fix the errors above before uploading.",
+    report.ok
+      ? "OK: no errors."
+      : `FAILED: fix the errors above before ${report.target === "local" ? "training" : "uploading"}.`,
   );
   return lines.join("\n");
 }

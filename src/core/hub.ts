@@ -87,6 +87,9 @@ interface Trace {
   failure?: { status: number; errorCode: string | null };
 }
 
+/** A Hugging Face repository id, `owner/name`: how a model argument is told from a folder path. */
+export const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+
 const DEFAULT_HUB_URL = "https://huggingface.co";
 const COMMIT = /^[0-9a-f]{40}$/;
 const REPO = /^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?\/[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$/;

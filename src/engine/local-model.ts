@@ -6,6 +6,7 @@ import { randomInt } from "node:crypto";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { EngineError, ModelFormatError, ValidationError } from "../core/errors.js";
+import { HUB_ID } from "../core/hub.js";
 import {
   type KernelPath,
   kernelPathFromEnv,
@@ -180,8 +181,6 @@ interface GenerationDefaults {
 
 const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
 /** `owner/name`, as the Hub spells repository ids; anything else is a path. */
-/** A Hugging Face model id: `owner/name`. */
-export const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
 async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
   let json: Record<string, unknown> = {};

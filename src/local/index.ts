@@ -1,4 +1,5 @@
 export { labelTokens, type MaskMessage, renderWithSpans, type Span } from "./assistant-mask.js";
+export { TRAIN_DEFAULTS } from "./defaults.js";
 export { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
 export { learningRateSchedule, type ScheduleOptions, type SchedulerName } from "./schedule.js";
 export {
@@ -9,7 +10,7 @@ export {
   tokenizeExample,
   tokenizeExamples,
 } from "./tokenize.js";
-export { LocalTrainer, type ModelView, TRAIN_DEFAULTS, type TrainOptions } from "./trainer.js";
+export { LocalTrainer, type ModelView, type TrainOptions } from "./trainer.js";
 export {
   type EvalEvent,
   type RunPlan,

@@ -12,6 +12,7 @@ import type { Example } from "../data/example.js";
 import { type LoadOptions, LocalModel, type LossResult } from "../engine/local-model.js";
 import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
+import { TRAIN_DEFAULTS } from "./defaults.js";
 import { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
 import { learningRateSchedule, type SchedulerName } from "./schedule.js";
 import { learnedTokens, type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
@@ -71,17 +72,6 @@ export interface ModelView {
   loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<LossResult>;
   readonly tokenizer: LocalModel["tokenizer"];
 }
-
-/** The guide's TrainingArguments defaults, used for the options left out. */
-export const TRAIN_DEFAULTS = {
-  epochs: 3,
-  batchSize: 4,
-  gradientAccumulation: 4,
-  learningRate: 2e-4,
-  maxSeqLength: 2048,
-  loggingSteps: 10,
-  saveSteps: 500,
-} as const;
 
 const CHECKPOINT = /^checkpoint-(\d+)$/;
 

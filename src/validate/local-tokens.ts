@@ -6,19 +6,18 @@
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ModelFormatError } from "../core/errors.js";
-import type { HubAccessOptions } from "../core/hub.js";
+import { HUB_ID, type HubAccessOptions } from "../core/hub.js";
 import { readModelConfig } from "../engine/config.js";
 import { LocalTokenizer } from "../engine/tokenizer.js";
+import { TRAIN_DEFAULTS } from "../local/defaults.js";
 import { learnedTokens, tokenizeExample, tokenizeExamples } from "../local/tokenize.js";
 import { exampleTokens, type TokenCounter } from "./tokens.js";
-
-/** `owner/name`, as LocalModel.load tells a Hub id from a path. */
-const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
 
 export interface LocalModelTokens {
   /** Counts with `countExample`: total tokens as trained, `assistant` the tokens the loss learns. */
   counter: TokenCounter;
-  /** config.json's `max_position_embeddings`. */
+  /** What the trainer cuts examples to by default: its maxSeqLength (2048), within config.json's
+   * `max_position_embeddings`. */
   contextLimit: number;
   /** What the trainer says of this model whatever the data (e.g. that it has no chat template). */
   warnings: string[];
@@ -76,7 +75,7 @@ export async function localModelTokens(
   const { warnings } = await tokenizeExamples([], tokenizer, { maxSeqLength: config.maxPositionEmbeddings });
   return {
     counter: localTokenCounter(tokenizer, join(model, "tokenizer.json"), trainOn),
-    contextLimit: config.maxPositionEmbeddings,
+    contextLimit: Math.min(config.maxPositionEmbeddings, TRAIN_DEFAULTS.maxSeqLength),
     warnings,
   };
 }

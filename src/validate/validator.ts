@@ -25,8 +25,9 @@ export interface ValidatorOptions {
   /**
    * Model to fine-tune: sets the context limit, tokenizer and price. Default `gpt-4o-mini-2024-07-18`
    * for OpenAI. For `"local"`, a model folder or Hugging Face Hub id, as `LocalModel.load` takes:
-   * its tokenizer and chat template count the tokens, its config.json's `max_position_embeddings`
-   * is the limit (only its config and tokenizer files are read, never the weights).
+   * its tokenizer and chat template count the tokens, and the limit is the trainer's default
+   * maxSeqLength (2048) within its config.json's `max_position_embeddings` (only its config and
+   * tokenizer files are read, never the weights).
    */
   model?: string;
   /**

@@ -203,7 +203,7 @@ describe.skipIf(!HAS_FIXTURES)("Validator (local): exact counts with the Phi-3 t
       target: "local",
       model: dir,
       tokenizer: join(dir, "tokenizer.json"),
-      contextLimit: 4096,
+      contextLimit: 2048, // the trainer's default maxSeqLength, within max_position_embeddings 4096
       valid: 2,
     });
     expect(report.cost).toMatchObject({
@@ -212,7 +212,7 @@ describe.skipIf(!HAS_FIXTURES)("Validator (local): exact counts with the Phi-3 t
     });
   });
 
-  it("takes the limit from max_position_embeddings, warns past it, and an explicit contextLimit wins", async () => {
+  it("takes the limit from max_position_embeddings (or the trainer's 2048 below it), warns past it, and an explicit contextLimit wins", async () => {
     const dir = await phi3Folder(64);
     const long = chat(["user", "Tell me a story."], ["assistant", "Once upon a time ".repeat(20)]);
     const short = chat(["user", "Hi"], ["assistant", "Hello!"]);

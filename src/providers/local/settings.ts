@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { ValidationError } from "../../core/errors.js";
 import { LORA_DEFAULTS, PROJECTIONS } from "../../engine/lora.js";
-import { TRAIN_DEFAULTS } from "../../local/trainer.js";
+import { TRAIN_DEFAULTS } from "../../local/defaults.js";
 import type { CreateJobRequest, Hyperparameters, ProviderWarning } from "../spec.js";
 
 /** The trainer's defaults, written into every job so the record says what ran. */
