@@ -1,10 +1,8 @@
 import { setupServer } from "msw/node";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { CliIO } from "../src/cli/io.js";
-import { run } from "../src/cli/main.js";
 import { OPENAI_TEST_API_KEY, openaiFineTuningHandlers } from "../src/testing/openai.js";
 import { togetherFineTuningHandlers } from "../src/testing/together.js";
-import { chatRow, jsonl, tempFile } from "./helpers.js";
+import { chatRow, jsonl, runCli, tempFile } from "./helpers.js";
 
 const fake = openaiFineTuningHandlers({ baseURL: "http://openai.test/v1" });
 const server = setupServer(...fake.handlers);
@@ -17,23 +15,7 @@ beforeAll(() =>
 );
 afterAll(() => server.close());
 
-/** Runs the CLI in process with `env`, collecting what it writes. */
-async function cli(env: Record<string, string>, ...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIO = {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-    isTTY: false,
-    env,
-  };
-  const code = await run(argv, io);
-  return { code, stdout, stderr };
-}
+const cli = (env: Record<string, string>, ...argv: string[]) => runCli(argv, { env });
 
 const tunekit = (...argv: string[]) =>
   cli({ OPENAI_API_KEY: OPENAI_TEST_API_KEY, OPENAI_BASE_URL: "http://openai.test/v1" }, ...argv);

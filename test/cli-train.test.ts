@@ -4,11 +4,9 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it, vi } from "vitest";
-import type { CliIO } from "../src/cli/io.js";
-import { run } from "../src/cli/main.js";
 import type { TrainingRunEvent } from "../src/local/training-run.js";
 import { TINY_MODELS, type TinyConfig, writeTinyModel } from "./engine/tiny-model.js";
-import { chatRow, jsonl, ROOT, tempDir, tempFile } from "./helpers.js";
+import { chatRow, jsonl, ROOT, runCli, tempDir, tempFile } from "./helpers.js";
 
 const rows = Array.from({ length: 12 }, (_, index) =>
   chatRow(`question ${index}`, `answer number ${index}`, "You answer in one sentence."),
@@ -40,30 +38,7 @@ const quick = [
   "3",
 ];
 
-interface Capture {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in process; `io` overrides the captured, non-terminal defaults. */
-async function cli(argv: string[], io: Partial<CliIO> = {}): Promise<Capture> {
-  let stdout = "";
-  let stderr = "";
-  const code = await run(argv, {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-    isTTY: false,
-    env: {},
-    onInterrupt: () => () => undefined,
-    ...io,
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCli;
 
 const events = (stdout: string): TrainingRunEvent[] =>
   stdout

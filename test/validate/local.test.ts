@@ -2,8 +2,6 @@ import { copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import type { CliIO } from "../../src/cli/io.js";
-import { run } from "../../src/cli/main.js";
 import { Dataset } from "../../src/data/dataset.js";
 import type { ChatExample, ChatMessage, Example } from "../../src/data/example.js";
 import { LocalTokenizer } from "../../src/engine/tokenizer.js";
@@ -12,25 +10,9 @@ import { hubModelHandlers } from "../../src/testing/hub.js";
 import { TINY_LLAMA, writeTinyModel } from "../../src/testing/tiny-model.js";
 import type { ValidationReport } from "../../src/validate/report.js";
 import { Validator } from "../../src/validate/validator.js";
-import { chatRow, FIXTURES, HAS_FIXTURES, jsonl, tempDir, tempFile } from "../helpers.js";
+import { chatRow, FIXTURES, HAS_FIXTURES, jsonl, runCli, tempDir, tempFile } from "../helpers.js";
 
-/** The CLI, in process. */
-async function tunekit(...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIO = {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-    isTTY: false,
-    env: {},
-  };
-  const code = await run(argv, io);
-  return { code, stdout, stderr };
-}
+const tunekit = (...argv: string[]) => runCli(argv);
 
 /** The rules alone, with a stand-in counter (one token a character): no model needed. */
 const rulesOnly = new Validator({
