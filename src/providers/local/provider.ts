@@ -58,7 +58,6 @@ export interface LocalProviderOptions {
 
 const JOB_ID = /^ftjob-local-[0-9a-z]+$/;
 const FILE_ID = /^file-local-[0-9a-f]+$/;
-/** `owner/name`, as the Hub spells repository ids (the same test as `LocalModel.load`). */
 const CHECKPOINT = /^checkpoint-(\d+)$/;
 const DEFAULT_PAGE = 20;
 
