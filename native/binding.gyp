@@ -6,6 +6,7 @@
         "src/addon/addon.cc",
         "src/io/mapped_file.cc",
         "src/kernels/dispatch.cc",
+        "src/kernels/gemm.cc",
         "src/kernels/scalar.cc",
         "src/kernels/nf4.cc",
         "src/model/llama.cc",

@@ -125,7 +125,68 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kAvx2 = {"avx2", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32};
+// Four rows of x against three rows of w, summed as dot4x4 sums: 12 accumulators, three w vectors
+// and one x vector of the 16 registers.
+constexpr size_t kDotRows = 4, kDotCols = 3;
+
+void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, float* out, size_t out_stride,
+              size_t rows, size_t cols) {
+  const float* xs[kDotRows];
+  for (size_t i = 0; i < kDotRows; i++) xs[i] = x + (i < rows ? i : 0) * x_stride;
+  __m256 acc[kDotRows][kDotCols];
+  for (auto& row : acc)
+    for (auto& value : row) value = _mm256_setzero_ps();
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 b[kDotCols];
+    for (size_t j = 0; j < kDotCols; j++) b[j] = _mm256_loadu_ps(w[j] + k);
+    for (size_t i = 0; i < kDotRows; i++) {
+      const __m256 a = _mm256_loadu_ps(xs[i] + k);
+      for (size_t j = 0; j < kDotCols; j++) acc[i][j] = _mm256_fmadd_ps(a, b[j], acc[i][j]);
+    }
+  }
+  float sums[kDotRows][kDotCols];  // constant indices keep acc in registers
+  for (size_t i = 0; i < kDotRows; i++)
+    for (size_t j = 0; j < kDotCols; j++) sums[i][j] = horizontal_sum(acc[i][j]);
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++) {
+      float sum = sums[i][j];
+      for (size_t t = k; t < n; t++) sum += xs[i][t] * w[j][t];
+      out[i * out_stride + j] = sum;
+    }
+}
+
+// A 6 × 16 accumulated tile: 12 accumulators, two b vectors and a broadcast of a in the 16 registers.
+constexpr size_t kTileRows = 6, kTileCols = 16;
+
+inline __m256 load_row(const float* c, __m256i mask, bool valid) {
+  return valid ? _mm256_maskload_ps(c, mask) : _mm256_setzero_ps();
+}
+
+void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols) {
+  __m256i mask[2];
+  for (size_t v = 0; v < 2; v++) {
+    const int left = int(cols > 8 * v ? cols - 8 * v : 0);
+    mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  __m256 acc[kTileRows][2];
+  for (size_t i = 0; i < kTileRows; i++)
+    for (size_t v = 0; v < 2; v++) acc[i][v] = load_row(c + i * ldc + 8 * v, mask[v], i < rows);
+  for (size_t k = 0; k < kc; k++, a += kTileRows, b += kTileCols) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    for (size_t i = 0; i < kTileRows; i++) {
+      const __m256 value = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(value, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(value, b1, acc[i][1]);
+    }
+  }
+  for (size_t i = 0; i < kTileRows; i++)  // constant indices keep acc in registers
+    if (i < rows)
+      for (size_t v = 0; v < 2; v++) _mm256_maskstore_ps(c + i * ldc + 8 * v, mask[v], acc[i][v]);
+}
+
+const Kernels kAvx2 = {"avx2",     dot,      dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
+                       kDotRows,   kDotCols, dot_tile, kTileRows,  kTileCols,   384,  gemm_tile};
 
 }  // namespace
 

@@ -115,7 +115,80 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kAvx512 = {"avx512", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32};
+// _mm512_reduce_add_ps of four vectors at once, with its pairs: lanes i and i + 8, then i and i + 4,
+// i and i + 2, 0 and 1 (so the same sums to the bit).
+inline void reduce_add4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, float* out) {
+  // [v0 lanes 0-7 | v1 lanes 0-7] + [v0 lanes 8-15 | v1 lanes 8-15], and the same for v2, v3.
+  const __m512 h01 = _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, 0x44), _mm512_shuffle_f32x4(v0, v1, 0xee));
+  const __m512 h23 = _mm512_add_ps(_mm512_shuffle_f32x4(v2, v3, 0x44), _mm512_shuffle_f32x4(v2, v3, 0xee));
+  // Each 128-bit lane q: vector q's lanes 0-3 + 4-7 of the sums above.
+  __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(h01, h23, 0x88), _mm512_shuffle_f32x4(h01, h23, 0xdd));
+  q = _mm512_add_ps(q, _mm512_permute_ps(q, 0x4e));
+  q = _mm512_add_ps(q, _mm512_permute_ps(q, 0xb1));
+  const __m512i first_lanes = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(first_lanes, q)));
+}
+
+// Four rows of x against six rows of w, summed as dot4x4 sums: 24 accumulators, six w vectors and
+// one x vector of the 32 registers; each step of 16 loads 10 vectors for 24 fused multiply-adds.
+constexpr size_t kDotRows = 4, kDotCols = 6;
+
+void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, float* out, size_t out_stride,
+              size_t rows, size_t cols) {
+  const float* xs[kDotRows];
+  for (size_t i = 0; i < kDotRows; i++) xs[i] = x + (i < rows ? i : 0) * x_stride;
+  __m512 acc[kDotRows][kDotCols];
+  for (auto& row : acc)
+    for (auto& value : row) value = _mm512_setzero_ps();
+  for (size_t k = 0; k < n; k += 16) {
+    const __mmask16 mask = n - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - k)) - 1);
+    __m512 b[kDotCols];
+    for (size_t j = 0; j < kDotCols; j++) b[j] = _mm512_maskz_loadu_ps(mask, w[j] + k);
+    for (size_t i = 0; i < kDotRows; i++) {
+      const __m512 a = _mm512_maskz_loadu_ps(mask, xs[i] + k);
+      for (size_t j = 0; j < kDotCols; j++) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+    }
+  }
+  float sums[kDotCols][kDotRows];
+#pragma GCC unroll 8  // constant indices keep acc in registers through the loop above
+  for (size_t j = 0; j < kDotCols; j++) reduce_add4(acc[0][j], acc[1][j], acc[2][j], acc[3][j], sums[j]);
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++) out[i * out_stride + j] = sums[j][i];
+}
+
+// An 8 × 48 accumulated tile: 24 accumulators, three b vectors and a broadcast of a fit the 32
+// registers, and each step of k loads 3 vectors and 8 scalars for 24 fused multiply-adds.
+constexpr size_t kTileRows = 8, kTileVectors = 3, kTileCols = 16 * kTileVectors;
+
+inline __m512 load_row(const float* c, __mmask16 mask, bool valid) {
+  return valid ? _mm512_maskz_loadu_ps(mask, c) : _mm512_setzero_ps();
+}
+
+void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols) {
+  __mmask16 mask[kTileVectors];
+  for (size_t v = 0; v < kTileVectors; v++) {
+    const size_t left = cols > 16 * v ? cols - 16 * v : 0;
+    mask[v] = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+  }
+  __m512 acc[kTileRows][kTileVectors];
+  for (size_t i = 0; i < kTileRows; i++)
+    for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], i < rows);
+  for (size_t k = 0; k < kc; k++, a += kTileRows, b += kTileCols) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+    for (size_t i = 0; i < kTileRows; i++) {
+      const __m512 value = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(value, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(value, b1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(value, b2, acc[i][2]);
+    }
+  }
+  for (size_t i = 0; i < kTileRows; i++)  // constant indices keep acc in registers
+    if (i < rows)
+      for (size_t v = 0; v < kTileVectors; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
+}
+
+const Kernels kAvx512 = {"avx512",   dot,       dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
+                         kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile};
 
 }  // namespace
 

@@ -30,6 +30,23 @@ struct Kernels {
   // Decodes 2 * pairs NF4 values, two per byte (high nibble first), all scaled by `scale`:
   // out[2i] = code[packed[i] >> 4] * scale, out[2i + 1] = code[packed[i] & 15] * scale.
   void (*nf4_to_f32)(const uint8_t* packed, size_t pairs, float scale, const float* code, float* out);
+
+  // The register tiles of the matrix products in kernels/gemm.cc (batches of kGemmRows rows on).
+  // Each element is summed in an order fixed by its own row and column alone, the order of the
+  // few-row path, so results do not depend on how a product is cut into tiles, blocks or threads.
+  //
+  // Forward, y = x Wᵀ: out[i * out_stride + j] = the dot4x4 sum of x row i (x + i * x_stride) and
+  // w[j], n long, for i < rows ≤ dot_rows and j < cols ≤ dot_cols (w[j] for j ≥ cols may repeat).
+  size_t dot_rows, dot_cols;
+  void (*dot_tile)(const float* x, size_t x_stride, const float* const* w, size_t n, float* out, size_t out_stride,
+                   size_t rows, size_t cols);
+  // Accumulated, dx += dy W: a holds gemm_mr rows interleaved ([kc][gemm_mr]), b gemm_nr columns
+  // ([kc][gemm_nr]), both packed and zero-padded; for i < rows, j < cols,
+  //   c[i * ldc + j] += a[0][i]·b[0][j] + a[1][i]·b[1][j] + …, one product at a time in k order
+  // (fused multiply-adds on the SIMD paths, as axpy4's vector loop adds them). gemm_kc: the depth of
+  // a block of b that stays in L1 while a column of tiles runs against it.
+  size_t gemm_mr, gemm_nr, gemm_kc;
+  void (*gemm_tile)(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols);
 };
 
 const Kernels& scalar_kernels();

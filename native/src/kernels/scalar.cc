@@ -79,7 +79,29 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-const Kernels kScalar = {"scalar", dot, dot4x4, f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32};
+// Forward tiles are dot products as dot computes them (dot4x4 is four times four of them).
+void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, float* out, size_t out_stride,
+              size_t rows, size_t cols) {
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++) out[i * out_stride + j] = dot(x + i * x_stride, w[j], n);
+}
+
+// A 4 × 8 accumulated tile in plain loops, each element's products added in k order.
+constexpr size_t kTileRows = 4, kTileCols = 8;
+
+void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols) {
+  float acc[kTileRows][kTileCols] = {};
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++) acc[i][j] = c[i * ldc + j];
+  for (size_t k = 0; k < kc; k++, a += kTileRows, b += kTileCols)
+    for (size_t i = 0; i < kTileRows; i++)
+      for (size_t j = 0; j < kTileCols; j++) acc[i][j] += a[i] * b[j];
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++) c[i * ldc + j] = acc[i][j];
+}
+
+const Kernels kScalar = {"scalar",  dot,       dot4x4,    f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
+                         4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile};
 
 }  // namespace
 

@@ -55,12 +55,16 @@ size_t Weight::bytes() const {
 }
 
 const float* Weight::row(size_t r, float* scratch, const Kernels& kernels) const {
-  const size_t offset = r * cols_;
+  return span(r, 0, cols_, scratch, kernels);
+}
+
+const float* Weight::span(size_t r, size_t col, size_t count, float* scratch, const Kernels& kernels) const {
+  const size_t offset = r * cols_ + col;
   switch (dtype_) {
     case DType::F32: return reinterpret_cast<const float*>(data_) + offset;
-    case DType::F16: kernels.f16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, cols_); break;
-    case DType::BF16: kernels.bf16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, cols_); break;
-    case DType::NF4: nf4_->dequantize(offset, cols_, scratch, kernels); break;
+    case DType::F16: kernels.f16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, count); break;
+    case DType::BF16: kernels.bf16_to_f32(reinterpret_cast<const uint16_t*>(data_) + offset, scratch, count); break;
+    case DType::NF4: nf4_->dequantize(offset, count, scratch, kernels); break;
   }
   return scratch;
 }
@@ -166,9 +170,28 @@ WeightBytes LlamaModel::weight_bytes() const {
 
 // ---- Building blocks ----------------------------------------------------------------------------
 
+RowSpans LlamaModel::weight_rows(const Weight& weight) const {
+  const Kernels& k = *kernels_;
+  return [&weight, &k](size_t row, size_t col, size_t count, float* scratch) {
+    return weight.span(row, col, count, scratch, k);
+  };
+}
+
 void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
+  if (m >= kGemmRows) {
+    multiply_transposed(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
+    if (bias) {
+      std::vector<float> bias_scratch(N);
+      const float* b = bias->row(0, bias_scratch.data(), k);
+      for (size_t row = 0; row < size_t(m); row++)
+        for (size_t j = 0; j < N; j++) y[row * N + j] += b[j];
+    }
+    return;
+  }
+  // A few rows (decoding): each weight row is read once and meets every row of x while it is in L1,
+  // which beats packing when there is little to reuse it for.
   // Groups of four output features per task: each group's rows are decoded to fp32 once, then meet
   // four rows of x at a time in a 4 × 4 tile of dot products.
   pool_->parallel_for((N + 3) / 4, [&](size_t begin, size_t end, size_t) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/mapped_file.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "kernels/nf4.h"
 #include "model/sampler.h"
@@ -68,6 +69,8 @@ class Weight {
   bool empty() const { return rows_ == 0; }
   // Row r as fp32: a pointer into the weights for F32, else decoded into scratch (cols floats).
   const float* row(size_t r, float* scratch, const Kernels& kernels) const;
+  // Columns [col, col + count) of row r, the same way (scratch: count floats).
+  const float* span(size_t r, size_t col, size_t count, float* scratch, const Kernels& kernels) const;
 
  private:
   DType dtype_ = DType::F32;
@@ -233,6 +236,9 @@ class LlamaModel {
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear.
   void linear_backward(const float* dy, int m, const Weight& weight, float* dx) const;
+  // From this many rows on, linear and linear_backward run as packed matrix products (kernels/gemm.h).
+  static constexpr int kGemmRows = 8;
+  RowSpans weight_rows(const Weight& weight) const;
   void rms_norm(const float* x, int m, const Weight& weight, float* y) const;
   void head(const float* hidden, int m, float* logits) const;
   const Weight& head_weight() const { return config_.tie_word_embeddings ? embed_ : lm_head_; }

@@ -32,11 +32,16 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-// dx[t] += Σ_o dy[t][o] · W[o]: each thread takes a range of rows and streams W once, four rows of W
-// at a time so that each row of dx is read and written once per four.
+// dx[t] += Σ_o dy[t][o] · W[o]: a packed matrix product from kGemmRows rows on (W as it is stored,
+// [out × in], is the product's right operand); for fewer rows each thread takes a range of rows and
+// streams W once, four rows of W at a time so that each row of dx is read and written once per four.
 void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
+  if (m >= kGemmRows) {
+    multiply_add(k, *pool_, size_t(m), K, N, dy, N, false, weight_rows(weight), dx, K);
+    return;
+  }
   pool_->parallel_for(size_t(m), [&](size_t begin, size_t end, size_t) {
     std::vector<float> scratch(4 * K);
     const float* w[4];

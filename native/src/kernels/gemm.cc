@@ -1,0 +1,146 @@
+#include "kernels/gemm.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace tunekit {
+
+namespace {
+
+// fp32 storage on a 64-byte boundary (one cache line, one AVX-512 vector), left uninitialized.
+class AlignedFloats {
+ public:
+  explicit AlignedFloats(size_t count) : storage_(new float[count + 16]) {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(storage_.get());
+    data_ = reinterpret_cast<float*>((address + 63) & ~uintptr_t(63));
+  }
+  float* data() { return data_; }
+
+ private:
+  std::unique_ptr<float[]> storage_;
+  float* data_;
+};
+
+size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+// How many blocks of rows to cut `tiles` row tiles into: at least `fewest`, and more when there are
+// too few column tasks to keep every thread busy (each block reads its columns of B again).
+size_t row_blocks(size_t tiles, size_t fewest, size_t column_tasks, size_t threads) {
+  size_t blocks = std::max<size_t>(1, fewest);
+  if (column_tasks * blocks < 2 * threads) blocks = ceil_div(2 * threads, column_tasks);
+  return std::min(tiles, blocks);
+}
+
+// About half of a core's L2: the rows of A that a forward task sweeps for every panel of B.
+constexpr size_t kForwardBlockBytes = 512 * 1024;
+// Rows of B decoded together in a forward task (then run dot_cols at a time).
+constexpr size_t kForwardPanelRows = 48;
+// Columns of B decoded together in an accumulated task: long enough spans to pay for each call.
+constexpr size_t kAccumulateSpan = 256;
+
+}  // namespace
+
+RowSpans dense_rows(const float* data, size_t stride) {
+  return [data, stride](size_t row, size_t col, size_t, float*) { return data + row * stride + col; };
+}
+
+// Tasks are (panel of B's rows, block of A's rows). A task decodes its panel once, whole rows of k,
+// then runs each group of dot_cols rows of it against every row tile of its block: that group stays
+// in L1 while the block of A comes from L2.
+void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                         size_t lda, const RowSpans& b, float* c, size_t ldc) {
+  if (m == 0 || n == 0) return;
+  const size_t DR = kernels.dot_rows, DC = kernels.dot_cols;
+  const size_t panel_rows = ceil_div(kForwardPanelRows, DC) * DC;
+  const size_t panels = ceil_div(n, panel_rows), tiles = ceil_div(m, DR);
+  const size_t block_tiles_fit = std::max<size_t>(1, kForwardBlockBytes / (std::max<size_t>(k, 1) * 4 * DR));
+  const size_t blocks = row_blocks(tiles, ceil_div(tiles, block_tiles_fit), panels, pool.size());
+  const size_t tiles_per_block = ceil_div(tiles, blocks);
+
+  pool.parallel_for(panels * blocks, [&](size_t begin, size_t end, size_t) {
+    AlignedFloats decoded(panel_rows * k);
+    std::vector<const float*> rows(panel_rows);
+    for (size_t task = begin; task < end; task++) {
+      const size_t panel = task / blocks, block = task % blocks;
+      const size_t n0 = panel * panel_rows, count = std::min(panel_rows, n - n0);
+      const size_t t0 = block * tiles_per_block, t1 = std::min(tiles, t0 + tiles_per_block);
+      if (t0 >= t1) continue;
+      for (size_t r = 0; r < count; r++) rows[r] = b(n0 + r, 0, k, decoded.data() + r * k);
+      for (size_t r = count; r < panel_rows; r++) rows[r] = rows[0];
+      for (size_t j = 0; j < count; j += DC) {
+        const size_t cols = std::min(DC, count - j);
+        for (size_t t = t0; t < t1; t++) {
+          const size_t i = t * DR;
+          kernels.dot_tile(a + i * lda, lda, rows.data() + j, k, c + i * ldc + n0 + j, ldc, std::min(DR, m - i), cols);
+        }
+      }
+    }
+  });
+}
+
+// A is packed once, tile by tile of gemm_mr rows ([k][mr], all of k). Tasks are (group of panels of
+// gemm_nr columns, block of row tiles); a task decodes its columns of B gemm_kc rows at a time into
+// [kc][nr] panels and runs every row tile of its block against each panel while it sits in L1.
+void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                  bool a_transposed, const RowSpans& b, float* c, size_t ldc) {
+  if (m == 0 || n == 0 || k == 0) return;
+  const size_t MR = kernels.gemm_mr, NR = kernels.gemm_nr, KC = kernels.gemm_kc;
+  const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool.size();
+
+  AlignedFloats packed_a(tiles * MR * k);
+  pool.parallel_for(tiles, [&](size_t begin, size_t end, size_t) {
+    for (size_t t = begin; t < end; t++) {
+      float* out = packed_a.data() + t * MR * k;
+      const size_t row0 = t * MR, rows = std::min(MR, m - row0);
+      for (size_t kk = 0; kk < k; kk++) {
+        for (size_t i = 0; i < rows; i++)
+          out[kk * MR + i] = a_transposed ? a[kk * lda + row0 + i] : a[(row0 + i) * lda + kk];
+        for (size_t i = rows; i < MR; i++) out[kk * MR + i] = 0.0f;
+      }
+    }
+  });
+
+  const size_t group = std::max<size_t>(1, std::min(ceil_div(kAccumulateSpan, NR), panels / (2 * threads)));
+  const size_t groups = ceil_div(panels, group);
+  const size_t blocks = row_blocks(tiles, 1, groups, threads);
+  const size_t tiles_per_block = ceil_div(tiles, blocks);
+
+  pool.parallel_for(groups * blocks, [&](size_t begin, size_t end, size_t) {
+    const size_t width = group * NR;
+    AlignedFloats packed_b(KC * width);
+    AlignedFloats scratch(width);
+    for (size_t task = begin; task < end; task++) {
+      const size_t g = task / blocks, block = task % blocks;
+      const size_t n0 = g * width, cols = std::min(width, n - n0);
+      const size_t t0 = block * tiles_per_block, t1 = std::min(tiles, t0 + tiles_per_block);
+      if (t0 >= t1) continue;
+      for (size_t k0 = 0; k0 < k; k0 += KC) {
+        const size_t kc = std::min(KC, k - k0);
+        // B's rows [k0, k0 + kc), columns [n0, n0 + cols), as panels [p][kc][NR], zero past column n.
+        for (size_t kk = 0; kk < kc; kk++) {
+          const float* span = b(k0 + kk, n0, cols, scratch.data());
+          for (size_t p = 0; p * NR < cols; p++) {
+            float* out = packed_b.data() + p * kc * NR + kk * NR;
+            const size_t count = std::min(NR, cols - p * NR);
+            std::memcpy(out, span + p * NR, count * sizeof(float));
+            std::fill(out + count, out + NR, 0.0f);
+          }
+        }
+        for (size_t p = 0; p * NR < cols; p++) {
+          const float* panel = packed_b.data() + p * kc * NR;
+          const size_t column = n0 + p * NR, panel_cols = std::min(NR, cols - p * NR);
+          for (size_t t = t0; t < t1; t++) {
+            const size_t row0 = t * MR;
+            kernels.gemm_tile(kc, packed_a.data() + t * MR * k + k0 * MR, panel, c + row0 * ldc + column, ldc,
+                              std::min(MR, m - row0), panel_cols);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace tunekit

@@ -1,0 +1,35 @@
+// Packed, cache-blocked matrix products for the linear layers (forward and backward) once a batch
+// has enough rows to reuse each weight: the weight is decoded to fp32 a block at a time (it may be
+// BF16, F16 or NF4) and swept by the register tiles of the kernel table.
+//
+// Results do not depend on the thread count: the tiles sum each element in a fixed order
+// (Kernels::dot_tile, Kernels::gemm_tile), whichever thread computes it and however the product is
+// cut into blocks.
+#pragma once
+#include <cstddef>
+#include <functional>
+
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
+
+namespace tunekit {
+
+// A matrix read by rows: returns columns [col, col + count) of `row` as fp32, either a pointer into
+// the matrix or `scratch` (room for count floats) filled by decoding.
+using RowSpans = std::function<const float*(size_t row, size_t col, size_t count, float* scratch)>;
+
+// The rows of a plain fp32 matrix, `stride` floats apart.
+RowSpans dense_rows(const float* data, size_t stride);
+
+// C [m × n] = A [m × k] · Bᵀ, with A's rows lda floats apart and B [n × k] read by rows: a linear
+// layer's forward y = x Wᵀ, W as it is stored ([out × in]).
+void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                         size_t lda, const RowSpans& b, float* c, size_t ldc);
+
+// C [m × n] += op(A) · B, with B [k × n] read by rows and op(A) [m × k] either A (rows lda floats
+// apart) or, when a_transposed, Aᵀ of an A stored [k × m]: a linear layer's input gradient
+// dx += dy W, and (transposed) the weight gradients of LoRA's matrices.
+void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                  bool a_transposed, const RowSpans& b, float* c, size_t ldc);
+
+}  // namespace tunekit
