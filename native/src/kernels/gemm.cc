@@ -34,6 +34,17 @@ size_t row_blocks(size_t tiles, size_t fewest, size_t column_tasks, size_t threa
   return std::min(tiles, blocks);
 }
 
+// Products of fewer multiply-adds than this run on the calling thread: waking the pool would cost
+// more than it saves (a LoRA adapter's matrices while decoding one token, say).
+constexpr size_t kInlineWork = size_t(1) << 18;
+
+void run(ThreadPool& pool, bool parallel, size_t n, const std::function<void(size_t, size_t, size_t)>& body) {
+  if (parallel)
+    pool.parallel_for(n, body);
+  else if (n > 0)
+    body(0, n, 0);
+}
+
 // About half of a core's L2: the rows of A that a forward task sweeps for every panel of B.
 constexpr size_t kForwardBlockBytes = 512 * 1024;
 // Rows of B decoded together in a forward task (then run dot_cols at a time).
@@ -60,7 +71,7 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
   const size_t blocks = row_blocks(tiles, ceil_div(tiles, block_tiles_fit), panels, pool.size());
   const size_t tiles_per_block = ceil_div(tiles, blocks);
 
-  pool.parallel_for(panels * blocks, [&](size_t begin, size_t end, size_t) {
+  run(pool, m * n * k >= kInlineWork, panels * blocks, [&](size_t begin, size_t end, size_t) {
     AlignedFloats decoded(panel_rows * k);
     std::vector<const float*> rows(panel_rows);
     for (size_t task = begin; task < end; task++) {
@@ -89,9 +100,10 @@ void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, 
   if (m == 0 || n == 0 || k == 0) return;
   const size_t MR = kernels.gemm_mr, NR = kernels.gemm_nr, KC = kernels.gemm_kc;
   const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool.size();
+  const bool parallel = m * n * k >= kInlineWork;
 
   AlignedFloats packed_a(tiles * MR * k);
-  pool.parallel_for(tiles, [&](size_t begin, size_t end, size_t) {
+  run(pool, parallel, tiles, [&](size_t begin, size_t end, size_t) {
     for (size_t t = begin; t < end; t++) {
       float* out = packed_a.data() + t * MR * k;
       const size_t row0 = t * MR, rows = std::min(MR, m - row0);
@@ -108,7 +120,7 @@ void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, 
   const size_t blocks = row_blocks(tiles, 1, groups, threads);
   const size_t tiles_per_block = ceil_div(tiles, blocks);
 
-  pool.parallel_for(groups * blocks, [&](size_t begin, size_t end, size_t) {
+  run(pool, parallel, groups * blocks, [&](size_t begin, size_t end, size_t) {
     const size_t width = group * NR;
     AlignedFloats packed_b(KC * width);
     AlignedFloats scratch(width);

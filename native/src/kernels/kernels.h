@@ -42,9 +42,10 @@ struct Kernels {
                    size_t rows, size_t cols);
   // Accumulated, dx += dy W: a holds gemm_mr rows interleaved ([kc][gemm_mr]), b gemm_nr columns
   // ([kc][gemm_nr]), both packed and zero-padded; for i < rows, j < cols,
-  //   c[i * ldc + j] += a[0][i]·b[0][j] + a[1][i]·b[1][j] + …, one product at a time in k order
-  // (fused multiply-adds on the SIMD paths, as axpy4's vector loop adds them). gemm_kc: the depth of
-  // a block of b that stays in L1 while a column of tiles runs against it.
+  //   c[i * ldc + j] += a[0][i]·b[0][j] + a[1][i]·b[1][j] + …, in k order: one fused multiply-add
+  // at a time on the SIMD paths, as their axpy and axpy4 add rows; four products at a time on the
+  // scalar path, as its axpy4 does. gemm_kc (a multiple of 4): the depth of a block of b that stays
+  // in L1 while a column of tiles runs against it.
   size_t gemm_mr, gemm_nr, gemm_kc;
   void (*gemm_tile)(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols);
 };

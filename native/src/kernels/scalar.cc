@@ -86,14 +86,21 @@ void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, 
     for (size_t j = 0; j < cols; j++) out[i * out_stride + j] = dot(x + i * x_stride, w[j], n);
 }
 
-// A 4 × 8 accumulated tile in plain loops, each element's products added in k order.
+// A 4 × 8 accumulated tile in plain loops: products are added four steps of k at a time, as axpy4
+// adds four rows (then one at a time for the last kc % 4, as axpy).
 constexpr size_t kTileRows = 4, kTileCols = 8;
 
 void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols) {
   float acc[kTileRows][kTileCols] = {};
   for (size_t i = 0; i < rows; i++)
     for (size_t j = 0; j < cols; j++) acc[i][j] = c[i * ldc + j];
-  for (size_t k = 0; k < kc; k++, a += kTileRows, b += kTileCols)
+  size_t k = 0;
+  for (; k + 4 <= kc; k += 4, a += 4 * kTileRows, b += 4 * kTileCols)
+    for (size_t i = 0; i < kTileRows; i++)
+      for (size_t j = 0; j < kTileCols; j++)
+        acc[i][j] += a[i] * b[j] + a[kTileRows + i] * b[kTileCols + j] + a[2 * kTileRows + i] * b[2 * kTileCols + j] +
+                     a[3 * kTileRows + i] * b[3 * kTileCols + j];
+  for (; k < kc; k++, a += kTileRows, b += kTileCols)
     for (size_t i = 0; i < kTileRows; i++)
       for (size_t j = 0; j < kTileCols; j++) acc[i][j] += a[i] * b[j];
   for (size_t i = 0; i < rows; i++)

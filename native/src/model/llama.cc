@@ -291,19 +291,16 @@ void LlamaModel::set_lora(std::shared_ptr<const LoraSet> lora) {
   reset_training();
 }
 
-// t [m × r] = x A^T, then y [m × out] += scale · t B^T.
+// t [m × r] = x A^T, then y [m × out] += scale · t B^T, as train.cc's forward computes it (for any m,
+// so a batch's rows get the same bits as the same rows alone).
 void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features) const {
-  const size_t r = size_t(adapter.rank), in = adapter.a.size() / r;
+  const size_t r = size_t(adapter.rank), in = adapter.a.size() / r, rows = size_t(m);
   const Kernels& k = *kernels_;
-  std::vector<float> t(size_t(m) * r);
-  for (int row = 0; row < m; row++)
-    for (size_t j = 0; j < r; j++) t[size_t(row) * r + j] = k.dot(x + size_t(row) * in, adapter.a.data() + j * in, in);
-  pool_->parallel_for(out_features, [&](size_t begin, size_t end, size_t) {
-    for (size_t o = begin; o < end; o++) {
-      const float* b = adapter.b.data() + o * r;
-      for (int row = 0; row < m; row++) y[size_t(row) * out_features + o] += adapter.scale * k.dot(t.data() + size_t(row) * r, b, r);
-    }
-  });
+  std::vector<float> t(rows * r), delta(rows * out_features);
+  multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t.data(), r);
+  multiply_transposed(k, *pool_, rows, out_features, r, t.data(), r, dense_rows(adapter.b.data(), r), delta.data(),
+                      out_features);
+  for (size_t i = 0; i < delta.size(); i++) y[i] += adapter.scale * delta[i];
 }
 
 std::vector<float> LlamaModel::merged_weight(int layer, int p) const {
@@ -516,27 +513,37 @@ LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, cons
   std::vector<float> hidden(size_t(T) * H);
   const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
   forward(tokens.data(), segments, lora.get(), hidden.data());
-  // The head in chunks of positions, so a long sequence never holds [T × vocab] logits at once.
-  const int chunk = 32;
+  // The head in chunks of positions, so a long sequence never holds [T × vocab] logits at once (at
+  // most 16 MiB, at least 32 rows, as in training); each row's softmax on its own thread.
+  const int chunk = int(std::max<size_t>(32, (size_t(16) << 20) / (size_t(V) * sizeof(float)) / 8 * 8));
   std::vector<float> logits(size_t(chunk) * V);
+  std::vector<double> row_loss(chunk);
+  std::vector<char> row_counts(chunk), row_correct(chunk);
   LossResult result;
   double total = 0.0;
   for (int t0 = 0; t0 < T; t0 += chunk) {
     const int rows = std::min(chunk, T - t0);
     head(hidden.data() + size_t(t0) * H, rows, logits.data());
-    for (int r = 0; r < rows; r++) {
-      const int t = t0 + r;
-      if (last_of_sequence[size_t(t)]) continue;
-      const int32_t label = labels[size_t(t + 1)];
-      if (label == -100) continue;
-      const float* values = logits.data() + size_t(r) * V;
-      const float* best = std::max_element(values, values + V);
-      const float maximum = *best;
-      double sum = 0.0;
-      for (int v = 0; v < V; v++) sum += std::exp(double(values[v] - maximum));
-      total += double(maximum) + std::log(sum) - double(values[label]);
+    pool_->parallel_for(size_t(rows), [&](size_t begin, size_t end, size_t) {
+      for (size_t r = begin; r < end; r++) {
+        const int t = t0 + int(r);
+        const int32_t label = last_of_sequence[size_t(t)] ? -100 : labels[size_t(t + 1)];
+        row_counts[r] = label != -100;
+        if (label == -100) continue;
+        const float* values = logits.data() + r * V;
+        const float* best = std::max_element(values, values + V);
+        const float maximum = *best;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += std::exp(double(values[v] - maximum));
+        row_loss[r] = double(maximum) + std::log(sum) - double(values[label]);
+        row_correct[r] = best - values == label;
+      }
+    });
+    for (int r = 0; r < rows; r++) {  // in order, whatever the threads
+      if (!row_counts[size_t(r)]) continue;
+      total += row_loss[size_t(r)];
       result.tokens++;
-      if (best - values == label) result.correct++;
+      if (row_correct[size_t(r)]) result.correct++;
     }
   }
   result.loss = result.tokens ? total / double(result.tokens) : 0.0;

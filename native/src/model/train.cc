@@ -161,11 +161,11 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       }
       x = dropped.data();
     }
-    for (int t = 0; t < T; t++)
-      for (size_t j = 0; j < r; j++) lora_t[t * r + j] = k.dot(x + size_t(t) * in, adapter->a.data() + j * in, in);
-    for (int t = 0; t < T; t++)
-      for (size_t o = 0; o < out; o++)
-        y[size_t(t) * out + o] += adapter->scale * k.dot(&lora_t[t * r], adapter->b.data() + o * r, r);
+    multiply_transposed(k, *pool_, size_t(T), r, in, x, in, dense_rows(adapter->a.data(), in), lora_t.data(), r);
+    std::vector<float> delta(size_t(T) * out);  // B (A x̃)
+    multiply_transposed(k, *pool_, size_t(T), out, r, lora_t.data(), r, dense_rows(adapter->b.data(), r), delta.data(),
+                        out);
+    for (size_t i = 0; i < delta.size(); i++) y[i] += adapter->scale * delta[i];
   };
   // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
   auto project_backward = [&](int l, int p, const float* x, const float* dy, const LayerActivations& saved_layer,
@@ -187,20 +187,17 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       dx_lora.assign(size_t(T) * in, 0.0f);
     }
     float* dx_target = dropped ? dx_lora.data() : dx;
+    // Four matrix products, each adding one product at a time over the summed index, in order.
     std::vector<float> u(size_t(T) * r, 0.0f);  // dy B [T × r]
-    for (int t = 0; t < T; t++)
-      for (size_t o = 0; o < out; o++) {
-        const float g = dy[size_t(t) * out + o];
-        if (g == 0.0f) continue;
-        k.axpy(g, adapter->b.data() + o * r, &u[t * r], r);
-        k.axpy(s * g, &lora_t[t * r], grad.b.data() + o * r, r);
-      }
-    for (int t = 0; t < T; t++)
-      for (size_t j = 0; j < r; j++) {
-        const float g = s * u[t * r + j];
-        k.axpy(g, x + size_t(t) * in, grad.a.data() + j * in, in);
-        k.axpy(g, adapter->a.data() + j * in, dx_target + size_t(t) * in, in);
-      }
+    multiply_add(k, *pool_, size_t(T), r, out, dy, out, false, dense_rows(adapter->b.data(), r), u.data(), r);
+    std::vector<float> scaled_dy(size_t(T) * out);
+    for (size_t i = 0; i < scaled_dy.size(); i++) scaled_dy[i] = s * dy[i];
+    multiply_add(k, *pool_, out, r, size_t(T), scaled_dy.data(), out, true, dense_rows(lora_t.data(), r),
+                 grad.b.data(), r);                                                       // dB += s dyᵀ (A x̃)
+    for (float& value : u) value *= s;
+    multiply_add(k, *pool_, r, in, size_t(T), u.data(), r, true, dense_rows(x, in), grad.a.data(), in);  // dA += s uᵀ x̃
+    multiply_add(k, *pool_, size_t(T), in, r, u.data(), r, false, dense_rows(adapter->a.data(), in), dx_target,
+                 in);                                                                     // dx += s u A
     if (dropped)
       for (size_t i = 0; i < dx_lora.size(); i++) dx[i] += dx_lora[i] * mask[i];
   };
@@ -304,11 +301,14 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       }
   if (predicting.empty()) return result;
 
-  // dlogits = (softmax − onehot) / N, pushed straight through the frozen head into dh, in chunks.
+  // dlogits = (softmax − onehot) / N, pushed straight through the frozen head into dh, in chunks of
+  // rows: at most 16 MiB of logits at a time (80 rows of a 49,152-token vocabulary), and at least 32
+  // rows, since the head's matrix products reuse each decoded row of the head once per chunk row.
   std::vector<float> dh(size_t(T) * H, 0.0f);
   const Weight& head_w = head_weight();
-  const int chunk = 32;
+  const int chunk = int(std::max<size_t>(32, (size_t(16) << 20) / (size_t(V) * sizeof(float)) / 8 * 8));
   std::vector<float> rows(size_t(chunk) * H), logits(size_t(chunk) * V);
+  std::vector<double> row_loss(chunk);
   double total = 0.0;
   const float inverse = mean ? 1.0f / float(predicting.size()) : 1.0f;
   for (size_t c0 = 0; c0 < predicting.size(); c0 += chunk) {
@@ -317,17 +317,20 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       std::copy_n(&final_normed[size_t(predicting[c0 + r]) * H], H, &rows[size_t(r) * H]);
     head(rows.data(), n, logits.data());
     std::vector<float> dchunk(size_t(n) * H, 0.0f);
-    for (int r = 0; r < n; r++) {
-      float* row = &logits[size_t(r) * V];
-      const int32_t label = labels[predicting[c0 + r] + 1];
-      const float maximum = *std::max_element(row, row + V);
-      double sum = 0.0;
-      for (int v = 0; v < V; v++) sum += std::exp(double(row[v] - maximum));
-      const double lse = double(maximum) + std::log(sum);
-      total += lse - double(row[label]);
-      for (int v = 0; v < V; v++) row[v] = float(std::exp(double(row[v]) - lse)) * inverse;
-      row[label] -= inverse;
-    }
+    pool_->parallel_for(size_t(n), [&](size_t begin, size_t end, size_t) {
+      for (size_t r = begin; r < end; r++) {
+        float* row = &logits[r * V];
+        const int32_t label = labels[predicting[c0 + r] + 1];
+        const float maximum = *std::max_element(row, row + V);
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += std::exp(double(row[v] - maximum));
+        const double lse = double(maximum) + std::log(sum);
+        row_loss[r] = lse - double(row[label]);
+        for (int v = 0; v < V; v++) row[v] = float(std::exp(double(row[v]) - lse)) * inverse;
+        row[label] -= inverse;
+      }
+    });
+    for (int r = 0; r < n; r++) total += row_loss[size_t(r)];  // in order, whatever the threads
     linear_backward(logits.data(), n, head_w, dchunk.data());
     for (int r = 0; r < n; r++)
       k.axpy(1.0f, &dchunk[size_t(r) * H], &dh[size_t(predicting[c0 + r]) * H], H);
