@@ -291,16 +291,25 @@ void LlamaModel::set_lora(std::shared_ptr<const LoraSet> lora) {
   reset_training();
 }
 
-// t [m × r] = x A^T, then y [m × out] += scale · t B^T, as train.cc's forward computes it (for any m,
-// so a batch's rows get the same bits as the same rows alone).
-void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features) const {
-  const size_t r = size_t(adapter.rank), in = adapter.a.size() / r, rows = size_t(m);
+// t [m × r] = x Aᵀ, then y [m × out] += (scale · t) Bᵀ, adding the r products to each y in turn: one
+// code path for inference and training, and for any m, so a batch's rows get the bits the same rows
+// get alone. The second product runs over r (16, say) as accumulated outer products, which suits
+// so short a sum far better than dot products would; it reads B through Bᵀ [r × out].
+void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features,
+                            float* t) const {
+  const size_t r = size_t(adapter.rank), in = adapter.a.size() / r, rows = size_t(m), out = out_features;
   const Kernels& k = *kernels_;
-  std::vector<float> t(rows * r), delta(rows * out_features);
-  multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t.data(), r);
-  multiply_transposed(k, *pool_, rows, out_features, r, t.data(), r, dense_rows(adapter.b.data(), r), delta.data(),
-                      out_features);
-  for (size_t i = 0; i < delta.size(); i++) y[i] += adapter.scale * delta[i];
+  std::vector<float> own;
+  if (!t) {
+    own.resize(rows * r);
+    t = own.data();
+  }
+  multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t, r);
+  std::vector<float> scaled(rows * r), b_transposed(r * out);
+  for (size_t i = 0; i < scaled.size(); i++) scaled[i] = adapter.scale * t[i];
+  for (size_t o = 0; o < out; o++)
+    for (size_t j = 0; j < r; j++) b_transposed[j * out + o] = adapter.b[o * r + j];
+  multiply_add(k, *pool_, rows, out, r, scaled.data(), r, false, dense_rows(b_transposed.data(), out), y, out);
 }
 
 std::vector<float> LlamaModel::merged_weight(int layer, int p) const {

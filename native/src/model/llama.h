@@ -229,8 +229,9 @@ class LlamaModel {
   void forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const;
   // The same for a batch of rows from several sequences, each segment's rows appended to its cache.
   void forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora, float* out) const;
-  // y += scale · B (A x) for the m rows of x.
-  void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features) const;
+  // y += scale · B (A x) for the m rows of x; `t`, when given, receives A x [m × rank] (training).
+  void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features,
+                  float* t = nullptr) const;
   KVCache new_cache(int capacity) const;
   // y[m × N] = x[m × K] · Wᵀ (+ bias)
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;

@@ -148,7 +148,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
     if (!adapter) return;
     const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows();
     std::vector<float>& lora_t = saved_layer.lora_t[p];
-    lora_t.assign(size_t(T) * r, 0.0f);
+    lora_t.resize(size_t(T) * r);
     std::vector<float> dropped;
     if (dropout > 0.0f) {
       std::vector<float>& mask = saved_layer.lora_mask[p];
@@ -161,11 +161,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       }
       x = dropped.data();
     }
-    multiply_transposed(k, *pool_, size_t(T), r, in, x, in, dense_rows(adapter->a.data(), in), lora_t.data(), r);
-    std::vector<float> delta(size_t(T) * out);  // B (A x̃)
-    multiply_transposed(k, *pool_, size_t(T), out, r, lora_t.data(), r, dense_rows(adapter->b.data(), r), delta.data(),
-                        out);
-    for (size_t i = 0; i < delta.size(); i++) y[i] += adapter->scale * delta[i];
+    apply_lora(x, T, *adapter, y, out, lora_t.data());
   };
   // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
   auto project_backward = [&](int l, int p, const float* x, const float* dy, const LayerActivations& saved_layer,
@@ -187,17 +183,22 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       dx_lora.assign(size_t(T) * in, 0.0f);
     }
     float* dx_target = dropped ? dx_lora.data() : dx;
-    // Four matrix products, each adding one product at a time over the summed index, in order.
-    std::vector<float> u(size_t(T) * r, 0.0f);  // dy B [T × r]
-    multiply_add(k, *pool_, size_t(T), r, out, dy, out, false, dense_rows(adapter->b.data(), r), u.data(), r);
-    std::vector<float> scaled_dy(size_t(T) * out);
+    // Four matrix products, each laid out so that its output is wide (in or out columns, not r).
+    std::vector<float> b_transposed(r * out);  // Bᵀ [r × out]
+    for (size_t o = 0; o < out; o++)
+      for (size_t j = 0; j < r; j++) b_transposed[j * out + o] = adapter->b[o * r + j];
+    std::vector<float> u(size_t(T) * r);  // dy B [T × r]
+    multiply_transposed(k, *pool_, size_t(T), r, out, dy, out, dense_rows(b_transposed.data(), out), u.data(), r);
+    std::vector<float> scaled_dy(size_t(T) * out), grad_b_transposed(r * out, 0.0f);
     for (size_t i = 0; i < scaled_dy.size(); i++) scaled_dy[i] = s * dy[i];
-    multiply_add(k, *pool_, out, r, size_t(T), scaled_dy.data(), out, true, dense_rows(lora_t.data(), r),
-                 grad.b.data(), r);                                                       // dB += s dyᵀ (A x̃)
+    multiply_add(k, *pool_, r, out, size_t(T), lora_t.data(), r, true, dense_rows(scaled_dy.data(), out),
+                 grad_b_transposed.data(), out);  // (dB)ᵀ = (A x̃)ᵀ s dy
+    for (size_t o = 0; o < out; o++)
+      for (size_t j = 0; j < r; j++) grad.b[o * r + j] += grad_b_transposed[j * out + o];
     for (float& value : u) value *= s;
     multiply_add(k, *pool_, r, in, size_t(T), u.data(), r, true, dense_rows(x, in), grad.a.data(), in);  // dA += s uᵀ x̃
     multiply_add(k, *pool_, size_t(T), in, r, u.data(), r, false, dense_rows(adapter->a.data(), in), dx_target,
-                 in);                                                                     // dx += s u A
+                 in);  // dx += s u A
     if (dropped)
       for (size_t i = 0; i < dx_lora.size(); i++) dx[i] += dx_lora[i] * mask[i];
   };
