@@ -2,7 +2,8 @@ import { setupServer } from "msw/node";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OPENAI_TEST_API_KEY, openaiFineTuningHandlers } from "../src/testing/openai.js";
 import { togetherFineTuningHandlers } from "../src/testing/together.js";
-import { chatRow, jsonl, runCli, tempFile } from "./helpers.js";
+import { runCli } from "./cli-helpers.js";
+import { chatRow, jsonl, tempFile } from "./helpers.js";
 
 const fake = openaiFineTuningHandlers({ baseURL: "http://openai.test/v1" });
 const server = setupServer(...fake.handlers);

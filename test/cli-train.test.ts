@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it, vi } from "vitest";
 import type { TrainingRunEvent } from "../src/local/training-run.js";
+import { runCli } from "./cli-helpers.js";
 import { TINY_MODELS, type TinyConfig, writeTinyModel } from "./engine/tiny-model.js";
-import { chatRow, jsonl, ROOT, runCli, tempDir, tempFile } from "./helpers.js";
+import { chatRow, jsonl, ROOT, tempDir, tempFile } from "./helpers.js";
 
 const rows = Array.from({ length: 12 }, (_, index) =>
   chatRow(`question ${index}`, `answer number ${index}`, "You answer in one sentence."),

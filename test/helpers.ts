@@ -4,8 +4,6 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach } from "vitest";
-import type { CliIO } from "../src/cli/io.js";
-import { run } from "../src/cli/main.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** The shared fixtures beside the checkout; tests that need them skip when they are absent. */
@@ -42,33 +40,4 @@ export function chatRow(user = "Where is my order?", assistant = "It ships tomor
     { role: "assistant", content: assistant },
   ];
   return { messages };
-}
-
-/** What the CLI wrote, and its exit code. */
-export interface CliCapture {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs the CLI in process, capturing what it writes; `io` overrides the defaults (not a terminal, an
- * empty environment, no Ctrl-C).
- */
-export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<CliCapture> {
-  let stdout = "";
-  let stderr = "";
-  const code = await run(argv, {
-    stdout: (text) => {
-      stdout += text;
-    },
-    stderr: (text) => {
-      stderr += text;
-    },
-    isTTY: false,
-    env: {},
-    onInterrupt: () => () => undefined,
-    ...io,
-  });
-  return { code, stdout, stderr };
 }

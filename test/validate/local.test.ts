@@ -10,7 +10,8 @@ import { hubModelHandlers } from "../../src/testing/hub.js";
 import { TINY_LLAMA, writeTinyModel } from "../../src/testing/tiny-model.js";
 import type { ValidationReport } from "../../src/validate/report.js";
 import { Validator } from "../../src/validate/validator.js";
-import { chatRow, FIXTURES, HAS_FIXTURES, jsonl, runCli, tempDir, tempFile } from "../helpers.js";
+import { runCli } from "../cli-helpers.js";
+import { chatRow, FIXTURES, HAS_FIXTURES, jsonl, tempDir, tempFile } from "../helpers.js";
 
 const tunekit = (...argv: string[]) => runCli(argv);
 
