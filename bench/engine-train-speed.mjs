@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// Training speed of the native engine: one LoRA step (forwardBackward + optimizerStep) of r = 16 on
+// all seven projections, batch 4 × 256 tokens, on the SmolLM2-135M-shaped model of bench:engine (run
+// that first: it writes the model), against PyTorch (Debian's /usr/bin/python3, fp32 on the CPU,
+// plain autograd) doing the same LoRA forward and backward and AdamW in the same run. Each figure is
+// the median of --steps steps after a warm-up step.
+// `npm run build && npm run bench:engine && node bench/engine-train-speed.mjs` (--steps N, --python PATH,
+// --no-baseline to time the engine alone).
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { LocalModel } from "../dist/index.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const { values } = parseArgs({
+  options: {
+    steps: { type: "string", default: "3" },
+    python: { type: "string", default: "/usr/bin/python3" },
+    "no-baseline": { type: "boolean", default: false },
+  },
+});
+const steps = Number(values.steps);
+const folder = join(root, "bench/.data/engine-smollm2-135m");
+if (!existsSync(join(folder, "model.safetensors"))) {
+  console.error("run `npm run bench:engine` first: it writes the model this benchmark trains");
+  process.exit(1);
+}
+const sequences = 4;
+const length = 256;
+const tokens = sequences * length;
+const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
+
+const rows = [];
+if (!values["no-baseline"]) {
+  if (!existsSync(values.python)) {
+    console.error(
+      `no Python at ${values.python}: the baseline needs PyTorch (apt-get install python3-torch)`,
+    );
+    process.exit(1);
+  }
+  console.log("baseline: PyTorch (a few minutes)…");
+  const python = spawnSync(
+    values.python,
+    [
+      join(root, "bench/engine_train_baseline.py"),
+      "--model",
+      folder,
+      "--sequences",
+      String(sequences),
+      "--length",
+      String(length),
+      "--steps",
+      String(steps),
+    ],
+    { encoding: "utf8", cwd: join(root, "bench") },
+  );
+  if (python.status !== 0) {
+    console.error(python.stderr);
+    process.exit(1);
+  }
+  const baseline = JSON.parse(python.stdout.trim().split("\n").at(-1));
+  rows.push({
+    name: `PyTorch ${baseline.torch} fp32, plain autograd (best: ${baseline.threads} thread${baseline.threads > 1 ? "s" : ""})`,
+    seconds: baseline.stepSeconds,
+  });
+}
+
+const ids = Array.from({ length: tokens }, (_, i) => 3 + ((i * 7) % 27));
+const batch = { inputIds: ids, labels: ids, sequenceLengths: Array(sequences).fill(length) };
+const cases = [
+  ["QLoRA (NF4)", "nf4", true],
+  ["QLoRA (NF4), no checkpointing", "nf4", false],
+  ["LoRA (BF16 weights)", "none", true],
+];
+for (const [name, quantization, gradientCheckpointing] of cases) {
+  const model = await LocalModel.load(folder, { quantization });
+  model.attachLora({ r: 16, alpha: 32, dropout: 0.05 });
+  const times = [];
+  for (let step = 0; step <= steps; step++) {
+    const started = performance.now();
+    await model.forwardBackward(batch, { gradientCheckpointing });
+    await model.optimizerStep({ learningRate: 2e-4, maxGradNorm: 1 });
+    if (step > 0) times.push((performance.now() - started) / 1000);
+  }
+  const { kernels, threads } = model.engine;
+  rows.push({
+    name: `tunekit ${name}${gradientCheckpointing ? ", checkpointing" : ""} (${kernels}, ${threads} threads)`,
+    seconds: median(times),
+  });
+  model.dispose();
+}
+
+console.log(
+  `\nLoRA r = 16 on all seven projections, ${sequences} × ${length} tokens, SmolLM2-135M shape (random weights)\n`,
+);
+console.log("| | step | tokens/s |");
+console.log("| --- | ---: | ---: |");
+const base = values["no-baseline"] ? undefined : rows[0];
+for (const row of rows) {
+  const ratio = base && row !== base ? ` (${(base.seconds / row.seconds).toFixed(2)}×)` : "";
+  console.log(`| ${row.name} | ${row.seconds.toFixed(2)} s${ratio} | ${(tokens / row.seconds).toFixed(0)} |`);
+}
+if (base) console.log("\n(n×) = the baseline's time divided by this row's: above 1 is faster than PyTorch.");
