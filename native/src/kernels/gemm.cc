@@ -32,7 +32,8 @@ size_t row_blocks(size_t tiles, size_t fewest, size_t column_tasks, size_t threa
   size_t blocks = std::max<size_t>(1, fewest);
   if (column_tasks * blocks < 2 * threads) blocks = ceil_div(2 * threads, column_tasks);
   // A few large tasks: make their count a multiple of the thread count, so none waits on one more.
-  if (column_tasks * blocks < 8 * threads) blocks = ceil_div(ceil_div(column_tasks * blocks, threads) * threads, column_tasks);
+  if (column_tasks * blocks < 8 * threads)
+    blocks = ceil_div(ceil_div(column_tasks * blocks, threads) * threads, column_tasks);
   return std::min(tiles, blocks);
 }
 
