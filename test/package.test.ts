@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -68,8 +68,32 @@ describe("the built package", () => {
   });
 });
 
+/**
+ * Installs a packed tarball into a fresh app as npm would, with no registry and no npm cache (a new
+ * machine has neither): the tarball unpacked to node_modules/tunekit, and each dependency its
+ * package.json declares linked from the root's node_modules, which the root's install filled from the
+ * same lockfile. Only declared dependencies are there, so one the build needs but does not declare
+ * fails to resolve, as it would for a user; and no install script runs.
+ */
+async function installWithoutRegistry(tarball: string, project: string): Promise<void> {
+  const packageDir = join(project, "node_modules", "tunekit");
+  await mkdir(packageDir, { recursive: true });
+  await writeFile(
+    join(project, "package.json"),
+    JSON.stringify({ name: "app", version: "1.0.0", type: "module" }),
+  );
+  await run("tar", ["-xzf", tarball, "-C", packageDir, "--strip-components=1"]);
+  const manifest = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8"));
+  for (const name of Object.keys(manifest.dependencies ?? {})) {
+    const target = join(ROOT, "node_modules", name);
+    expect(existsSync(target), `${name} is missing from the root's node_modules`).toBe(true);
+    await mkdir(dirname(join(project, "node_modules", name)), { recursive: true });
+    await symlink(target, join(project, "node_modules", name), "dir");
+  }
+}
+
 describe("the packed tarball with its prebuilt engine", () => {
-  it("installs offline with --ignore-scripts into a fresh project and runs the fixture model from there", {
+  it("installs without a registry or install scripts into a fresh project and runs the fixture model from there", {
     timeout: 240_000,
   }, async () => {
     const dir = await tempDir();
@@ -90,15 +114,7 @@ describe("the packed tarball with its prebuilt engine", () => {
       await run(process.execPath, [join(ROOT, "scripts/prebuild.mjs"), "--clean"], { cwd: ROOT });
     }
     const project = join(dir, "app");
-    await mkdir(project);
-    await writeFile(
-      join(project, "package.json"),
-      JSON.stringify({ name: "app", version: "1.0.0", type: "module" }),
-    );
-    // Dependencies come from the npm cache the root install filled: no network, and no install scripts.
-    await run("npm", ["install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund", tarball], {
-      cwd: project,
-    });
+    await installWithoutRegistry(tarball, project);
     expect(existsSync(join(project, "node_modules/tunekit/native/build"))).toBe(false);
     const script = HAS_FIXTURES
       ? `import { LocalModel } from "tunekit";
