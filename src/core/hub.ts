@@ -4,11 +4,12 @@
  * (`blobs/`, `snapshots/<commit>/`, `refs/<branch>`), downloads into it, the offline fallback, and
  * the Hub's failures as named errors that never show the token.
  */
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { downloadFileToCacheDir, HubApiError, listFiles } from "@huggingface/hub";
 import { SourceError, ValidationError } from "./errors.js";
+import { writeFileAtomically } from "./files.js";
 
 /** What a Hub repository holds; it decides the cache folder (`datasets--…`, `models--…`) and the URLs. */
 export type RepoType = "dataset" | "model";
@@ -496,8 +497,7 @@ export async function recordRevision(repo: HubRepo, commit: string): Promise<voi
   if (repo.revision === commit || (await readRef(repo, repo.revision)) === commit) return;
   const path = join(storageFolder(repo), "refs", ...repo.revision.split("/"));
   try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, commit);
+    await writeFileAtomically(path, commit);
   } catch {
     // The files are in place; without the ref only offline reads of this branch lose the snapshot.
   }

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import { DataFormatError, formatLocation, SourceError, TunekitError } from "../core/errors.js";
+import { writeFileAtomically } from "../core/files.js";
 import { type Distribution, distribution, NumberList, seededRandom } from "../core/stats.js";
 import { type ChatMessage, contentText, type Example, type ExampleKind } from "./example.js";
 import { type FormatName, formatExample, getFormat } from "./formats/index.js";
@@ -320,11 +319,8 @@ export class Dataset implements AsyncIterable<Example> {
     options: { format?: FormatName } = {},
   ): Promise<{ path: string; examples: number }> {
     if (options.format) getFormat(options.format);
-    const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
     let examples = 0;
-    let handle: FileHandle | undefined;
-    try {
-      handle = await open(temporary, "w");
+    await writeFileAtomically(path, async (handle) => {
       let batch = "";
       for await (const example of this) {
         batch += `${JSON.stringify(formatExample(example, options.format ?? naturalFormat(example)))}\n`;
@@ -335,18 +331,7 @@ export class Dataset implements AsyncIterable<Example> {
         }
       }
       await handle.write(batch);
-      await handle.close();
-      handle = undefined;
-      await rename(temporary, path);
-    } catch (error) {
-      await handle?.close();
-      await rm(temporary, { force: true });
-      if (TunekitError.isInstance(error)) throw error;
-      throw new SourceError("write_failed", `cannot write: ${(error as Error).message}`, {
-        location: { file: path },
-        cause: error,
-      });
-    }
+    });
     return { path, examples };
   }
 

@@ -3,10 +3,10 @@
  * chat template. Every heavy call runs off the JS thread; generation streams tokens as they come.
  */
 import { randomInt } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { EngineError, ModelFormatError, ValidationError } from "../core/errors.js";
-import { HUB_ID } from "../core/hub.js";
+import { writeJsonAtomically } from "../core/files.js";
 import {
   type KernelPath,
   kernelPathFromEnv,
@@ -31,6 +31,7 @@ import {
   writeAdapter,
 } from "./lora.js";
 import { type MergeOptions, mergeAndSave } from "./merge.js";
+import { modelFolder } from "./model-source.js";
 import { readModelTensors, readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 import { LocalTokenizer, StreamDecoder, type TemplateMessage } from "./tokenizer.js";
 
@@ -235,29 +236,6 @@ export class LocalModel {
    * (offline, the cached snapshot is used).
    */
   static async load(pathOrHubId: string, options: LoadOptions = {}): Promise<LocalModel> {
-    const path = await LocalModel.#resolve(pathOrHubId, options);
-    return LocalModel.#loadFolder(path, options);
-  }
-
-  /** A local folder as is; else a Hub id, downloaded (or found in the cache). */
-  static async #resolve(pathOrHubId: string, options: LoadOptions): Promise<string> {
-    if (typeof pathOrHubId !== "string" || pathOrHubId === "")
-      throw new ValidationError("bad_option", "the model must be a folder path or a Hugging Face model id");
-    const local = await stat(pathOrHubId).catch(() => undefined);
-    if (local?.isDirectory() || !HUB_ID.test(pathOrHubId)) return pathOrHubId;
-    const { downloadModel } = await import("./hub.js");
-    return downloadModel(pathOrHubId, {
-      ...(options.revision !== undefined ? { revision: options.revision } : {}),
-      ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
-      ...(options.accessToken !== undefined ? { accessToken: options.accessToken } : {}),
-      ...(options.hubUrl !== undefined ? { hubUrl: options.hubUrl } : {}),
-      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-      ...(options.signal !== undefined ? { signal: options.signal } : {}),
-      ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
-    });
-  }
-
-  static async #loadFolder(path: string, options: LoadOptions): Promise<LocalModel> {
     const quantization = options.quantization ?? "none";
     if (quantization !== "none" && quantization !== "nf4")
       throw new ValidationError(
@@ -266,10 +244,23 @@ export class LocalModel {
       );
     if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads > 0))
       throw new ValidationError("bad_option", "threads must be a positive integer");
-    const dir = resolve(path);
-    const folder = await stat(dir).catch(() => undefined);
-    if (!folder?.isDirectory())
-      throw new ModelFormatError("missing_file", "no model folder here", { location: { file: dir } });
+    const path = await modelFolder(pathOrHubId, {
+      ...(options.revision !== undefined ? { revision: options.revision } : {}),
+      ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+      ...(options.accessToken !== undefined ? { accessToken: options.accessToken } : {}),
+      ...(options.hubUrl !== undefined ? { hubUrl: options.hubUrl } : {}),
+      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
+    });
+    return LocalModel.#loadFolder(path, quantization, options);
+  }
+
+  static async #loadFolder(
+    dir: string,
+    quantization: Quantization,
+    options: LoadOptions,
+  ): Promise<LocalModel> {
     options.signal?.throwIfAborted();
     const started = performance.now();
     const config = await readModelConfig(join(dir, "config.json"));
@@ -876,17 +867,5 @@ export class LocalModel {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
-  }
-}
-
-/** Writes JSON to a temporary file beside `file`, then renames it into place. */
-async function writeJsonAtomically(file: string, value: unknown): Promise<void> {
-  const temporary = `${file}.${process.pid}.tmp`;
-  try {
-    await writeFile(temporary, `${JSON.stringify(value, null, 2)}\n`);
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
   }
 }

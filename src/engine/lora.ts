@@ -5,10 +5,11 @@
  * Adapters are saved in PEFT's files: `adapter_config.json` and `adapter_model.safetensors` with keys
  * like `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`.
  */
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { ModelFormatError, ValidationError } from "../core/errors.js";
+import { writeJsonAtomically } from "../core/files.js";
 import { seededRandom } from "../core/stats.js";
 import { decodeFloats } from "./dtype.js";
 import { readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
@@ -230,15 +231,7 @@ export async function writeAdapter(
     use_rslora: config.useRslora,
   };
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
-  const file = join(dir, "adapter_config.json");
-  const temporary = `${file}.${process.pid}.tmp`;
-  try {
-    await writeFile(temporary, `${JSON.stringify(peft, null, 2)}\n`);
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
+  await writeJsonAtomically(join(dir, "adapter_config.json"), peft);
 }
 
 /**

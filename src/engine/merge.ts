@@ -4,10 +4,10 @@
  * `model.safetensors.index.json` past `maxShardSize` (named as `save_pretrained` names them), and the
  * config, tokenizer and generation files beside them.
  */
-import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ValidationError } from "../core/errors.js";
+import { writeFolderAtomically, writeJsonAtomically } from "../core/files.js";
 import type { ModelConfig } from "./config.js";
 import { decodeFloats, encodeFloats, type FloatDType } from "./dtype.js";
 import { readModelTensors, type TensorInfo, writeSafetensors } from "./safetensors.js";
@@ -100,46 +100,45 @@ export async function mergeAndSave(
         );
 
   // Written into a temporary folder beside the target, renamed into place when complete.
-  const temporary = `${dir}.${randomBytes(6).toString("hex")}.tmp`;
-  await mkdir(temporary, { recursive: true });
-  try {
-    const weightMap: Record<string, string> = {};
-    for (const [index, shard] of shards.entries()) {
-      const content: Record<string, { dtype: string; shape: number[]; data: Uint8Array }> = {};
-      for (const tensor of shard) {
-        const projection = PROJECTION.exec(tensor.name);
-        const values = projection
-          ? await mergedWeight(Number(projection[1]), projection[2] as string)
-          : decodeFloats(await readBytes(tensor), tensor.dtype, tensor.name);
-        content[tensor.name] = {
-          dtype: target.dtype,
-          shape: tensor.shape,
-          data: encodeFloats(values, target.dtype),
-        };
-        weightMap[tensor.name] = names[index] as string;
+  await writeFolderAtomically(
+    dir,
+    async (temporary) => {
+      const weightMap: Record<string, string> = {};
+      for (const [index, shard] of shards.entries()) {
+        const content: Record<string, { dtype: string; shape: number[]; data: Uint8Array }> = {};
+        for (const tensor of shard) {
+          const projection = PROJECTION.exec(tensor.name);
+          const values = projection
+            ? await mergedWeight(Number(projection[1]), projection[2] as string)
+            : decodeFloats(await readBytes(tensor), tensor.dtype, tensor.name);
+          content[tensor.name] = {
+            dtype: target.dtype,
+            shape: tensor.shape,
+            data: encodeFloats(values, target.dtype),
+          };
+          weightMap[tensor.name] = names[index] as string;
+        }
+        await writeSafetensors(join(temporary, names[index] as string), content, { format: "pt" });
       }
-      await writeSafetensors(join(temporary, names[index] as string), content, { format: "pt" });
-    }
-    if (shards.length > 1) {
-      const totalSize = tensors.reduce((total, tensor) => total + size(tensor), 0);
-      await writeFile(
-        join(temporary, "model.safetensors.index.json"),
-        `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`,
-      );
-    }
-    const configJson = JSON.parse(await readFile(join(source, "config.json"), "utf8"));
-    delete configJson.quantization_config;
-    await writeFile(
-      join(temporary, "config.json"),
-      `${JSON.stringify({ ...configJson, torch_dtype: target.torch, architectures: [config.architecture] }, null, 2)}\n`,
-    );
-    for (const file of COPIED)
-      await copyFile(join(source, file), join(temporary, file)).catch(() => undefined);
-    await rename(temporary, dir);
-  } catch (error) {
-    await rm(temporary, { recursive: true, force: true });
-    throw error;
-  }
+      if (shards.length > 1) {
+        const totalSize = tensors.reduce((total, tensor) => total + size(tensor), 0);
+        await writeJsonAtomically(join(temporary, "model.safetensors.index.json"), {
+          metadata: { total_size: totalSize },
+          weight_map: weightMap,
+        });
+      }
+      const configJson = JSON.parse(await readFile(join(source, "config.json"), "utf8"));
+      delete configJson.quantization_config;
+      await writeJsonAtomically(join(temporary, "config.json"), {
+        ...configJson,
+        torch_dtype: target.torch,
+        architectures: [config.architecture],
+      });
+      for (const file of COPIED)
+        await copyFile(join(source, file), join(temporary, file)).catch(() => undefined);
+    },
+    { replace: false },
+  );
   return { files: [...names, ...(shards.length > 1 ? ["model.safetensors.index.json"] : [])] };
 }
 

@@ -5,10 +5,10 @@
  * maps the data in place. Every claim of the header is checked against the file before the engine
  * sees it, so a truncated file or a header that lies is a located error, never a crash.
  */
-import { randomBytes } from "node:crypto";
-import { open, readFile, rename, rm, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { ModelFormatError, SourceError, ValidationError } from "../core/errors.js";
+import { ModelFormatError, ValidationError } from "../core/errors.js";
+import { writeFileAtomically } from "../core/files.js";
 
 /** Bytes per element of the dtypes safetensors defines. */
 export const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -240,20 +240,9 @@ export async function writeSafetensors(
   json += " ".repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  const handle = await open(temporary, "w");
-  try {
+  await writeFileAtomically(path, async (handle) => {
     await handle.write(prefix);
     await handle.write(Buffer.from(json));
     for (const buffer of buffers) await handle.write(buffer);
-    await handle.close();
-    await rename(temporary, path);
-  } catch (error) {
-    await handle.close().catch(() => undefined);
-    await rm(temporary, { force: true });
-    throw new SourceError("write_failed", `cannot write: ${(error as Error).message}`, {
-      location: { file: path },
-      cause: error,
-    });
-  }
+  });
 }

@@ -3,10 +3,8 @@
  * as options. The loop lives here in TypeScript (what to do next); each micro-batch is one native
  * `forwardBackward`, each optimizer step one `optimizerStep`.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { ValidationError } from "../core/errors.js";
+import { writeFolderAtomically } from "../core/files.js";
 import { seededRandom } from "../core/stats.js";
 import type { Example } from "../data/example.js";
 import { type LoadOptions, LocalModel, type LossResult } from "../engine/local-model.js";
@@ -14,6 +12,7 @@ import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
 import { TRAIN_DEFAULTS } from "./defaults.js";
 import { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
+import { adapterPath, checkpointPath, checkpointStep, latestCheckpoint } from "./run-folder.js";
 import { learningRateSchedule, type SchedulerName } from "./schedule.js";
 import { learnedTokens, type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
 import { type EvalEvent, type RunSummary, TrainingRun, type TrainingRunEvent } from "./training-run.js";
@@ -72,8 +71,6 @@ export interface ModelView {
   loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<LossResult>;
   readonly tokenizer: LocalModel["tokenizer"];
 }
-
-const CHECKPOINT = /^checkpoint-(\d+)$/;
 
 export class LocalTrainer {
   readonly #model: LocalModel;
@@ -175,11 +172,10 @@ export class LocalTrainer {
     model.attachLora({ ...options.lora, seed: options.lora?.seed ?? seed });
     let step = 0;
     if (options.resumeFrom !== undefined) {
-      const folder =
-        options.resumeFrom === "latest" ? await latestCheckpoint(options.outputDir) : options.resumeFrom;
+      const folder = options.resumeFrom === "latest" ? await latestIn(options.outputDir) : options.resumeFrom;
       if (folder !== undefined) {
         await model.loadTrainingState(folder);
-        step = JSON.parse(await readFile(join(folder, "trainer_state.json"), "utf8")).step;
+        step = await checkpointStep(folder);
       }
     }
     const rate = learningRateSchedule({
@@ -192,7 +188,7 @@ export class LocalTrainer {
     const checkpoints: string[] = [];
     const save = async () => {
       if (options.outputDir === undefined) return;
-      const path = join(options.outputDir, `checkpoint-${step}`);
+      const path = checkpointPath(options.outputDir, step);
       await writeFolderAtomically(path, (temporary) => model.saveTrainingState(temporary));
       checkpoints.push(path);
       emit({ type: "checkpoint-saved", step, path });
@@ -290,11 +286,10 @@ export class LocalTrainer {
       if (step % saveSteps === 0 && step < totalSteps) await save();
     }
     await save();
-    let adapterPath: string | undefined;
+    let finalAdapter: string | undefined;
     if (options.outputDir !== undefined && !aborted) {
-      adapterPath = join(options.outputDir, "adapter");
-      await rm(adapterPath, { recursive: true, force: true });
-      await writeFolderAtomically(adapterPath, (temporary) => model.saveAdapter(temporary));
+      finalAdapter = adapterPath(options.outputDir);
+      await writeFolderAtomically(finalAdapter, (temporary) => model.saveAdapter(temporary));
     }
     const summary: RunSummary = {
       steps: step,
@@ -302,7 +297,7 @@ export class LocalTrainer {
       finalLoss,
       tokens: tokensSeen,
       seconds: (performance.now() - started) / 1000,
-      adapterPath,
+      adapterPath: finalAdapter,
       checkpoints,
       ...(lastEval !== undefined
         ? {
@@ -419,30 +414,8 @@ function shuffled(n: number, seed: number): number[] {
   return order;
 }
 
-async function latestCheckpoint(outputDir: string | undefined): Promise<string | undefined> {
+async function latestIn(outputDir: string | undefined): Promise<string | undefined> {
   if (outputDir === undefined)
     throw new ValidationError("bad_option", 'resumeFrom: "latest" needs outputDir');
-  const names = await readdir(outputDir).catch(() => [] as string[]);
-  const steps = names
-    .map((name) => CHECKPOINT.exec(name))
-    .filter((match) => match !== null)
-    .map((match) => Number(match[1]));
-  return steps.length === 0 ? undefined : join(outputDir, `checkpoint-${Math.max(...steps)}`);
-}
-
-/** Fills a temporary folder beside `path`, then renames it into place (replacing an older one). */
-async function writeFolderAtomically(
-  path: string,
-  fill: (temporary: string) => Promise<void>,
-): Promise<void> {
-  const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  await mkdir(temporary, { recursive: true });
-  try {
-    await fill(temporary);
-    await rm(path, { recursive: true, force: true });
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { recursive: true, force: true });
-    throw error;
-  }
+  return latestCheckpoint(outputDir);
 }

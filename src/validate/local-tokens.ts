@@ -1,13 +1,7 @@
-/**
- * Token counts for the `local` target: the model's own tokenizer and chat template, each example
- * tokenized exactly as the local trainer will (src/local/tokenize.ts), the context limit from its
- * config.json. Needs only the model's metadata files, never its weights or the native engine.
- */
-import { stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { ModelFormatError } from "../core/errors.js";
-import { HUB_ID, type HubAccessOptions } from "../core/hub.js";
+import { join } from "node:path";
+import type { HubAccessOptions } from "../core/hub.js";
 import { readModelConfig } from "../engine/config.js";
+import { modelFolder } from "../engine/model-source.js";
 import { LocalTokenizer } from "../engine/tokenizer.js";
 import { TRAIN_DEFAULTS } from "../local/defaults.js";
 import { learnedTokens, tokenizeExample, tokenizeExamples } from "../local/tokenize.js";
@@ -57,19 +51,7 @@ export async function localModelTokens(
   options: HubAccessOptions & { trainOn?: "assistant" | "all" } = {},
 ): Promise<LocalModelTokens> {
   const { trainOn, ...hub } = options;
-  const folder = await stat(model).catch(() => undefined);
-  let dir: string;
-  if (folder?.isDirectory()) dir = resolve(model);
-  else if (HUB_ID.test(model)) {
-    const { downloadModel } = await import("../engine/hub.js");
-    dir = await downloadModel(model, { ...hub, weights: false });
-  } else {
-    throw new ModelFormatError(
-      "missing_file",
-      "no model folder here (the local target takes a model folder or a Hugging Face Hub id)",
-      { location: { file: resolve(model) } },
-    );
-  }
+  const dir = await modelFolder(model, { ...hub, weights: false });
   const config = await readModelConfig(join(dir, "config.json"));
   const tokenizer = await LocalTokenizer.fromFolder(dir);
   const { warnings } = await tokenizeExamples([], tokenizer, { maxSeqLength: config.maxPositionEmbeddings });

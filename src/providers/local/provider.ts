@@ -9,9 +9,11 @@ import { readdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { DataFormatError, NotFoundError, TunekitError, ValidationError } from "../../core/errors.js";
-import { HUB_ID } from "../../core/hub.js";
+import { writeFileAtomically } from "../../core/files.js";
 import { Dataset } from "../../data/dataset.js";
 import type { LoraOptions } from "../../engine/lora.js";
+import { modelReference } from "../../engine/model-source.js";
+import { isCheckpoint, latestCheckpoint } from "../../local/run-folder.js";
 import { LocalTrainer, type TrainOptions } from "../../local/trainer.js";
 import type { TrainingRun, TrainingRunEvent } from "../../local/training-run.js";
 import {
@@ -30,7 +32,6 @@ import {
   type UploadedFile,
   type UploadRequest,
 } from "../spec.js";
-import { writeFileAtomically } from "./atomic-write.js";
 import { LocalChatModels } from "./chat.js";
 import {
   type JobRecord,
@@ -58,7 +59,6 @@ export interface LocalProviderOptions {
 
 const JOB_ID = /^ftjob-local-[0-9a-z]+$/;
 const FILE_ID = /^file-local-[0-9a-f]+$/;
-const CHECKPOINT = /^checkpoint-(\d+)$/;
 const DEFAULT_PAGE = 20;
 
 /** A job this process trains (or has queued). Its record in memory is the truth; the file follows. */
@@ -560,7 +560,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
       return checkpoint;
     }
     const folder = resolve(resumeFrom);
-    if (!(await stat(join(folder, "trainer_state.json")).catch(() => undefined)))
+    if (!(await isCheckpoint(folder)))
       throw invalid(
         `${folder} is not a checkpoint folder (no trainer_state.json): pass a job id or a checkpoint-N folder`,
         "providerOptions.resumeFrom",
@@ -667,34 +667,8 @@ function checkJobId(jobId: unknown): string {
 
 /** An absolute model folder (with config.json), or a Hub id to download (or find in the cache). */
 async function resolveModel(model: unknown): Promise<string> {
-  if (typeof model !== "string" || model.trim() === "")
-    throw invalid("a job needs a model: a Hugging Face model folder or a Hub id (owner/name)", "model");
-  const folder = await stat(model).catch(() => undefined);
-  if (folder?.isDirectory()) {
-    const path = resolve(model);
-    if (!(await stat(join(path, "config.json")).catch(() => undefined)))
-      throw invalid(
-        `${path} has no config.json: not a Hugging Face model folder`,
-        "model",
-        "model_not_found",
-      );
-    return path;
-  }
-  if (HUB_ID.test(model)) return model;
-  throw invalid(
-    `no model folder at ${resolve(model)}, and "${model}" is not a Hugging Face id (owner/name)`,
-    "model",
-    "model_not_found",
-  );
-}
-
-async function latestCheckpoint(jobDir: string): Promise<string | undefined> {
-  const names = await readdir(jobDir).catch(() => [] as string[]);
-  const steps = names.flatMap((name) => {
-    const match = CHECKPOINT.exec(name);
-    return match ? [Number(match[1])] : [];
-  });
-  return steps.length === 0 ? undefined : join(jobDir, `checkpoint-${Math.max(...steps)}`);
+  const reference = await modelReference(model);
+  return reference.kind === "folder" ? reference.path : reference.id;
 }
 
 /** Whether a process of this host is alive (EPERM: alive, but another user's). */

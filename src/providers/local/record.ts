@@ -7,8 +7,8 @@
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import { DataFormatError } from "../../core/errors.js";
+import { writeFileAtomically } from "../../core/files.js";
 import type { Checkpoint, JobError, JobInfo, JobMetrics, JobStatus, ProviderEvent } from "../spec.js";
-import { writeFileAtomically } from "./atomic-write.js";
 import { loadSettingsSchema, trainSettingsSchema } from "./settings.js";
 
 export const PROVIDER = "local";
