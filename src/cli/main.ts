@@ -128,7 +128,7 @@ export async function run(argv: string[], io: CliIO = processIO): Promise<number
     if (TunekitError.isInstance(error)) {
       io.stderr(`tunekit: ${error.message}\n`);
       // A file that cannot be opened at all is the caller's mistake, like a bad flag.
-      return ["file_not_found", "not_a_file", "unknown_file_type", "invalid_option"].includes(error.code)
+      return ["file_not_found", "not_a_file", "unknown_file_type", "invalid_argument"].includes(error.code)
         ? 2
         : 1;
     }

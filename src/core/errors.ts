@@ -5,6 +5,146 @@
 
 const BRAND = Symbol.for("tunekit.error");
 
+/**
+ * A problem found in data, the word a validation report's `Problem.code` holds. Iterating a `Dataset`
+ * throws the first error among a record's problems as a `DataFormatError` with that code.
+ */
+export type ProblemCode =
+  // Reading a file
+  | "blank_line"
+  | "empty_file"
+  | "file_too_large"
+  | "invalid_csv"
+  | "invalid_json"
+  | "invalid_parquet"
+  | "invalid_utf8"
+  | "line_too_long"
+  | "too_deep"
+  // Reading a record
+  | "data_type"
+  | "ignored_key"
+  | "invalid_record"
+  | "mixed_formats"
+  | "unknown_format"
+  | "unsupported_conversion"
+  // Messages, tools and preference pairs
+  | "empty_content"
+  | "example_missing_assistant_message"
+  | "identical_outputs"
+  | "ignored_images"
+  | "invalid_name"
+  | "invalid_preference_output"
+  | "invalid_tool_calls"
+  | "invalid_tools"
+  | "invalid_weight"
+  | "message_missing_key"
+  | "message_unrecognized_key"
+  | "missing_content"
+  | "missing_input"
+  | "missing_messages_list"
+  | "missing_tool_call_id"
+  | "no_trained_messages"
+  | "parallel_tool_calls"
+  | "preference_input_ends_with_assistant"
+  | "roles_not_alternating"
+  | "unknown_tool_call_id"
+  | "unrecognized_key"
+  | "unrecognized_role"
+  // What a target takes
+  | "chat_template"
+  | "chat_template_error"
+  | "example_too_long"
+  | "function_call"
+  | "no_trained_tokens"
+  | "too_few_examples"
+  | "unknown_model"
+  | "unsupported_format";
+
+/**
+ * Every code a `TunekitError` can carry: stable words that programs switch on (and that `tunekit
+ * serve` maps to HTTP statuses); messages are for people and may change. The native engine's errors
+ * arrive with their code set by the engine (native/src/util/error.h lists the same words).
+ */
+export type ErrorCode =
+  | ProblemCode
+  // The caller's mistakes: a bad argument, option or request, or a call at the wrong time
+  | "invalid_argument"
+  | "token_out_of_range"
+  | "context_length_exceeded"
+  | "no_adapter"
+  | "no_examples"
+  | "no_chat_template"
+  | "busy"
+  | "disposed"
+  | "exists"
+  | "not_owner"
+  | "unsupported"
+  | "unsupported_method"
+  | "aborted"
+  // Files, URLs and the Hugging Face Hub
+  | "file_not_found"
+  | "not_a_file"
+  | "unknown_file_type"
+  | "read_failed"
+  | "write_failed"
+  | "fetch_failed"
+  | "http_error"
+  | "invalid_dataset"
+  | "hub_bad_card"
+  | "hub_bad_index"
+  | "hub_config_not_found"
+  | "hub_config_required"
+  | "hub_error"
+  | "hub_gated"
+  | "hub_missing_shard"
+  | "hub_no_data_files"
+  | "hub_no_safetensors"
+  | "hub_not_a_model"
+  | "hub_not_cached"
+  | "hub_not_found"
+  | "hub_split_not_found"
+  | "hub_unauthorized"
+  | "hub_unreachable"
+  // Model, tokenizer and adapter files
+  | "bad_config"
+  | "bad_safetensors"
+  | "bad_tokenizer"
+  | "bad_adapter"
+  | "bad_training_state"
+  | "missing_tensor"
+  | "shape_mismatch"
+  | "unsupported_architecture"
+  | "unsupported_dtype"
+  | "unsupported_adapter"
+  // The native engine
+  | "engine_unavailable"
+  | "engine_failed"
+  | "unsupported_cpu"
+  | "out_of_memory"
+  // Providers' APIs (ProviderError)
+  | "bad_request"
+  | "authentication"
+  | "missing_api_key"
+  | "permission_denied"
+  | "not_found"
+  | "conflict"
+  | "rate_limited"
+  | "server_error"
+  | "api_error"
+  | "client_error"
+  | "invalid_response"
+  | "connection_failed"
+  | "timeout"
+  | "file_processing_timeout"
+  | "file_rejected"
+  | "bad_upload"
+  | "bad_result_file"
+  | "bad_job_record"
+  // Fine-tuning jobs
+  | "fine_tune_failed"
+  | "fine_tune_cancelled"
+  | "watch_stopped";
+
 /** Where in an input a problem was found. Every part is optional; the more the better. */
 export interface SourceLocation {
   /** File path or URL. */
@@ -31,10 +171,10 @@ export function formatLocation(location: SourceLocation | undefined): string {
 
 /** The root of every error tunekit throws. */
 export class TunekitError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly location: SourceLocation | undefined;
 
-  constructor(code: string, message: string, options: TunekitErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: TunekitErrorOptions = {}) {
     const where = formatLocation(options.location);
     super(
       where ? `${where}: ${message}` : message,
@@ -66,7 +206,7 @@ export class SourceError extends TunekitError {
   /** HTTP status, when the source answered with one. */
   readonly status: number | undefined;
 
-  constructor(code: string, message: string, options: TunekitErrorOptions & { status?: number } = {}) {
+  constructor(code: ErrorCode, message: string, options: TunekitErrorOptions & { status?: number } = {}) {
     super(code, message, options);
     this.status = options.status;
   }
@@ -90,7 +230,7 @@ export class ProviderError extends TunekitError {
   readonly status: number | undefined;
   readonly requestId: string | undefined;
 
-  constructor(code: string, message: string, options: ProviderErrorOptions) {
+  constructor(code: ErrorCode, message: string, options: ProviderErrorOptions) {
     super(code, `${options.provider}: ${message}`, options);
     this.provider = options.provider;
     this.status = options.status;
@@ -142,7 +282,10 @@ export class FineTuneFailedError extends TunekitError {
 export class ModelFormatError extends TunekitError {}
 
 /**
- * The native engine: not built for this platform (`engine_unavailable`), a disposed model
- * (`disposed`), bad input to a native call (`bad_input`), or a failure inside it (`engine_failed`).
+ * The native engine: not built for this platform (`engine_unavailable`), asked for kernels this CPU
+ * lacks (`unsupported_cpu`), out of memory (`out_of_memory`), or a failure inside it (`engine_failed`).
  */
 export class EngineError extends TunekitError {}
+
+/** A call on an object after its `dispose()` (a LocalModel, a LocalTrainer, a provider); code `disposed`. */
+export class DisposedError extends TunekitError {}

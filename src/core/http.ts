@@ -72,7 +72,10 @@ export const sleep: Sleep = (ms, signal) =>
 export async function request(options: HttpRequest): Promise<Response> {
   const maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
   if (!Number.isInteger(maxRetries) || maxRetries < 0) {
-    throw new ValidationError("invalid_option", `maxRetries must be a whole number >= 0, got ${maxRetries}`);
+    throw new ValidationError(
+      "invalid_argument",
+      `maxRetries must be a whole number >= 0, got ${maxRetries}`,
+    );
   }
   const wait = options.sleep ?? sleep;
   const accept = options.expectStatus ?? ((status: number) => status >= 200 && status < 300);
@@ -175,13 +178,27 @@ export async function requestJson<S extends z.ZodType>(
   return parsed.data;
 }
 
-/** Whether a status is worth another try: the OpenAI SDK's rule, `x-should-retry` first. */
+/**
+ * The statuses worth another try, the OpenAI SDK's rule and the only one in tunekit: 408 (timeout),
+ * 409 (conflict, often a lock), 429 (rate limit) and every 5xx.
+ */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+/** Whether a failed call is worth another try: no answer came, or the answer's status is retryable. */
+export function isRetryableError(error: unknown): boolean {
+  if (error instanceof ConnectionError) return true;
+  if (!(error instanceof ProviderError)) return false;
+  return error.status === undefined || isRetryableStatus(error.status);
+}
+
+/** Whether a response is worth another try: the server's `x-should-retry` first, then the status. */
 function shouldRetry(response: Response): boolean {
   const hint = response.headers.get("x-should-retry");
   if (hint === "true") return true;
   if (hint === "false") return false;
-  const status = response.status;
-  return status === 408 || status === 409 || status === 429 || status >= 500;
+  return isRetryableStatus(response.status);
 }
 
 /** What the server asked for when it is under a minute, else the exponential backoff. */

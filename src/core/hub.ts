@@ -8,7 +8,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { downloadFileToCacheDir, HubApiError, listFiles } from "@huggingface/hub";
-import { SourceError, ValidationError } from "./errors.js";
+import { type ErrorCode, SourceError, ValidationError } from "./errors.js";
 import { writeFileAtomically } from "./files.js";
 
 /** What a Hub repository holds; it decides the cache folder (`datasets--…`, `models--…`) and the URLs. */
@@ -66,7 +66,7 @@ export interface RepoFile {
 /** Why the cache answers instead of the Hub. */
 export interface CacheFallback {
   /** `hub_not_cached` when HF_HUB_OFFLINE is set, `hub_unreachable` when the Hub did not answer. */
-  code: string;
+  code: "hub_not_cached" | "hub_unreachable";
   reason: string;
   cause?: unknown;
 }
@@ -109,14 +109,14 @@ export function resolveHubRepo(
 ): HubRepo {
   if (typeof name !== "string" || !REPO.test(name) || name.includes("--") || name.includes("..")) {
     throw new ValidationError(
-      "invalid_repo",
+      "invalid_argument",
       `the ${type} must be given as "owner/name" (like "${EXAMPLE_REPO[type]}"), got ${JSON.stringify(name)}`,
     );
   }
   const revision = optionalString(options.revision, "revision") ?? "main";
   if (!/^[\w.\-/]+$/.test(revision) || !isRelativePath(revision)) {
     throw new ValidationError(
-      "invalid_option",
+      "invalid_argument",
       `revision must be a branch, tag or commit, got "${revision}"`,
     );
   }
@@ -125,10 +125,10 @@ export function resolveHubRepo(
     optionalString(options.hubUrl, "hubUrl") ?? envValue(env, "HF_ENDPOINT") ?? DEFAULT_HUB_URL,
   );
   if (options.fetch !== undefined && typeof options.fetch !== "function") {
-    throw new ValidationError("invalid_option", "fetch must be a function");
+    throw new ValidationError("invalid_argument", "fetch must be a function");
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new ValidationError("invalid_option", "signal must be an AbortSignal");
+    throw new ValidationError("invalid_argument", "signal must be an AbortSignal");
   }
   const offline = ["1", "ON", "YES", "TRUE"].includes((envValue(env, "HF_HUB_OFFLINE") ?? "").toUpperCase());
   return {
@@ -149,7 +149,7 @@ export function resolveHubRepo(
 export function optionalString(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "string" || value.trim() === "") {
-    throw new ValidationError("invalid_option", `${name} must be a non-empty string`);
+    throw new ValidationError("invalid_argument", `${name} must be a non-empty string`);
   }
   return value;
 }
@@ -184,10 +184,10 @@ function parseHubUrl(value: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new ValidationError("invalid_option", `hubUrl must be an http(s) URL, got "${value}"`);
+    throw new ValidationError("invalid_argument", `hubUrl must be an http(s) URL, got "${value}"`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new ValidationError("invalid_option", `hubUrl must be an http(s) URL, got "${value}"`);
+    throw new ValidationError("invalid_argument", `hubUrl must be an http(s) URL, got "${value}"`);
   }
   return value.replace(/\/+$/, "");
 }
@@ -204,7 +204,7 @@ export function resolveToken(option: unknown, env: NodeJS.ProcessEnv): string | 
   // The Hub library refuses other tokens with a TypeError; say so here, without echoing the token.
   if (typeof token !== "string" || !token.trim().startsWith("hf_")) {
     throw new ValidationError(
-      "invalid_option",
+      "invalid_argument",
       `${source} must be a Hugging Face access token (it starts with "hf_")`,
     );
   }
@@ -414,7 +414,7 @@ function hubFailure(error: unknown, session: HubSession, path?: string): SourceE
   const errorCode = trace.failure && trace.failure.status === status ? trace.failure.errorCode : null;
   const page = repoPage(repo);
   const useToken = "set HF_TOKEN or pass accessToken";
-  let code: string;
+  let code: ErrorCode;
   let message: string;
   if (errorCode === "GatedRepo" || (status === 403 && !errorCode?.endsWith("NotFound"))) {
     code = "hub_gated";

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { datasetInfo } from "@huggingface/hub";
 import { z } from "zod";
-import { SourceError, ValidationError } from "../core/errors.js";
+import { type ErrorCode, SourceError, ValidationError } from "../core/errors.js";
 import {
   type CacheFallback,
   cachedSnapshot,
@@ -100,7 +100,7 @@ interface DatasetChoice {
   config: string | undefined;
 }
 
-type Problem = { problem: { code: string; message: string } };
+type Problem = { problem: { code: ErrorCode; message: string } };
 type Selection = { files: string[] } | Problem;
 type Layout = { splits: Map<string, string[]>; where: string; patterns?: Map<string, string[]> } | Problem;
 
@@ -149,14 +149,14 @@ function resolveChoice(options: HubOptions): DatasetChoice {
   if (!new RegExp(`^${SPLIT_NAME}$`).test(split)) {
     const hint = split.includes("[") ? "; slicing a split is not supported, use take() on the dataset" : "";
     throw new ValidationError(
-      "invalid_option",
+      "invalid_argument",
       `split must be a split name like "train", got "${split}"${hint}`,
     );
   }
   const config = optionalString(options.config, "config");
   if (config !== undefined && !isRelativePath(config)) {
     throw new ValidationError(
-      "invalid_option",
+      "invalid_argument",
       `config must be a config name or a folder of the dataset, got "${config}"`,
     );
   }
@@ -368,7 +368,7 @@ function bySplit(a: string, b: string): number {
   return rank(a) - rank(b) || byPath(a, b);
 }
 
-function problem(code: string, message: string): Problem {
+function problem(code: ErrorCode, message: string): Problem {
   return { problem: { code, message } };
 }
 

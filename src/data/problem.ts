@@ -1,11 +1,11 @@
-import type { SourceLocation } from "../core/errors.js";
+import type { ProblemCode, SourceLocation } from "../core/errors.js";
 
 export type Severity = "error" | "warning";
 
 /** One thing wrong with an input, with where it is. Reports list these; they are never thrown. */
 export interface Problem {
   /** Stable, snake_case: `invalid_json`, `missing_content`, `example_too_long`, … */
-  code: string;
+  code: ProblemCode;
   message: string;
   severity: Severity;
   file?: string;
@@ -18,7 +18,7 @@ export interface Problem {
 /** Builds a problem, leaving out the location parts that are unknown (exactOptionalPropertyTypes). */
 export function problem(
   severity: Severity,
-  code: string,
+  code: ProblemCode,
   message: string,
   location: SourceLocation = {},
   path?: string,

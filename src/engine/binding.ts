@@ -7,7 +7,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { EngineError } from "../core/errors.js";
+import {
+  DisposedError,
+  EngineError,
+  type ErrorCode,
+  ModelFormatError,
+  type SourceLocation,
+  TunekitError,
+  ValidationError,
+} from "../core/errors.js";
 
 export type NativeDType = "F32" | "F16" | "BF16";
 export type KernelPath = "scalar" | "avx2" | "avx512";
@@ -170,6 +178,8 @@ export interface NativeNF4 {
 }
 
 export interface NativeBinding {
+  /** Every code the engine's errors carry (native/src/util/error.h). */
+  errorCodes: string[];
   loadModel(spec: NativeLoadSpec): Promise<NativeModel>;
   CancelToken: new () => NativeCancelToken;
   cpuFeatures(): { avx2: boolean; avx512: boolean };
@@ -253,5 +263,64 @@ export function kernelPathFromEnv(env: NodeJS.ProcessEnv = process.env): KernelP
   const value = env.TUNEKIT_CPU?.trim().toLowerCase();
   if (!value) return "";
   if (value === "scalar" || value === "avx2" || value === "avx512") return value;
-  throw new EngineError("bad_input", `TUNEKIT_CPU must be scalar, avx2 or avx512, not "${env.TUNEKIT_CPU}"`);
+  throw new ValidationError(
+    "invalid_argument",
+    `TUNEKIT_CPU must be scalar, avx2 or avx512, not "${env.TUNEKIT_CPU}"`,
+  );
+}
+
+/** The codes the engine sets on its errors (`error.code`), each an `ErrorCode`, and the class it means. */
+const NATIVE_ERRORS = {
+  invalid_argument: ValidationError,
+  token_out_of_range: ValidationError,
+  context_length_exceeded: ValidationError,
+  no_adapter: ValidationError,
+  shape_mismatch: ModelFormatError,
+  missing_tensor: ModelFormatError,
+  bad_safetensors: ModelFormatError,
+  bad_config: ModelFormatError,
+  bad_training_state: ModelFormatError,
+  file_not_found: ModelFormatError,
+  read_failed: ModelFormatError,
+  disposed: DisposedError,
+  unsupported_cpu: EngineError,
+  out_of_memory: EngineError,
+  engine_failed: EngineError,
+} satisfies Partial<Record<ErrorCode, typeof TunekitError>>;
+
+export type NativeErrorCode = keyof typeof NATIVE_ERRORS;
+
+/** Whether `code` is one the engine sets. */
+export function isNativeErrorCode(code: unknown): code is NativeErrorCode {
+  return typeof code === "string" && Object.hasOwn(NATIVE_ERRORS, code);
+}
+
+/**
+ * What the engine threw or rejected with, as the tunekit error of the code the engine set on it (a
+ * tunekit error passes through). An error without a known code is the engine's own failure.
+ */
+export function fromNative(error: unknown, location?: SourceLocation): unknown {
+  if (TunekitError.isInstance(error)) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  const known = isNativeErrorCode(code) ? code : "engine_failed";
+  return new NATIVE_ERRORS[known](known, message, { cause: error, ...(location ? { location } : {}) });
+}
+
+/** Runs a call into the engine (sync or async), turning what it throws into tunekit errors. */
+export async function callNative<T>(body: () => T | Promise<T>, location?: SourceLocation): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw fromNative(error, location);
+  }
+}
+
+/** `callNative` for the engine's synchronous calls. */
+export function callNativeSync<T>(body: () => T, location?: SourceLocation): T {
+  try {
+    return body();
+  } catch (error) {
+    throw fromNative(error, location);
+  }
 }

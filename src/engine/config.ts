@@ -136,7 +136,7 @@ export async function readModelConfig(file: string): Promise<ModelConfig> {
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    throw new ModelFormatError("missing_file", "no config.json in the model folder", {
+    throw new ModelFormatError("file_not_found", "no config.json in the model folder", {
       location: { file },
       cause: error,
     });

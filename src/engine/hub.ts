@@ -64,7 +64,7 @@ const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) });
  */
 export async function downloadModel(repo: string, options: ModelHubOptions = {}): Promise<string> {
   if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
-    throw new ValidationError("invalid_option", "onProgress must be a function");
+    throw new ValidationError("invalid_argument", "onProgress must be a function");
   }
   const hub = resolveHubRepo("model", repo, options, process.env);
   const connection = await listOrFallback(hub, listRevision);

@@ -5,9 +5,12 @@
 import { randomInt } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { EngineError, ModelFormatError, ValidationError } from "../core/errors.js";
+import { DisposedError, ModelFormatError, ValidationError } from "../core/errors.js";
 import { writeJsonAtomically } from "../core/files.js";
 import {
+  callNative,
+  callNativeSync,
+  fromNative,
   type KernelPath,
   kernelPathFromEnv,
   loadBinding,
@@ -239,11 +242,11 @@ export class LocalModel {
     const quantization = options.quantization ?? "none";
     if (quantization !== "none" && quantization !== "nf4")
       throw new ValidationError(
-        "bad_option",
+        "invalid_argument",
         `quantization must be "none" or "nf4", not ${JSON.stringify(quantization)}`,
       );
     if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads > 0))
-      throw new ValidationError("bad_option", "threads must be a positive integer");
+      throw new ValidationError("invalid_argument", "threads must be a positive integer");
     const path = await modelFolder(pathOrHubId, {
       ...(options.revision !== undefined ? { revision: options.revision } : {}),
       ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
@@ -303,15 +306,7 @@ export class LocalModel {
         },
       });
     } catch (error) {
-      const message = (error as Error).message;
-      const code = /^missing tensor/.test(message)
-        ? "missing_tensor"
-        : / has shape /.test(message)
-          ? "shape_mismatch"
-          : /TUNEKIT_CPU/.test(message)
-            ? "bad_input"
-            : "bad_safetensors";
-      throw new ModelFormatError(code, message, { location: { file: dir }, cause: error });
+      throw fromNative(error, { file: dir });
     }
     options.onProgress?.({ type: "load-done", path: dir, seconds: (performance.now() - started) / 1000 });
     return new LocalModel(dir, config, tokenizer, quantization, native, defaults);
@@ -323,7 +318,7 @@ export class LocalModel {
   }
 
   #live(): NativeModel {
-    if (!this.#native) throw new EngineError("disposed", "this LocalModel has been disposed");
+    if (!this.#native) throw new DisposedError("disposed", "this LocalModel has been disposed");
     return this.#native;
   }
 
@@ -333,7 +328,7 @@ export class LocalModel {
       const id = values[i] as number;
       if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize)
         throw new ValidationError(
-          "bad_input",
+          "token_out_of_range",
           `${what}[${i}] = ${id} is not a token id in [0, ${this.config.vocabSize})`,
         );
     }
@@ -345,7 +340,7 @@ export class LocalModel {
     if (typeof input === "string") return this.tokenizer.encode(input);
     if (Array.isArray(input)) return this.tokenizer.encodeChat(input, { addGenerationPrompt: true });
     if (input && typeof input === "object" && "inputIds" in input) return Array.from(input.inputIds);
-    throw new ValidationError("bad_input", "input must be a string, chat messages or { inputIds }");
+    throw new ValidationError("invalid_argument", "input must be a string, chat messages or { inputIds }");
   }
 
   /**
@@ -372,7 +367,7 @@ export class LocalModel {
     const target = labels === undefined ? ids : Int32Array.from(labels);
     if (target.length !== ids.length)
       throw new ValidationError(
-        "bad_input",
+        "invalid_argument",
         `labels has ${target.length} entries for ${ids.length} input ids`,
       );
     const lengths =
@@ -451,7 +446,7 @@ export class LocalModel {
    */
   async generateBatch(inputs: GenerateInput[], options: GenerateOptions = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs) || inputs.length === 0)
-      throw new ValidationError("bad_input", "generateBatch needs a non-empty array of inputs");
+      throw new ValidationError("invalid_argument", "generateBatch needs a non-empty array of inputs");
     const collected = inputs.map(() => ({ text: "", tokenIds: [] as number[] }));
     const results = await this.#runBatch(inputs, options, (index, chunk) => {
       const entry = collected[index] as (typeof collected)[number];
@@ -487,7 +482,7 @@ export class LocalModel {
     const native = this.#live();
     const prompts = inputs.map((input, index) => {
       const ids = this.#ids(this.encodeInput(input), inputs.length > 1 ? `inputs[${index}]` : "inputIds");
-      if (ids.length === 0) throw new ValidationError("bad_input", "the prompt has no tokens");
+      if (ids.length === 0) throw new ValidationError("invalid_argument", "the prompt has no tokens");
       return ids;
     });
     const sampling = this.#sampling(options);
@@ -558,14 +553,14 @@ export class LocalModel {
     const topK = options.topK ?? defaults.topK;
     const topP = options.topP ?? defaults.topP;
     if (!(Number.isInteger(maxTokens) && maxTokens >= 0))
-      throw new ValidationError("bad_option", "maxTokens must be an integer >= 0");
-    if (!(temperature >= 0)) throw new ValidationError("bad_option", "temperature must be >= 0");
+      throw new ValidationError("invalid_argument", "maxTokens must be an integer >= 0");
+    if (!(temperature >= 0)) throw new ValidationError("invalid_argument", "temperature must be >= 0");
     if (!(Number.isInteger(topK) && topK >= 0))
-      throw new ValidationError("bad_option", "topK must be an integer >= 0");
-    if (!(topP > 0 && topP <= 1)) throw new ValidationError("bad_option", "topP must be in (0, 1]");
+      throw new ValidationError("invalid_argument", "topK must be an integer >= 0");
+    if (!(topP > 0 && topP <= 1)) throw new ValidationError("invalid_argument", "topP must be in (0, 1]");
     const seed = options.seed ?? randomInt(2 ** 47);
     if (!(Number.isSafeInteger(seed) && seed >= 0))
-      throw new ValidationError("bad_option", "seed must be an integer >= 0");
+      throw new ValidationError("invalid_argument", "seed must be an integer >= 0");
     const stopTokens = this.#ids(options.stopTokens ?? defaults.eosTokenIds, "stopTokens");
     return {
       maxTokens,
@@ -579,19 +574,9 @@ export class LocalModel {
     };
   }
 
-  /** Native errors become tunekit errors: bad input is the caller's, anything else the engine's. */
-  async #call<T>(body: () => Promise<T>): Promise<T> {
-    try {
-      return await body();
-    } catch (error) {
-      if (error instanceof EngineError || error instanceof ValidationError) throw error;
-      const message = (error as Error).message ?? String(error);
-      const input =
-        error instanceof TypeError ||
-        error instanceof RangeError ||
-        /outside the vocabulary|exceed|label/.test(message);
-      throw new EngineError(input ? "bad_input" : "engine_failed", message, { cause: error });
-    }
+  /** A call into the engine; its errors arrive as tunekit errors of the codes the engine set. */
+  #call<T>(body: () => T | Promise<T>): Promise<T> {
+    return callNative(body);
   }
 
   // ---- LoRA -------------------------------------------------------------------------------------
@@ -626,7 +611,9 @@ export class LocalModel {
   attachLora(options: LoraOptions = {}): LoraConfig {
     const config = loraConfig(options);
     const native = this.#live();
-    native.setLora(initLora(config, this.config.numLayers, this.#shapeOf, options.seed ?? 0));
+    callNativeSync(() =>
+      native.setLora(initLora(config, this.config.numLayers, this.#shapeOf, options.seed ?? 0)),
+    );
     native.seedDropout(options.seed ?? 0);
     this.#lora = config;
     return config;
@@ -660,15 +647,15 @@ export class LocalModel {
     const entries = weights instanceof Map ? [...weights] : Object.entries(weights);
     for (const [key, values] of entries) {
       const target = byKey.get(key);
-      if (!target) throw new ValidationError("bad_input", `no adapter tensor ${key}`);
+      if (!target) throw new ValidationError("invalid_argument", `no adapter tensor ${key}`);
       if (!(values instanceof Float32Array) || values.length !== target.module[target.matrix].length)
         throw new ValidationError(
-          "bad_input",
+          "invalid_argument",
           `${key} needs a Float32Array of ${target.module[target.matrix].length} values`,
         );
       target.module[target.matrix] = values;
     }
-    native.setLora(modules);
+    callNativeSync(() => native.setLora(modules));
   }
 
   /**
@@ -701,7 +688,7 @@ export class LocalModel {
     const labels = Int32Array.from(batch.labels);
     if (labels.length !== ids.length)
       throw new ValidationError(
-        "bad_input",
+        "invalid_argument",
         `labels has ${labels.length} entries for ${ids.length} input ids`,
       );
     return [ids, labels, Int32Array.from(batch.sequenceLengths ?? [ids.length])];
@@ -737,7 +724,7 @@ export class LocalModel {
     };
     for (const [name, value] of Object.entries(values))
       if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
-        throw new ValidationError("bad_option", `${name} must be a number >= 0`);
+        throw new ValidationError("invalid_argument", `${name} must be a number >= 0`);
     if (!this.#lora)
       throw new ValidationError("no_adapter", "no LoRA adapter is attached (attachLora or loadAdapter)");
     return this.#call(() => this.#live().optimizerStep(values));
@@ -807,13 +794,15 @@ export class LocalModel {
           expAvgSqB: tensor(`${b}.exp_avg_sq`),
         };
       });
+    const native = this.#live();
     try {
-      this.#live().setOptimizerState({
+      native.setOptimizerState({
         step: json.step as number,
         random: json.dropoutRandom as string[],
         moments,
       });
     } catch (error) {
+      // Whatever the engine refuses here (a moment's size, the generator's words) is the file's fault.
       throw new ModelFormatError("bad_training_state", (error as Error).message, {
         location: { file },
         cause: error,
@@ -836,7 +825,7 @@ export class LocalModel {
   /** Loads a PEFT LoRA adapter folder (written by tunekit or by PEFT), replacing any adapter. */
   async loadAdapter(dir: string): Promise<LoraConfig> {
     const { config, modules } = await readAdapter(dir, this.config.numLayers, this.#shapeOf);
-    this.#live().setLora(modules);
+    callNativeSync(() => this.#live().setLora(modules), { file: dir });
     this.#lora = config;
     return config;
   }

@@ -119,20 +119,20 @@ export function loraConfig(options: LoraOptions = {}): LoraConfig {
   const alpha = options.alpha ?? LORA_DEFAULTS.alpha;
   const dropout = options.dropout ?? LORA_DEFAULTS.dropout;
   if (!Number.isInteger(r) || r < 1)
-    throw new ValidationError("bad_option", "lora r must be an integer >= 1");
+    throw new ValidationError("invalid_argument", "lora r must be an integer >= 1");
   if (!(Number.isFinite(alpha) && alpha > 0))
-    throw new ValidationError("bad_option", "lora alpha must be > 0");
+    throw new ValidationError("invalid_argument", "lora alpha must be > 0");
   if (!(dropout >= 0 && dropout < 1))
-    throw new ValidationError("bad_option", "lora dropout must be in [0, 1)");
+    throw new ValidationError("invalid_argument", "lora dropout must be in [0, 1)");
   const targets = options.targetModules ?? "all-linear";
   const targetModules = targets === "all-linear" ? [...PROJECTIONS] : [...new Set(targets)];
   for (const target of targetModules)
     if (!(PROJECTIONS as readonly string[]).includes(target))
       throw new ValidationError(
-        "bad_option",
+        "invalid_argument",
         `unknown target module "${target}" (${PROJECTIONS.join(", ")})`,
       );
-  if (targetModules.length === 0) throw new ValidationError("bad_option", "targetModules is empty");
+  if (targetModules.length === 0) throw new ValidationError("invalid_argument", "targetModules is empty");
   return {
     r,
     alpha,

@@ -41,7 +41,7 @@ export function parseSize(size: number | string): number {
     typeof size === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$/i.exec(size) : null;
   if (!match)
     throw new ValidationError(
-      "bad_option",
+      "invalid_argument",
       `maxShardSize must be bytes or like "2GB", not ${JSON.stringify(size)}`,
     );
   const units: Record<string, number> = {
@@ -66,7 +66,7 @@ export async function mergeAndSave(
   const target = DTYPES[options.dtype ?? "bf16"];
   if (!target)
     throw new ValidationError(
-      "bad_option",
+      "invalid_argument",
       `dtype must be bf16, f16 or f32, not ${JSON.stringify(options.dtype)}`,
     );
   const maxShard = parseSize(options.maxShardSize ?? "2GB");

@@ -24,21 +24,21 @@ export type ModelReference =
 export async function modelReference(model: unknown): Promise<ModelReference> {
   if (typeof model !== "string" || model.trim() === "")
     throw new ValidationError(
-      "invalid_option",
+      "invalid_argument",
       "the model must be a model folder or a Hugging Face Hub id (owner/name)",
     );
   const found = await stat(model).catch(() => undefined);
   if (found?.isDirectory()) {
     const path = resolve(model);
     if (!(await stat(join(path, "config.json")).catch(() => undefined))?.isFile())
-      throw new ModelFormatError("missing_file", "no config.json here: not a Hugging Face model folder", {
+      throw new ModelFormatError("file_not_found", "no config.json here: not a Hugging Face model folder", {
         location: { file: path },
       });
     return { kind: "folder", path };
   }
   if (found === undefined && HUB_ID.test(model)) return { kind: "hub", id: model };
   throw new ModelFormatError(
-    "missing_file",
+    "file_not_found",
     `no model folder here, and ${JSON.stringify(model)} is not a Hugging Face id (owner/name)`,
     { location: { file: resolve(model) } },
   );

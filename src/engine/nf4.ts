@@ -22,7 +22,7 @@ export function quantizeNF4(
   options: { blockSize?: number; doubleQuant?: boolean } = {},
 ): NF4Quantized {
   if (!(values instanceof Float32Array))
-    throw new ValidationError("bad_input", "values must be a Float32Array");
+    throw new ValidationError("invalid_argument", "values must be a Float32Array");
   return loadBinding().quantizeNF4(values, options.blockSize ?? 64, options.doubleQuant ?? false);
 }
 

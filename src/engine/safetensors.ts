@@ -59,7 +59,7 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
   try {
     size = (await stat(file)).size;
   } catch (error) {
-    throw new ModelFormatError("missing_file", "no such file", { location: { file }, cause: error });
+    throw new ModelFormatError("file_not_found", "no such file", { location: { file }, cause: error });
   }
   if (size < 8) fail(file, `the file has ${size} bytes, less than the 8-byte header length (truncated?)`);
   const handle = await open(file, "r");
@@ -218,7 +218,9 @@ export async function writeSafetensors(
     const tensor = tensors[name] as TensorData;
     const size = DTYPE_BYTES[tensor.dtype];
     if (size === undefined)
-      throw new ValidationError("bad_input", `unknown dtype ${tensor.dtype}`, { location: { path: name } });
+      throw new ValidationError("invalid_argument", `unknown dtype ${tensor.dtype}`, {
+        location: { path: name },
+      });
     const bytes =
       tensor.data instanceof Float32Array
         ? new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength)
@@ -226,7 +228,7 @@ export async function writeSafetensors(
     const expected = tensor.shape.reduce((product, dim) => product * dim, 1) * size;
     if (bytes.byteLength !== expected)
       throw new ValidationError(
-        "bad_input",
+        "invalid_argument",
         `${bytes.byteLength} bytes for shape [${tensor.shape}] in ${tensor.dtype}`,
         {
           location: { path: name },

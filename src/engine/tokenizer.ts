@@ -47,7 +47,7 @@ async function readJson(file: string, required: boolean): Promise<Record<string,
     text = await readFile(file, "utf8");
   } catch (error) {
     if (!required) return undefined;
-    throw new ModelFormatError("missing_file", "missing tokenizer file", {
+    throw new ModelFormatError("file_not_found", "missing tokenizer file", {
       location: { file },
       cause: error,
     });

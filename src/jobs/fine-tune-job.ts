@@ -1,12 +1,7 @@
 import { basename } from "node:path";
-import {
-  ConnectionError,
-  FineTuneFailedError,
-  ProviderError,
-  TunekitError,
-  ValidationError,
-} from "../core/errors.js";
+import { FineTuneFailedError, TunekitError, ValidationError } from "../core/errors.js";
 import { EventLog, sleep } from "../core/event-log.js";
+import { isRetryableError } from "../core/http.js";
 import { Dataset } from "../data/dataset.js";
 import type {
   CallOptions,
@@ -55,16 +50,6 @@ export interface CreateFineTuneJobOptions extends WatchOptions {
 export interface FineTuneResult extends JobInfo {
   /** Step metrics from the provider's result files, when it has them. */
   resultMetrics: JobMetrics[];
-}
-
-/** Failures worth polling again for: no answer, rate limits, server errors. */
-function isTransient(error: unknown): boolean {
-  if (error instanceof ConnectionError) return true;
-  if (error instanceof ProviderError) {
-    const status = error.status;
-    return status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
-  }
-  return false;
 }
 
 /**
@@ -351,7 +336,7 @@ export class FineTuneJob {
           interval = changed ? this.#pollInterval : Math.min(interval * 1.5, this.#maxPollInterval);
         } catch (error) {
           if (signal.aborted) continue;
-          if (!isTransient(error) || ++failures > 8) throw error;
+          if (!isRetryableError(error) || ++failures > 8) throw error;
           interval = Math.min(this.#pollInterval * 2 ** failures, this.#maxPollInterval);
         }
         if (TERMINAL_STATUSES.has(this.#info.status)) break;
@@ -405,6 +390,6 @@ async function prepare(
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   if (!(Number.isFinite(value) && value > 0))
-    throw new ValidationError("invalid_option", `${name} must be > 0, got ${value}`);
+    throw new ValidationError("invalid_argument", `${name} must be > 0, got ${value}`);
   return value;
 }

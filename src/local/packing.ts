@@ -58,18 +58,18 @@ class CapacityIndex {
 
 export function packExamples(examples: readonly TokenizedExample[], maxSeqLength: number): PackedBlock[] {
   if (!Number.isInteger(maxSeqLength) || maxSeqLength < 1)
-    throw new ValidationError("bad_option", "maxSeqLength must be an integer >= 1");
+    throw new ValidationError("invalid_argument", "maxSeqLength must be an integer >= 1");
   for (const [index, example] of examples.entries()) {
     if (example.labels.length !== example.inputIds.length)
       throw new ValidationError(
-        "bad_input",
+        "invalid_argument",
         `example ${index}: ${example.labels.length} labels for ${example.inputIds.length} ids`,
       );
     if (example.inputIds.length === 0)
-      throw new ValidationError("bad_input", `example ${index} has no tokens`);
+      throw new ValidationError("invalid_argument", `example ${index} has no tokens`);
     if (example.inputIds.length > maxSeqLength)
       throw new ValidationError(
-        "bad_input",
+        "context_length_exceeded",
         `example ${index} has ${example.inputIds.length} tokens, more than maxSeqLength ${maxSeqLength}; truncate it first`,
       );
   }

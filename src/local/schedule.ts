@@ -22,19 +22,20 @@ export function learningRateSchedule(options: ScheduleOptions): (step: number) =
   const { learningRate, totalSteps } = options;
   const scheduler = options.scheduler ?? "linear";
   if (!(learningRate >= 0) || !Number.isFinite(learningRate))
-    throw new ValidationError("bad_option", "learningRate must be a number >= 0");
+    throw new ValidationError("invalid_argument", "learningRate must be a number >= 0");
   if (!Number.isInteger(totalSteps) || totalSteps < 1)
-    throw new ValidationError("bad_option", "the run has no steps");
+    throw new ValidationError("invalid_argument", "the run has no steps");
   if (!["linear", "cosine", "constant"].includes(scheduler))
     throw new ValidationError(
-      "bad_option",
+      "invalid_argument",
       `scheduler must be linear, cosine or constant, not "${scheduler}"`,
     );
   const ratio = options.warmupRatio ?? 0;
-  if (!(ratio >= 0 && ratio <= 1)) throw new ValidationError("bad_option", "warmupRatio must be in [0, 1]");
+  if (!(ratio >= 0 && ratio <= 1))
+    throw new ValidationError("invalid_argument", "warmupRatio must be in [0, 1]");
   const warmup = options.warmupSteps ?? Math.ceil(totalSteps * ratio);
   if (!Number.isInteger(warmup) || warmup < 0)
-    throw new ValidationError("bad_option", "warmupSteps must be an integer >= 0");
+    throw new ValidationError("invalid_argument", "warmupSteps must be an integer >= 0");
   return (step) => {
     if (step < warmup) return (learningRate * step) / Math.max(1, warmup);
     if (scheduler === "constant") return learningRate;

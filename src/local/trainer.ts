@@ -375,11 +375,14 @@ async function validationSplit(
     return result;
   }
   if (!(validation > 0 && validation < 1))
-    throw new ValidationError("bad_option", `validation as a share must be in (0, 1), got ${validation}`);
+    throw new ValidationError(
+      "invalid_argument",
+      `validation as a share must be in (0, 1), got ${validation}`,
+    );
   const count = training.examples.length;
   if (count < 2)
     throw new ValidationError(
-      "bad_option",
+      "invalid_argument",
       `validation: ${validation} needs at least 2 examples to split, the data has ${count}`,
     );
   const held = Math.min(count - 1, Math.max(1, Math.round(validation * count)));
@@ -399,7 +402,7 @@ function totalLearned(examples: TokenizedExample[]): number {
 
 function positiveInteger(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1)
-    throw new ValidationError("bad_option", `${name} must be an integer >= 1`);
+    throw new ValidationError("invalid_argument", `${name} must be an integer >= 1`);
   return value;
 }
 
@@ -416,6 +419,6 @@ function shuffled(n: number, seed: number): number[] {
 
 async function latestIn(outputDir: string | undefined): Promise<string | undefined> {
   if (outputDir === undefined)
-    throw new ValidationError("bad_option", 'resumeFrom: "latest" needs outputDir');
+    throw new ValidationError("invalid_argument", 'resumeFrom: "latest" needs outputDir');
   return latestCheckpoint(outputDir);
 }

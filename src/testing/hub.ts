@@ -400,5 +400,5 @@ function sha1(text: string): string {
 
 function invalid(type: RepoType, message: string): never {
   const name = type === "dataset" ? "hubDatasetHandlers" : "hubModelHandlers";
-  throw new ValidationError("invalid_option", `${name}: ${message}`);
+  throw new ValidationError("invalid_argument", `${name}: ${message}`);
 }

@@ -1165,5 +1165,5 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function invalid(message: string): never {
-  throw new ValidationError("invalid_option", `openaiFineTuningHandlers: ${message}`);
+  throw new ValidationError("invalid_argument", `openaiFineTuningHandlers: ${message}`);
 }

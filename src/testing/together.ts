@@ -745,5 +745,5 @@ function outputName(job: StoredJob): string {
 }
 
 function invalid(message: string): never {
-  throw new ValidationError("invalid_option", `togetherFineTuningHandlers: ${message}`);
+  throw new ValidationError("invalid_argument", `togetherFineTuningHandlers: ${message}`);
 }

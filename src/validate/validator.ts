@@ -79,25 +79,25 @@ export class Validator {
     const target = options.target ?? "openai";
     if (!(target in RULES)) {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         `unknown target "${target}"; use ${Object.keys(RULES).join(", ")}`,
       );
     }
     for (const key of ["contextLimit", "epochs", "maxProblems"] as const) {
       const value = options[key];
       if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
-        throw new ValidationError("invalid_option", `${key} must be a whole number > 0, got ${value}`);
+        throw new ValidationError("invalid_argument", `${key} must be a whole number > 0, got ${value}`);
       }
     }
     if (options.trainOn !== undefined && options.trainOn !== "assistant" && options.trainOn !== "all") {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         `trainOn must be "assistant" or "all", got ${options.trainOn}`,
       );
     }
     if (target === "local" && !options.model && !options.tokenizer) {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         "the local target counts tokens with the model's own tokenizer: give model (a model folder or Hugging Face Hub id), or a tokenizer",
       );
     }
@@ -166,7 +166,7 @@ export class Validator {
         tokens = counter.countExample?.(example, contextLimit) ?? exampleTokens(counter, example);
       } catch (error) {
         // A chat template that refuses the conversation: the trainer would stop on it.
-        if (!(error instanceof ValidationError)) throw error;
+        if (!(error instanceof ValidationError && error.code === "chat_template_error")) throw error;
         log.add(problem("error", error.code, error.message, record.location));
         continue;
       }

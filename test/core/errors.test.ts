@@ -26,7 +26,7 @@ describe("TunekitError", () => {
     const foreign = new OtherCopyError();
     expect(foreign instanceof TunekitError).toBe(false);
     expect(TunekitError.isInstance(foreign)).toBe(true);
-    expect(TunekitError.isInstance(new ValidationError("x", "y"))).toBe(true);
+    expect(TunekitError.isInstance(new ValidationError("invalid_argument", "y"))).toBe(true);
     expect(TunekitError.isInstance(new Error("plain"))).toBe(false);
     expect(TunekitError.isInstance(null)).toBe(false);
   });

@@ -10,7 +10,15 @@ import {
   ProviderError,
   RateLimitError,
 } from "../../src/core/errors.js";
-import { backoff, type HttpRequest, request, requestJson, retryDelay } from "../../src/core/http.js";
+import {
+  backoff,
+  type HttpRequest,
+  isRetryableError,
+  isRetryableStatus,
+  request,
+  requestJson,
+  retryDelay,
+} from "../../src/core/http.js";
 
 const URL_ = "https://api.example.test/v1/things";
 const KEY = "sk-test-secret-key-0123456789";
@@ -369,5 +377,21 @@ describe("request", () => {
     );
     await request({ ...options(), method: "PUT", body: new Uint8Array([1, 2, 3]) });
     expect([...(received ?? [])]).toEqual([1, 2, 3]);
+  });
+});
+
+describe("the retry rule", () => {
+  it("retries 408, 409, 429, 5xx and calls that got no answer, nothing else", () => {
+    expect([400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503].filter(isRetryableStatus)).toEqual([
+      408, 409, 429, 500, 502, 503,
+    ]);
+    const error = (status: number | undefined) =>
+      status === undefined
+        ? new ConnectionError("connection_failed", "no answer", { provider: "x" })
+        : ProviderError.fromStatus(status, "m", { provider: "x" });
+    expect(isRetryableError(error(undefined))).toBe(true);
+    expect(isRetryableError(error(429))).toBe(true);
+    expect(isRetryableError(error(404))).toBe(false);
+    expect(isRetryableError(new Error("not a provider's"))).toBe(false);
   });
 });

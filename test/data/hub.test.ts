@@ -421,7 +421,7 @@ describe("readHubDataset", () => {
         "hub_split_not_found",
         "hub_error",
         "hub_unreachable",
-        "invalid_option",
+        "invalid_argument",
       ]);
       for (const error of errors) {
         expect(`${error.message} ${String(error)}`).not.toContain(TOKEN);
@@ -476,15 +476,15 @@ describe("readHubDataset", () => {
 
   describe("options", () => {
     it.each([
-      ["nope", {}, "invalid_repo"],
-      ["a/b/c", {}, "invalid_repo"],
-      ["datasets/org/name", {}, "invalid_repo"],
-      [REPO, { split: "train[:10%]" }, "invalid_option"],
-      [REPO, { split: "" }, "invalid_option"],
-      [REPO, { config: "../x" }, "invalid_option"],
-      [REPO, { revision: "a b" }, "invalid_option"],
-      [REPO, { hubUrl: "ftp://example.com" }, "invalid_option"],
-      [REPO, { accessToken: "secret" }, "invalid_option"],
+      ["nope", {}, "invalid_argument"],
+      ["a/b/c", {}, "invalid_argument"],
+      ["datasets/org/name", {}, "invalid_argument"],
+      [REPO, { split: "train[:10%]" }, "invalid_argument"],
+      [REPO, { split: "" }, "invalid_argument"],
+      [REPO, { config: "../x" }, "invalid_argument"],
+      [REPO, { revision: "a b" }, "invalid_argument"],
+      [REPO, { hubUrl: "ftp://example.com" }, "invalid_argument"],
+      [REPO, { accessToken: "secret" }, "invalid_argument"],
     ] as const)("%s %o is %s", async (repo, options, code) => {
       const error = await failure(readHubDataset(repo, { cacheDir: await tempDir(), ...options }));
       expect(error.code).toBe(code);

@@ -6,15 +6,25 @@ import { readFileSync } from "node:fs";
 import { readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { EngineError, ModelFormatError, TunekitError, ValidationError } from "../../src/core/errors.js";
+import {
+  DisposedError,
+  EngineError,
+  ModelFormatError,
+  TunekitError,
+  ValidationError,
+} from "../../src/core/errors.js";
 import {
   bindingCandidates,
+  isNativeErrorCode,
   kernelPathFromEnv,
   loadBinding,
   loadBindingFrom,
+  type NativeModel,
+  type NativeTensor,
 } from "../../src/engine/binding.js";
 import { nativeConfig, parseModelConfig } from "../../src/engine/config.js";
 import { LocalModel } from "../../src/engine/local-model.js";
+import { readModelTensors } from "../../src/engine/safetensors.js";
 import { tempDir } from "../helpers.js";
 import { TINY_MODELS, type TinyConfig, writeTinyModel } from "./tiny-model.js";
 
@@ -52,12 +62,12 @@ describe("loading a bad model folder", () => {
   it("names a missing folder, config, weights file or tokenizer", async () => {
     const missing = await loadError(join(await tempDir(), "nothing-here"));
     expect(missing).toBeInstanceOf(ModelFormatError);
-    expect(missing.code).toBe("missing_file");
+    expect(missing.code).toBe("file_not_found");
     for (const file of ["config.json", "model.safetensors", "tokenizer.json"]) {
       const dir = await tinyFolder();
       await rm(join(dir, file));
       const error = await loadError(dir);
-      expect(error.code, file).toBe("missing_file");
+      expect(error.code, file).toBe("file_not_found");
       expect(error.message).toContain(file);
     }
   });
@@ -205,8 +215,8 @@ describe("bad input to a loaded model", () => {
     model.dispose();
     model.dispose();
     const error = await model.logits([1]).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(EngineError);
-    expect((error as EngineError).code).toBe("disposed");
+    expect(error).toBeInstanceOf(DisposedError);
+    expect((error as DisposedError).code).toBe("disposed");
     expect(() => model.weightBytes()).toThrow(/disposed/);
   });
 
@@ -240,5 +250,131 @@ describe("the loader", () => {
     );
     await writeFile(join(dir, "broken.node"), "not a shared library");
     expect(() => loadBindingFrom([join(dir, "broken.node")])).toThrow(/did not load:\n {2}.*broken\.node: /);
+  });
+});
+
+/** A model loaded straight through the binding, with no TypeScript checks in front of it. */
+async function rawModel(dir: string, config: TinyConfig = llama): Promise<NativeModel> {
+  const tensors: NativeTensor[] = [...(await readModelTensors(dir)).values()].map((tensor) => ({
+    ...tensor,
+    dtype: tensor.dtype as NativeTensor["dtype"],
+    file: 0,
+  }));
+  return loadBinding().loadModel({
+    config: nativeConfig(parseModelConfig(config)),
+    files: [join(dir, "model.safetensors")],
+    tensors,
+    options: { quantization: "none" },
+  });
+}
+
+/** What a call threw or rejected with. */
+async function failure(call: () => unknown): Promise<{ code?: unknown; message: string }> {
+  try {
+    await call();
+  } catch (error) {
+    return error as { code?: unknown; message: string };
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("native errors carry their code across the boundary", () => {
+  it("the engine's codes are exactly those TypeScript maps to error classes", () => {
+    const codes = loadBinding().errorCodes;
+    expect(codes).toHaveLength(15);
+    for (const code of codes) expect(isNativeErrorCode(code), code).toBe(true);
+  });
+
+  it("bad ids, a sequence too long, no adapter, a shape mismatch and a disposed model, straight from the engine", async () => {
+    const native = await rawModel(await tinyFolder());
+    expect(await failure(() => native.logits(Int32Array.of(1, 64)))).toMatchObject({
+      code: "token_out_of_range",
+      message: expect.stringMatching(/token id 64 at position 1/),
+    });
+    expect(await failure(() => native.loss(Int32Array.of(1, 2), Int32Array.of(1, 99), true))).toMatchObject({
+      code: "token_out_of_range",
+    });
+    expect(await failure(() => native.logits(new Int32Array(129).fill(1)))).toMatchObject({
+      code: "context_length_exceeded",
+    });
+    expect(
+      await failure(() =>
+        native.forwardBackward(Int32Array.of(1, 2), Int32Array.of(1, 2), Int32Array.of(2), 0),
+      ),
+    ).toMatchObject({ code: "no_adapter" });
+    const wrong = {
+      layer: 0,
+      projection: "q_proj",
+      rank: 2,
+      scale: 1,
+      a: new Float32Array(3),
+      b: new Float32Array(64),
+    };
+    expect(await failure(() => native.setLora([wrong]))).toMatchObject({
+      code: "shape_mismatch",
+      message: expect.stringMatching(/A must hold rank × 32 values/),
+    });
+    expect(await failure(() => native.logits([1] as never))).toMatchObject({ code: "invalid_argument" });
+    native.dispose();
+    expect(await failure(() => native.logits(Int32Array.of(1)))).toMatchObject({ code: "disposed" });
+  });
+
+  it("loading: a missing tensor, a shape the config does not fit, bytes beyond the file", async () => {
+    const dir = await tinyFolder();
+    const binding = loadBinding();
+    const file = join(dir, "model.safetensors");
+    const config = nativeConfig(parseModelConfig(llama));
+    const norm = {
+      name: "model.norm.weight",
+      file: 0,
+      offset: 1e9,
+      bytes: 128,
+      dtype: "F32" as const,
+      shape: [32],
+    };
+    expect(
+      await failure(() =>
+        binding.loadModel({ config, files: [file], tensors: [norm], options: { quantization: "none" } }),
+      ),
+    ).toMatchObject({ code: "missing_tensor" });
+    expect(await failure(() => rawModel(dir, { ...llama, intermediate_size: 50 }))).toMatchObject({
+      code: "shape_mismatch",
+    });
+    const tensors = [...(await readModelTensors(dir)).values()].map((tensor) => ({
+      ...tensor,
+      dtype: tensor.dtype as NativeTensor["dtype"],
+      file: 0,
+      offset: tensor.name === "model.norm.weight" ? 1e9 : tensor.offset,
+    }));
+    expect(
+      await failure(() =>
+        binding.loadModel({ config, files: [file], tensors, options: { quantization: "none" } }),
+      ),
+    ).toMatchObject({ code: "bad_safetensors", message: expect.stringMatching(/lies beyond the end/) });
+    expect(
+      await failure(() =>
+        binding.loadModel({
+          config,
+          files: [join(dir, "gone.safetensors")],
+          tensors,
+          options: { quantization: "none" },
+        }),
+      ),
+    ).toMatchObject({ code: "file_not_found" });
+  });
+
+  it("LocalModel hands the engine's code on in the error class it belongs to", async () => {
+    await using model = await LocalModel.load(await tinyFolder());
+    // Past the TypeScript checks: a packed sequence longer than the context is the engine's finding.
+    const long = Array.from({ length: 130 }, () => 1);
+    const tooLong = await failure(() => model.loss(long, long, { sequenceLengths: [130] }));
+    expect(tooLong).toBeInstanceOf(ValidationError);
+    expect(tooLong).toMatchObject({ code: "context_length_exceeded" });
+    model.attachLora({ r: 2 });
+    const mismatch = await failure(() =>
+      model.forwardBackward({ inputIds: [1, 2, 3], labels: [1, 2, 3], sequenceLengths: [2] }),
+    );
+    expect(mismatch).toBeInstanceOf(ValidationError);
+    expect(mismatch).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(/add up/) });
   });
 });

@@ -339,7 +339,7 @@ describe("downloadModel", () => {
 
     it("a repo id that is not owner/name: invalid_repo", async () => {
       const error = await failure(downloadModel("SmolLM2-135M", { cacheDir: await tempDir() }));
-      expect(error.code).toBe("invalid_repo");
+      expect(error.code).toBe("invalid_argument");
       expect(error.message).toContain('like "HuggingFaceTB/SmolLM2-135M-Instruct"');
     });
   });

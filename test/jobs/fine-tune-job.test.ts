@@ -206,7 +206,7 @@ describe("FineTuneJob", () => {
     let calls = 0;
     provider.retrieveJob = async (id) => {
       calls++;
-      if (calls === 2) throw new ConnectionError("connection_error", "socket hang up", { provider: "mock" });
+      if (calls === 2) throw new ConnectionError("connection_failed", "socket hang up", { provider: "mock" });
       if (calls === 4)
         throw new RateLimitError("rate_limited", "slow down", { provider: "mock", status: 429 });
       return retrieve(id);

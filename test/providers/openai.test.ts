@@ -834,7 +834,7 @@ describe("openai(): retries, errors and aborts", () => {
     fake.fail({ drop: true, times: 2 });
     const error = await failure(provider({ maxRetries: 1 }).retrieveJob(job.id));
     expect(error).toBeInstanceOf(ConnectionError);
-    expect(error).toMatchObject({ code: "connection_error", status: undefined });
+    expect(error).toMatchObject({ code: "connection_failed", status: undefined });
     expect(error.cause).toBeInstanceOf(APIConnectionError);
   });
 
@@ -928,7 +928,7 @@ describe("openai(): retries, errors and aborts", () => {
       "not_found",
       "rate_limited",
       "server_error",
-      "connection_error",
+      "connection_failed",
       "file_rejected",
       "authentication",
     ]);

@@ -18,34 +18,70 @@
 namespace tunekit {
 namespace {
 
+// ---- Errors: every JS error this surface throws or rejects with carries the engine's `code` -------
+
+Napi::Error with_code(Napi::Error error, ErrorCode code) {
+  error.Set("code", Napi::String::New(error.Env(), error_code_name(code)));
+  return error;
+}
+
+// A wrong type or a value out of range, for the caller: a TypeError / RangeError, `invalid_argument`.
+Napi::Error type_error(const Napi::Env& env, const std::string& message) {
+  return with_code(Napi::TypeError::New(env, message), ErrorCode::InvalidArgument);
+}
+Napi::Error range_error(const Napi::Env& env, const std::string& message) {
+  return with_code(Napi::RangeError::New(env, message), ErrorCode::InvalidArgument);
+}
+Napi::Error coded_error(const Napi::Env& env, ErrorCode code, const std::string& message) {
+  return with_code(Napi::Error::New(env, message), code);
+}
+
+// The code of the exception being handled (call it in a catch block): the engine's own, or
+// out_of_memory, or engine_failed for anything else. (Rethrown and caught by type: the addon builds
+// without RTTI, so no dynamic_cast.)
+ErrorCode caught_code() {
+  try {
+    throw;
+  } catch (const Error& error) {
+    return error.code();
+  } catch (const std::bad_alloc&) {
+    return ErrorCode::OutOfMemory;
+  } catch (...) {
+    return ErrorCode::EngineFailed;
+  }
+}
+Napi::Error native_error(const Napi::Env& env, const std::exception& error) {
+  return coded_error(env, caught_code(), error.what());
+}
+
 // ---- Argument helpers: a wrong type is a TypeError naming the field ------------------------------
 
 Napi::Value field(const Napi::Object& object, const char* name) { return object.Get(name); }
 
 double number_field(const Napi::Object& object, const char* name) {
   Napi::Value value = field(object, name);
-  if (!value.IsNumber()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a number");
+  if (!value.IsNumber()) throw type_error(object.Env(), std::string(name) + " must be a number");
   return value.As<Napi::Number>().DoubleValue();
 }
 
 int int_field(const Napi::Object& object, const char* name) {
   const double value = number_field(object, name);
   if (value != double(int64_t(value)) || value < -2147483648.0 || value > 2147483647.0)
-    throw Napi::TypeError::New(object.Env(), std::string(name) + " must be an integer");
+    throw type_error(object.Env(), std::string(name) + " must be an integer");
   return int(value);
 }
 
 bool bool_field(const Napi::Object& object, const char* name, bool fallback) {
   Napi::Value value = field(object, name);
   if (value.IsUndefined()) return fallback;
-  if (!value.IsBoolean()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a boolean");
+  if (!value.IsBoolean()) throw type_error(object.Env(), std::string(name) + " must be a boolean");
   return value.As<Napi::Boolean>().Value();
 }
 
 std::string string_field(const Napi::Object& object, const char* name, const std::string& fallback) {
   Napi::Value value = field(object, name);
   if (value.IsUndefined()) return fallback;
-  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(name) + " must be a string");
+  if (!value.IsString()) throw type_error(object.Env(), std::string(name) + " must be a string");
   return value.As<Napi::String>().Utf8Value();
 }
 
@@ -53,7 +89,7 @@ template <typename Typed>
 Typed typed_array(const Napi::Env& env, const Napi::Value& value, const char* name, napi_typedarray_type type,
                   const char* type_name) {
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type)
-    throw Napi::TypeError::New(env, std::string(name) + " must be a " + type_name);
+    throw type_error(env, std::string(name) + " must be a " + type_name);
   return value.As<Typed>();
 }
 
@@ -73,7 +109,7 @@ DType parse_dtype(const Napi::Env& env, const std::string& name, const std::stri
   if (name == "F32") return DType::F32;
   if (name == "F16") return DType::F16;
   if (name == "BF16") return DType::BF16;
-  throw Napi::TypeError::New(env, "tensor " + tensor + ": unsupported dtype " + name + " (F32, F16 or BF16)");
+  throw type_error(env, "tensor " + tensor + ": unsupported dtype " + name + " (F32, F16 or BF16)");
 }
 
 struct LoadSpec {
@@ -86,7 +122,7 @@ struct LoadSpec {
 LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
   LoadSpec result;
   Napi::Value config_value = spec.Get("config");
-  if (!config_value.IsObject()) throw Napi::TypeError::New(env, "config must be an object");
+  if (!config_value.IsObject()) throw type_error(env, "config must be an object");
   Napi::Object config = config_value.As<Napi::Object>();
   ModelConfig& c = result.config;
   c.hidden_size = int_field(config, "hiddenSize");
@@ -106,36 +142,36 @@ LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
   c.inv_freq.assign(inv_freq.Data(), inv_freq.Data() + inv_freq.ElementLength());
 
   Napi::Value files = spec.Get("files");
-  if (!files.IsArray()) throw Napi::TypeError::New(env, "files must be an array of paths");
+  if (!files.IsArray()) throw type_error(env, "files must be an array of paths");
   Napi::Array file_array = files.As<Napi::Array>();
   for (uint32_t i = 0; i < file_array.Length(); i++) {
     Napi::Value path = file_array.Get(i);
-    if (!path.IsString()) throw Napi::TypeError::New(env, "files must be an array of paths");
+    if (!path.IsString()) throw type_error(env, "files must be an array of paths");
     result.files.push_back(path.As<Napi::String>().Utf8Value());
   }
 
   Napi::Value tensors = spec.Get("tensors");
-  if (!tensors.IsArray()) throw Napi::TypeError::New(env, "tensors must be an array");
+  if (!tensors.IsArray()) throw type_error(env, "tensors must be an array");
   Napi::Array tensor_array = tensors.As<Napi::Array>();
   for (uint32_t i = 0; i < tensor_array.Length(); i++) {
     Napi::Value entry = tensor_array.Get(i);
-    if (!entry.IsObject()) throw Napi::TypeError::New(env, "tensors must hold objects");
+    if (!entry.IsObject()) throw type_error(env, "tensors must hold objects");
     Napi::Object tensor = entry.As<Napi::Object>();
     TensorSource source;
     source.name = string_field(tensor, "name", "");
     source.file = int_field(tensor, "file");
     const double offset = number_field(tensor, "offset"), bytes = number_field(tensor, "bytes");
-    if (offset < 0 || bytes < 0) throw Napi::TypeError::New(env, "tensor " + source.name + ": negative offset or size");
+    if (offset < 0 || bytes < 0) throw type_error(env, "tensor " + source.name + ": negative offset or size");
     source.offset = uint64_t(offset);
     source.bytes = uint64_t(bytes);
     source.dtype = parse_dtype(env, string_field(tensor, "dtype", ""), source.name);
     Napi::Value shape = tensor.Get("shape");
-    if (!shape.IsArray()) throw Napi::TypeError::New(env, "tensor " + source.name + ": shape must be an array");
+    if (!shape.IsArray()) throw type_error(env, "tensor " + source.name + ": shape must be an array");
     Napi::Array dims = shape.As<Napi::Array>();
     for (uint32_t d = 0; d < dims.Length(); d++) {
       Napi::Value dim = dims.Get(d);
       if (!dim.IsNumber() || dim.As<Napi::Number>().DoubleValue() < 0)
-        throw Napi::TypeError::New(env, "tensor " + source.name + ": shape must hold sizes");
+        throw type_error(env, "tensor " + source.name + ": shape must hold sizes");
       source.shape.push_back(int64_t(dim.As<Napi::Number>().DoubleValue()));
     }
     result.tensors.push_back(std::move(source));
@@ -149,7 +185,7 @@ LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
     result.options.cpu = string_field(options, "cpu", "");
     if (!options.Get("threads").IsUndefined()) {
       const int threads = int_field(options, "threads");
-      if (threads < 0) throw Napi::TypeError::New(env, "threads must be >= 0");
+      if (threads < 0) throw type_error(env, "threads must be >= 0");
       result.options.threads = size_t(threads);
     }
   }
@@ -172,18 +208,28 @@ class PromiseWorker : public Napi::AsyncWorker {
 
  protected:
   void OnOK() override { deferred_.Resolve(Result(Env())); }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  void OnError(const Napi::Error& error) override {
+    Napi::Object value = error.Value();
+    value.Set("code", error_code_name(code_));
+    deferred_.Reject(value);
+  }
+  // Called off the JS thread, in the catch block: keeps the code for OnError.
+  void Fail(const std::exception& error) {
+    code_ = caught_code();
+    SetError(error.what());
+  }
   virtual Napi::Value Result(Napi::Env env) = 0;
   Napi::Promise::Deferred deferred_;
+  ErrorCode code_ = ErrorCode::EngineFailed;
 };
 
-// Runs `body` off the JS thread, turning any C++ exception into a rejected promise.
+// Runs `body` off the JS thread, turning any C++ exception into a promise rejected with its code.
 #define TUNEKIT_EXECUTE(body)                 \
   void Execute() override {                   \
     try {                                     \
       body;                                   \
     } catch (const std::exception& error) {   \
-      SetError(error.what());                 \
+      Fail(error);                            \
     }                                         \
   }
 
@@ -214,10 +260,10 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
  private:
   void Cancel(const Napi::CallbackInfo&) { flags_->cancelled.store(true); }
   void Stop(const Napi::CallbackInfo& info) {
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "stop needs a sequence index");
+    if (!info[0].IsNumber()) throw type_error(info.Env(), "stop needs a sequence index");
     const double index = info[0].As<Napi::Number>().DoubleValue();
     if (index < 0 || index > 1e6 || index != double(size_t(index)))
-      throw Napi::RangeError::New(info.Env(), "stop needs a sequence index");
+      throw range_error(info.Env(), "stop needs a sequence index");
     std::lock_guard<std::mutex> lock(flags_->mutex);
     if (flags_->stopped.size() <= size_t(index)) flags_->stopped.resize(size_t(index) + 1);
     flags_->stopped[size_t(index)] = true;
@@ -246,13 +292,13 @@ class Model : public Napi::ObjectWrap<Model> {
   }
   explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
-      throw Napi::TypeError::New(info.Env(), "Model is created by loadModel()");
+      throw type_error(info.Env(), "Model is created by loadModel()");
     model_ = *info[0].As<Napi::External<std::shared_ptr<LlamaModel>>>().Data();
   }
 
  private:
   std::shared_ptr<LlamaModel> live(const Napi::Env& env) const {
-    if (!model_) throw Napi::Error::New(env, "the model has been disposed");
+    if (!model_) throw coded_error(env, ErrorCode::Disposed, "the model has been disposed");
     return model_;
   }
 
@@ -427,19 +473,19 @@ class GenerateWorker : public PromiseWorker {
 };
 
 SamplingOptions parse_sampling(const Napi::Env& env, const Napi::Value& value) {
-  if (!value.IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  if (!value.IsObject()) throw type_error(env, "options must be an object");
   Napi::Object object = value.As<Napi::Object>();
   SamplingOptions options;
   options.max_tokens = int_field(object, "maxTokens");
-  if (options.max_tokens < 0) throw Napi::RangeError::New(env, "maxTokens must be >= 0");
+  if (options.max_tokens < 0) throw range_error(env, "maxTokens must be >= 0");
   options.temperature = float(number_field(object, "temperature"));
   options.top_k = int_field(object, "topK");
   options.top_p = float(number_field(object, "topP"));
   if (!(options.temperature >= 0.0f) || options.top_k < 0 || !(options.top_p > 0.0f && options.top_p <= 1.0f))
-    throw Napi::RangeError::New(env, "temperature must be >= 0, topK >= 0 and topP in (0, 1]");
+    throw range_error(env, "temperature must be >= 0, topK >= 0 and topP in (0, 1]");
   const double seed = number_field(object, "seed");
   if (seed < 0 || seed > 9007199254740991.0 || seed != double(uint64_t(seed)))
-    throw Napi::RangeError::New(env, "seed must be an integer >= 0");
+    throw range_error(env, "seed must be an integer >= 0");
   options.seed = uint64_t(seed);
   options.stop_tokens = int32_vector(env, object.Get("stopTokens"), "stopTokens");
   options.collect_logits = bool_field(object, "collectLogits", false);
@@ -454,7 +500,7 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
   std::vector<std::vector<int32_t>> prompts;
   if (batch) {
     Napi::Array array = info[0].As<Napi::Array>();
-    if (array.Length() == 0) throw Napi::RangeError::New(env, "generateBatch needs at least one prompt");
+    if (array.Length() == 0) throw range_error(env, "generateBatch needs at least one prompt");
     for (uint32_t i = 0; i < array.Length(); i++) prompts.push_back(int32_vector(env, array.Get(i), "inputIds[i]"));
   } else {
     prompts.push_back(int32_vector(env, info[0], "inputIds"));
@@ -465,7 +511,7 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
   if (!info[3].IsUndefined()) {
     const AddonData* data = env.GetInstanceData<AddonData>();
     if (!info[3].IsObject() || !info[3].As<Napi::Object>().InstanceOf(data->cancel_token.Value()))
-      throw Napi::TypeError::New(env, "the fourth argument must be a CancelToken");
+      throw type_error(env, "the fourth argument must be a CancelToken");
     flags = CancelToken::Unwrap(info[3].As<Napi::Object>())->flags();
   }
   auto* worker =
@@ -477,7 +523,7 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
 int projection_index(const Napi::Env& env, const std::string& name) {
   for (int p = 0; p < kProjections; p++)
     if (name == kProjectionNames[p]) return p;
-  throw Napi::TypeError::New(env, "unknown projection \"" + name + "\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+  throw type_error(env, "unknown projection \"" + name + "\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
 }
 
 // setLora(adapters: { layer, projection, rank, scale, a: Float32Array, b: Float32Array }[] | null)
@@ -489,38 +535,38 @@ Napi::Value Model::SetLora(const Napi::CallbackInfo& info) {
     model->set_lora(nullptr);
     return env.Undefined();
   }
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "setLora needs an array of adapters or null");
+  if (!info[0].IsArray()) throw type_error(env, "setLora needs an array of adapters or null");
   auto set = std::make_shared<LoraSet>();
   set->layers.resize(model->config().num_layers);
   Napi::Array entries = info[0].As<Napi::Array>();
   for (uint32_t i = 0; i < entries.Length(); i++) {
-    if (!entries.Get(i).IsObject()) throw Napi::TypeError::New(env, "adapters must be objects");
+    if (!entries.Get(i).IsObject()) throw type_error(env, "adapters must be objects");
     Napi::Object entry = entries.Get(i).As<Napi::Object>();
     const int layer = int_field(entry, "layer");
-    if (layer < 0 || layer >= model->config().num_layers) throw Napi::RangeError::New(env, "no layer " + std::to_string(layer));
+    if (layer < 0 || layer >= model->config().num_layers) throw range_error(env, "no layer " + std::to_string(layer));
     const int p = projection_index(env, string_field(entry, "projection", ""));
     auto adapter = std::make_shared<LoraAdapter>();
     adapter->rank = int_field(entry, "rank");
     adapter->scale = float(number_field(entry, "scale"));
     if (adapter->rank <= 0 || !std::isfinite(adapter->scale))
-      throw Napi::RangeError::New(env, "rank must be > 0 and scale finite");
+      throw range_error(env, "rank must be > 0 and scale finite");
     auto a = typed_array<Napi::Float32Array>(env, entry.Get("a"), "a", napi_float32_array, "Float32Array");
     auto b = typed_array<Napi::Float32Array>(env, entry.Get("b"), "b", napi_float32_array, "Float32Array");
     const auto [in, out] = model->projection_shape(p);
     const std::string where = "layer " + std::to_string(layer) + " " + kProjectionNames[p];
     if (a.ElementLength() != size_t(adapter->rank) * in)
-      throw Napi::RangeError::New(env, where + ": A must hold rank × " + std::to_string(in) + " values");
+      throw coded_error(env, ErrorCode::ShapeMismatch, where + ": A must hold rank × " + std::to_string(in) + " values");
     if (b.ElementLength() != out * size_t(adapter->rank))
-      throw Napi::RangeError::New(env, where + ": B must hold " + std::to_string(out) + " × rank values");
+      throw coded_error(env, ErrorCode::ShapeMismatch, where + ": B must hold " + std::to_string(out) + " × rank values");
     adapter->a.assign(a.Data(), a.Data() + a.ElementLength());
     adapter->b.assign(b.Data(), b.Data() + b.ElementLength());
-    if (set->layers[layer][p]) throw Napi::RangeError::New(env, where + " is given twice");
+    if (set->layers[layer][p]) throw range_error(env, where + " is given twice");
     set->layers[layer][p] = std::move(adapter);
   }
   try {
     model->set_lora(std::move(set));
   } catch (const std::exception& error) {
-    throw Napi::Error::New(env, error.what());
+    throw native_error(env, error);
   }
   return env.Undefined();
 }
@@ -568,7 +614,7 @@ class MergedWeightWorker : public PromiseWorker {
 // mergedWeight(layer, projection): W + scale · B A, [out × in], the base dequantized.
 Napi::Value Model::MergedWeight(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || !info[1].IsString()) throw Napi::TypeError::New(env, "mergedWeight(layer, projection)");
+  if (!info[0].IsNumber() || !info[1].IsString()) throw type_error(env, "mergedWeight(layer, projection)");
   const int p = projection_index(env, info[1].As<Napi::String>().Utf8Value());
   auto* worker = new MergedWeightWorker(env, live(env), int(info[0].As<Napi::Number>().Int32Value()), p);
   worker->Queue();
@@ -652,7 +698,7 @@ class ForwardBackwardWorker : public PromiseWorker {
 Napi::Value Model::ForwardBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int32_t> lengths = int32_vector(env, info[2], "sequenceLengths");
-  if (!info[3].IsNumber()) throw Napi::TypeError::New(env, "dropout must be a number");
+  if (!info[3].IsNumber()) throw type_error(env, "dropout must be a number");
   auto* worker = new ForwardBackwardWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
                                            int32_vector(env, info[1], "labels"),
                                            std::vector<int>(lengths.begin(), lengths.end()),
@@ -682,7 +728,7 @@ class OptimizerWorker : public PromiseWorker {
 // optimizerStep({ learningRate, weightDecay, beta1, beta2, eps, maxGradNorm })
 Napi::Value Model::OptimizerStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "optimizerStep needs options");
+  if (!info[0].IsObject()) throw type_error(env, "optimizerStep needs options");
   Napi::Object object = info[0].As<Napi::Object>();
   LlamaModel::AdamW options;
   options.learning_rate = float(number_field(object, "learningRate"));
@@ -693,7 +739,7 @@ Napi::Value Model::OptimizerStep(const Napi::CallbackInfo& info) {
   options.max_grad_norm = float(number_field(object, "maxGradNorm"));
   if (!(options.learning_rate >= 0) || !(options.weight_decay >= 0) || !(options.beta1 >= 0 && options.beta1 < 1) ||
       !(options.beta2 >= 0 && options.beta2 < 1) || !(options.eps > 0) || !(options.max_grad_norm >= 0))
-    throw Napi::RangeError::New(env, "learningRate, weightDecay, eps >= 0 (eps > 0), betas in [0, 1), maxGradNorm >= 0");
+    throw range_error(env, "learningRate, weightDecay, eps >= 0 (eps > 0), betas in [0, 1), maxGradNorm >= 0");
   auto* worker = new OptimizerWorker(env, live(env), options);
   worker->Queue();
   return worker->Promise();
@@ -733,24 +779,24 @@ Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
 Napi::Value Model::SetOptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::shared_ptr<LlamaModel> model = live(env);
-  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizerState needs a state object");
+  if (!info[0].IsObject()) throw type_error(env, "setOptimizerState needs a state object");
   Napi::Object object = info[0].As<Napi::Object>();
   LlamaModel::OptimizerState state;
   const double step = number_field(object, "step");
-  if (step < 0 || step != double(int64_t(step))) throw Napi::RangeError::New(env, "step must be an integer >= 0");
+  if (step < 0 || step != double(int64_t(step))) throw range_error(env, "step must be an integer >= 0");
   state.step = int64_t(step);
   Napi::Value random = object.Get("random");
   if (!random.IsArray() || random.As<Napi::Array>().Length() != 4)
-    throw Napi::TypeError::New(env, "random must hold 4 hex words");
+    throw type_error(env, "random must hold 4 hex words");
   for (uint32_t i = 0; i < 4; i++) {
     Napi::Value word = random.As<Napi::Array>().Get(i);
     const std::string text = word.IsString() ? word.As<Napi::String>().Utf8Value() : "";
     if (text.empty() || text.size() > 16 || text.find_first_not_of("0123456789abcdef") != std::string::npos)
-      throw Napi::TypeError::New(env, "random must hold 4 hex words");
+      throw type_error(env, "random must hold 4 hex words");
     state.random[i] = std::stoull(text, nullptr, 16);
   }
   Napi::Value moments = object.Get("moments");
-  if (!moments.IsArray()) throw Napi::TypeError::New(env, "moments must be an array");
+  if (!moments.IsArray()) throw type_error(env, "moments must be an array");
   Napi::Array entries = moments.As<Napi::Array>();
   if (entries.Length() > 0) {
     const size_t layers = size_t(model->config().num_layers);
@@ -762,10 +808,10 @@ Napi::Value Model::SetOptimizerState(const Napi::CallbackInfo& info) {
     into.assign(values.Data(), values.Data() + values.ElementLength());
   };
   for (uint32_t i = 0; i < entries.Length(); i++) {
-    if (!entries.Get(i).IsObject()) throw Napi::TypeError::New(env, "moments must hold objects");
+    if (!entries.Get(i).IsObject()) throw type_error(env, "moments must hold objects");
     Napi::Object entry = entries.Get(i).As<Napi::Object>();
     const int layer = int_field(entry, "layer");
-    if (layer < 0 || layer >= model->config().num_layers) throw Napi::RangeError::New(env, "no such layer");
+    if (layer < 0 || layer >= model->config().num_layers) throw range_error(env, "no such layer");
     const int p = projection_index(env, string_field(entry, "projection", ""));
     copy(entry, "expAvgA", state.exp_avg[layer][p].a);
     copy(entry, "expAvgB", state.exp_avg[layer][p].b);
@@ -775,14 +821,14 @@ Napi::Value Model::SetOptimizerState(const Napi::CallbackInfo& info) {
   try {
     model->set_optimizer_state(state);
   } catch (const std::exception& error) {
-    throw Napi::Error::New(env, error.what());
+    throw native_error(env, error);
   }
   return env.Undefined();
 }
 
 Napi::Value Model::SeedDropout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "seedDropout needs a seed");
+  if (!info[0].IsNumber()) throw type_error(env, "seedDropout needs a seed");
   live(env)->seed_dropout(uint64_t(std::max(0.0, info[0].As<Napi::Number>().DoubleValue())));
   return env.Undefined();
 }
@@ -790,7 +836,7 @@ Napi::Value Model::SeedDropout(const Napi::CallbackInfo& info) {
 // ---- Module functions ----------------------------------------------------------------------------
 
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "loadModel needs a spec object");
+  if (!info[0].IsObject()) throw type_error(info.Env(), "loadModel needs a spec object");
   auto* worker = new LoadWorker(info.Env(), parse_load_spec(info.Env(), info[0].As<Napi::Object>()));
   worker->Queue();
   return worker->Promise();
@@ -810,13 +856,13 @@ Napi::Value QuantizeNF4(const Napi::CallbackInfo& info) {
   auto values = typed_array<Napi::Float32Array>(env, info[0], "values", napi_float32_array, "Float32Array");
   const double block_size = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 64;
   if (block_size < 2 || block_size > 4096 || block_size != double(int(block_size)) || int(block_size) % 2 != 0)
-    throw Napi::RangeError::New(env, "blockSize must be an even integer in [2, 4096]");
+    throw range_error(env, "blockSize must be an even integer in [2, 4096]");
   const bool double_quant = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   NF4Tensor tensor;
   try {
     tensor = quantize_nf4(values.Data(), values.ElementLength(), size_t(block_size), double_quant);
   } catch (const std::exception& error) {
-    throw Napi::Error::New(env, error.what());
+    throw native_error(env, error);
   }
   Napi::Object result = Napi::Object::New(env);
   Napi::Uint8Array packed = Napi::Uint8Array::New(env, tensor.packed.size());
@@ -846,20 +892,20 @@ Napi::Value DequantizeNF4(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto packed = typed_array<Napi::Uint8Array>(env, info[0], "packed", napi_uint8_array, "Uint8Array");
   auto absmax = typed_array<Napi::Float32Array>(env, info[1], "absmax", napi_float32_array, "Float32Array");
-  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "blockSize and length must be numbers");
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw type_error(env, "blockSize and length must be numbers");
   const double block_size = info[2].As<Napi::Number>().DoubleValue();
   const double length = info[3].As<Napi::Number>().DoubleValue();
   if (block_size < 2 || block_size != double(int64_t(block_size)) || length < 0 || length != double(int64_t(length)))
-    throw Napi::RangeError::New(env, "blockSize and length must be integers");
+    throw range_error(env, "blockSize and length must be integers");
   NF4Tensor tensor;
   tensor.length = size_t(length);
   tensor.block_size = size_t(block_size);
   if (packed.ElementLength() != (tensor.length + 1) / 2)
-    throw Napi::RangeError::New(env, "packed holds " + std::to_string(packed.ElementLength()) + " bytes; " +
+    throw range_error(env, "packed holds " + std::to_string(packed.ElementLength()) + " bytes; " +
                                          std::to_string((tensor.length + 1) / 2) + " expected for " +
                                          std::to_string(tensor.length) + " values");
   if (absmax.ElementLength() != tensor.blocks())
-    throw Napi::RangeError::New(env, "absmax holds " + std::to_string(absmax.ElementLength()) + " values; " +
+    throw range_error(env, "absmax holds " + std::to_string(absmax.ElementLength()) + " values; " +
                                          std::to_string(tensor.blocks()) + " blocks expected");
   tensor.packed.assign(packed.Data(), packed.Data() + packed.ElementLength());
   tensor.absmax.assign(absmax.Data(), absmax.Data() + absmax.ElementLength());
@@ -884,6 +930,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CancelToken", cancel_token);
   exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));
   exports.Set("cpuFeatures", Napi::Function::New<CpuFeatures>(env, "cpuFeatures"));
+  Napi::Array codes = Napi::Array::New(env);
+  for (ErrorCode code : kErrorCodes) codes.Set(codes.Length(), error_code_name(code));
+  exports.Set("errorCodes", codes);
   exports.Set("quantizeNF4", Napi::Function::New<QuantizeNF4>(env, "quantizeNF4"));
   exports.Set("dequantizeNF4", Napi::Function::New<DequantizeNF4>(env, "dequantizeNF4"));
   exports.Set("nf4DynamicMap", Napi::Function::New<DynamicMap>(env, "nf4DynamicMap"));

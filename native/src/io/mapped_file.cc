@@ -3,6 +3,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "util/error.h"
+
 #ifdef _WIN32
 #include <windows.h>
 #else
@@ -30,15 +32,16 @@ void release_pages(const void* address, size_t bytes) {
 #ifdef _WIN32
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   file_ = CreateFileA(path.c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
-  if (file_ == INVALID_HANDLE_VALUE) throw std::runtime_error(path + ": cannot open");
+  if (file_ == INVALID_HANDLE_VALUE)
+    throw Error(GetLastError() == ERROR_FILE_NOT_FOUND ? ErrorCode::FileNotFound : ErrorCode::ReadFailed, path + ": cannot open");
   LARGE_INTEGER size;
   GetFileSizeEx(file_, &size);
   size_ = size_t(size.QuadPart);
   if (size_ == 0) return;
   mapping_ = CreateFileMappingA(file_, nullptr, PAGE_READONLY, 0, 0, nullptr);
-  if (!mapping_) throw std::runtime_error(path + ": cannot map");
+  if (!mapping_) throw Error(ErrorCode::ReadFailed, path + ": cannot map");
   data_ = static_cast<const uint8_t*>(MapViewOfFile(mapping_, FILE_MAP_READ, 0, 0, 0));
-  if (!data_) throw std::runtime_error(path + ": cannot map");
+  if (!data_) throw Error(ErrorCode::ReadFailed, path + ": cannot map");
 }
 
 MappedFile::~MappedFile() {
@@ -49,18 +52,20 @@ MappedFile::~MappedFile() {
 #else
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
+  if (fd < 0)
+    throw Error(errno == ENOENT ? ErrorCode::FileNotFound : ErrorCode::ReadFailed,
+                path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat info;
   if (fstat(fd, &info) != 0) {
     close(fd);
-    throw std::runtime_error(path + ": cannot stat (" + std::strerror(errno) + ")");
+    throw Error(ErrorCode::ReadFailed, path + ": cannot stat (" + std::strerror(errno) + ")");
   }
   size_ = size_t(info.st_size);
   if (size_ > 0) {
     void* address = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (address == MAP_FAILED) {
       close(fd);
-      throw std::runtime_error(path + ": cannot map (" + std::strerror(errno) + ")");
+      throw Error(ErrorCode::ReadFailed, path + ": cannot map (" + std::strerror(errno) + ")");
     }
     data_ = static_cast<const uint8_t*>(address);
   }

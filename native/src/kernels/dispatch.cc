@@ -6,6 +6,7 @@
 #endif
 
 #include "kernels/kernels.h"
+#include "util/error.h"
 
 namespace tunekit {
 
@@ -47,11 +48,11 @@ const Kernels& select_kernels(const std::string& path) {
   if (path == "scalar") return scalar_kernels();
 #ifdef TUNEKIT_X86_SIMD
   if (path == "avx512") {
-    if (!features.avx512) throw std::runtime_error("TUNEKIT_CPU=avx512: this CPU lacks AVX-512 (F/BW/VL/DQ)");
+    if (!features.avx512) throw Error(ErrorCode::UnsupportedCpu, "TUNEKIT_CPU=avx512: this CPU lacks AVX-512 (F/BW/VL/DQ)");
     return avx512_kernels();
   }
   if (path == "avx2") {
-    if (!features.avx2) throw std::runtime_error("TUNEKIT_CPU=avx2: this CPU lacks AVX2/FMA/F16C");
+    if (!features.avx2) throw Error(ErrorCode::UnsupportedCpu, "TUNEKIT_CPU=avx2: this CPU lacks AVX2/FMA/F16C");
     return avx2_kernels();
   }
   if (path.empty()) {
@@ -62,9 +63,9 @@ const Kernels& select_kernels(const std::string& path) {
 #else
   if (path.empty()) return scalar_kernels();
   if (path == "avx2" || path == "avx512")
-    throw std::runtime_error("TUNEKIT_CPU=" + path + ": this build has only the scalar kernels");
+    throw Error(ErrorCode::UnsupportedCpu, "TUNEKIT_CPU=" + path + ": this build has only the scalar kernels");
 #endif
-  throw std::runtime_error("TUNEKIT_CPU must be scalar, avx2 or avx512, not \"" + path + "\"");
+  throw Error(ErrorCode::InvalidArgument, "TUNEKIT_CPU must be scalar, avx2 or avx512, not \"" + path + "\"");
 }
 
 }  // namespace tunekit

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "util/error.h"
+
 namespace tunekit {
 
 // bitsandbytes functional.py get_4bit_type("nf4") (the normal-float code of the QLoRA paper).
@@ -120,7 +122,7 @@ void NF4Tensor::dequantize(size_t start, size_t count, float* out, const Kernels
 }
 
 NF4Tensor quantize_nf4(const float* values, size_t length, size_t block_size, bool double_quant) {
-  if (block_size == 0 || block_size % 2 != 0) throw std::invalid_argument("NF4 block size must be even and > 0");
+  if (block_size == 0 || block_size % 2 != 0) throw Error(ErrorCode::InvalidArgument, "NF4 block size must be even and > 0");
   NF4Tensor tensor;
   tensor.length = length;
   tensor.block_size = block_size;

@@ -77,37 +77,37 @@ LlamaModel::LlamaModel(ModelConfig config, const std::vector<std::string>& files
   const ModelConfig& c = config_;
   if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 ||
       c.num_kv_heads <= 0 || c.head_dim <= 0 || c.vocab_size <= 0 || c.max_positions <= 0)
-    throw std::invalid_argument("config: sizes must be positive");
+    throw Error(ErrorCode::BadConfig, "config: sizes must be positive");
   if (c.num_heads % c.num_kv_heads != 0)
-    throw std::invalid_argument("config: num_attention_heads must be a multiple of num_key_value_heads");
+    throw Error(ErrorCode::BadConfig, "config: num_attention_heads must be a multiple of num_key_value_heads");
   if (c.head_dim % 2 != 0 || int(c.inv_freq.size()) != c.head_dim / 2)
-    throw std::invalid_argument("config: RoPE needs head_dim / 2 frequencies");
+    throw Error(ErrorCode::BadConfig, "config: RoPE needs head_dim / 2 frequencies");
   if (options.quantization != "none" && options.quantization != "nf4")
-    throw std::invalid_argument("quantization must be \"none\" or \"nf4\", not \"" + options.quantization + "\"");
+    throw Error(ErrorCode::InvalidArgument, "quantization must be \"none\" or \"nf4\", not \"" + options.quantization + "\"");
 
   for (const std::string& path : files) files_.push_back(std::make_unique<MappedFile>(path));
 
   auto find = [&](const std::string& name) -> const TensorSource& {
     for (const TensorSource& tensor : tensors)
       if (tensor.name == name) return tensor;
-    throw std::runtime_error("missing tensor " + name);
+    throw Error(ErrorCode::MissingTensor, "missing tensor " + name);
   };
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
     const TensorSource& source = find(name);
     if (source.shape != shape)
-      throw std::runtime_error("tensor " + name + " has shape " + shape_string(source.shape) + ", the config needs " +
+      throw Error(ErrorCode::ShapeMismatch, "tensor " + name + " has shape " + shape_string(source.shape) + ", the config needs " +
                                shape_string(shape));
-    if (source.dtype == DType::NF4) throw std::runtime_error("tensor " + name + ": NF4 is not a source dtype");
+    if (source.dtype == DType::NF4) throw Error(ErrorCode::BadSafetensors, "tensor " + name + ": NF4 is not a source dtype");
     size_t count = 1;
     for (int64_t dim : shape) count *= size_t(dim);
     if (source.bytes != count * dtype_size(source.dtype))
-      throw std::runtime_error("tensor " + name + ": " + std::to_string(source.bytes) + " bytes for shape " +
+      throw Error(ErrorCode::BadSafetensors, "tensor " + name + ": " + std::to_string(source.bytes) + " bytes for shape " +
                                shape_string(shape) + " in " + dtype_name(source.dtype));
     if (source.file < 0 || size_t(source.file) >= files_.size())
-      throw std::runtime_error("tensor " + name + ": no such file index");
+      throw Error(ErrorCode::InvalidArgument, "tensor " + name + ": no such file index");
     const MappedFile& file = *files_[source.file];
     if (source.offset > file.size() || source.bytes > file.size() - source.offset)
-      throw std::runtime_error("tensor " + name + " lies beyond the end of " + file.path() + " (truncated file?)");
+      throw Error(ErrorCode::BadSafetensors, "tensor " + name + " lies beyond the end of " + file.path() + " (truncated file?)");
     const size_t rows = shape.size() == 2 ? size_t(shape[0]) : 1;
     const size_t cols = shape.size() == 2 ? size_t(shape[1]) : size_t(shape[0]);
     return Weight(source, file.data() + source.offset, rows, cols);
@@ -246,7 +246,7 @@ KVCache LlamaModel::new_cache(int capacity) const {
 void LlamaModel::check_tokens(const std::vector<int32_t>& tokens) const {
   for (size_t i = 0; i < tokens.size(); i++)
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
-      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+      throw Error(ErrorCode::TokenOutOfRange, "token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
                               " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
 }
 
@@ -268,14 +268,14 @@ const Weight& LlamaModel::projection(const Layer& layer, int projection) const {
 }
 
 std::pair<size_t, size_t> LlamaModel::projection_shape(int p) const {
-  if (p < 0 || p >= kProjections) throw std::out_of_range("no such projection");
+  if (p < 0 || p >= kProjections) throw Error(ErrorCode::InvalidArgument, "no such projection");
   const Weight& weight = projection(layers_[0], p);
   return {weight.cols(), weight.rows()};
 }
 
 void LlamaModel::set_lora(std::shared_ptr<const LoraSet> lora) {
   if (lora) {
-    if (int(lora->layers.size()) != config_.num_layers) throw std::invalid_argument("LoRA set has the wrong layer count");
+    if (int(lora->layers.size()) != config_.num_layers) throw Error(ErrorCode::ShapeMismatch, "LoRA set has the wrong layer count");
     for (const auto& layer : lora->layers)
       for (int p = 0; p < kProjections; p++) {
         const LoraAdapter* adapter = layer[p].get();
@@ -283,7 +283,7 @@ void LlamaModel::set_lora(std::shared_ptr<const LoraSet> lora) {
         const auto [in, out] = projection_shape(p);
         if (adapter->rank <= 0 || adapter->a.size() != size_t(adapter->rank) * in ||
             adapter->b.size() != out * size_t(adapter->rank))
-          throw std::invalid_argument(std::string("LoRA adapter of ") + kProjectionNames[p] + " has the wrong shape");
+          throw Error(ErrorCode::ShapeMismatch, std::string("LoRA adapter of ") + kProjectionNames[p] + " has the wrong shape");
       }
   }
   std::lock_guard<std::mutex> lock(training_mutex_);
@@ -313,7 +313,7 @@ void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, f
 }
 
 std::vector<float> LlamaModel::merged_weight(int layer, int p) const {
-  if (layer < 0 || layer >= config_.num_layers) throw std::out_of_range("no such layer");
+  if (layer < 0 || layer >= config_.num_layers) throw Error(ErrorCode::InvalidArgument, "no such layer");
   const auto [in, out] = projection_shape(p);
   const Weight& weight = projection(layers_[layer], p);
   std::vector<float> merged(out * in), scratch(in);
@@ -350,7 +350,7 @@ void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segm
   std::vector<KVCache*> row_cache;
   std::vector<int> row_position;
   for (const Segment& segment : segments) {
-    if (segment.cache->length + segment.count > segment.cache->capacity) throw std::length_error("KV cache is full");
+    if (segment.cache->length + segment.count > segment.cache->capacity) throw Error(ErrorCode::EngineFailed, "KV cache is full");
     for (int t = 0; t < segment.count; t++) {
       row_cache.push_back(segment.cache);
       row_position.push_back(segment.cache->length + t);
@@ -465,7 +465,7 @@ std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens, bool a
   check_tokens(tokens);
   if (tokens.empty()) return {};
   if (int(tokens.size()) > config_.max_positions)
-    throw std::length_error(std::to_string(tokens.size()) + " tokens exceed max_position_embeddings (" +
+    throw Error(ErrorCode::ContextLengthExceeded, std::to_string(tokens.size()) + " tokens exceed max_position_embeddings (" +
                             std::to_string(config_.max_positions) + ")");
   const int T = int(tokens.size());
   KVCache cache = new_cache(T);
@@ -481,21 +481,21 @@ void LlamaModel::check_batch(const std::vector<int32_t>& tokens, const std::vect
                              const std::vector<int>& lengths) const {
   check_tokens(tokens);
   if (labels.size() != tokens.size())
-    throw std::invalid_argument("labels has " + std::to_string(labels.size()) + " entries for " +
+    throw Error(ErrorCode::InvalidArgument, "labels has " + std::to_string(labels.size()) + " entries for " +
                                 std::to_string(tokens.size()) + " tokens");
   for (size_t i = 0; i < labels.size(); i++)
     if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= config_.vocab_size))
-      throw std::out_of_range("label " + std::to_string(labels[i]) + " at position " + std::to_string(i) +
+      throw Error(ErrorCode::TokenOutOfRange, "label " + std::to_string(labels[i]) + " at position " + std::to_string(i) +
                               " is neither -100 nor a token id");
   size_t packed = 0;
   for (int length : lengths) {
-    if (length <= 0) throw std::invalid_argument("sequence lengths must be > 0");
+    if (length <= 0) throw Error(ErrorCode::InvalidArgument, "sequence lengths must be > 0");
     if (length > config_.max_positions)
-      throw std::length_error("a sequence of " + std::to_string(length) + " tokens exceeds max_position_embeddings (" +
+      throw Error(ErrorCode::ContextLengthExceeded, "a sequence of " + std::to_string(length) + " tokens exceeds max_position_embeddings (" +
                               std::to_string(config_.max_positions) + ")");
     packed += size_t(length);
   }
-  if (packed != tokens.size()) throw std::invalid_argument("sequence lengths must add up to the token count");
+  if (packed != tokens.size()) throw Error(ErrorCode::InvalidArgument, "sequence lengths must add up to the token count");
 }
 
 LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
@@ -575,9 +575,9 @@ std::vector<Generation> LlamaModel::generate_batch(const std::vector<std::vector
   const size_t B = prompts.size();
   for (const std::vector<int32_t>& prompt : prompts) {
     check_tokens(prompt);
-    if (prompt.empty()) throw std::invalid_argument("generate needs at least one prompt token");
+    if (prompt.empty()) throw Error(ErrorCode::InvalidArgument, "generate needs at least one prompt token");
     if (int(prompt.size()) > config_.max_positions)
-      throw std::length_error(std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings (" +
+      throw Error(ErrorCode::ContextLengthExceeded, std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings (" +
                               std::to_string(config_.max_positions) + ")");
   }
   const int H = config_.hidden_size, V = config_.vocab_size;

@@ -16,6 +16,7 @@
 #include "kernels/kernels.h"
 #include "kernels/nf4.h"
 #include "model/sampler.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace tunekit {

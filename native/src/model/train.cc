@@ -76,7 +76,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   const ModelConfig& c = config_;
   check_batch(tokens, labels, lengths);
   const std::shared_ptr<const LoraSet> lora = this->lora();
-  if (!lora) throw std::invalid_argument("no LoRA adapter is attached");
+  if (!lora) throw Error(ErrorCode::NoAdapter, "no LoRA adapter is attached");
 
   const int T = int(tokens.size()), H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
   const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size, V = c.vocab_size, half = D / 2, group = Hq / Hkv;
@@ -441,7 +441,7 @@ std::pair<double, size_t> LlamaModel::forward_backward(const std::vector<int32_t
                                                        const std::vector<int32_t>& labels,
                                                        const std::vector<int>& lengths, float dropout,
                                                        bool checkpointing) {
-  if (!(dropout >= 0.0f && dropout < 1.0f)) throw std::invalid_argument("dropout must be in [0, 1)");
+  if (!(dropout >= 0.0f && dropout < 1.0f)) throw Error(ErrorCode::InvalidArgument, "dropout must be in [0, 1)");
   std::lock_guard<std::mutex> lock(training_mutex_);
   Gradients gradients = train_pass(tokens, labels, lengths, dropout, &dropout_random_, false, checkpointing);
   if (gradient_sums_.empty()) {
@@ -464,7 +464,7 @@ std::pair<double, size_t> LlamaModel::forward_backward(const std::vector<int32_t
 double LlamaModel::optimizer_step(const AdamW& options) {
   std::lock_guard<std::mutex> lock(training_mutex_);
   const std::shared_ptr<const LoraSet> current = this->lora();
-  if (!current) throw std::invalid_argument("no LoRA adapter is attached");
+  if (!current) throw Error(ErrorCode::NoAdapter, "no LoRA adapter is attached");
   if (gradient_sums_.empty() || gradient_tokens_ == 0) {
     gradient_sums_.clear();
     gradient_tokens_ = 0;
@@ -537,17 +537,17 @@ LlamaModel::OptimizerState LlamaModel::optimizer_state() const {
 void LlamaModel::set_optimizer_state(const OptimizerState& state) {
   std::lock_guard<std::mutex> lock(training_mutex_);
   const std::shared_ptr<const LoraSet> current = this->lora();
-  if (!current) throw std::invalid_argument("no LoRA adapter is attached");
+  if (!current) throw Error(ErrorCode::NoAdapter, "no LoRA adapter is attached");
   if (!state.exp_avg.empty()) {
     if (state.exp_avg.size() != current->layers.size() || state.exp_avg_sq.size() != current->layers.size())
-      throw std::invalid_argument("optimizer state has the wrong layer count");
+      throw Error(ErrorCode::BadTrainingState, "optimizer state has the wrong layer count");
     for (size_t l = 0; l < current->layers.size(); l++)
       for (int p = 0; p < kProjections; p++) {
         const LoraAdapter* adapter = current->layers[l][p].get();
         const size_t a = adapter ? adapter->a.size() : 0, b = adapter ? adapter->b.size() : 0;
         if (state.exp_avg[l][p].a.size() != a || state.exp_avg[l][p].b.size() != b ||
             state.exp_avg_sq[l][p].a.size() != a || state.exp_avg_sq[l][p].b.size() != b)
-          throw std::invalid_argument(std::string("optimizer state of layer ") + std::to_string(l) + " " +
+          throw Error(ErrorCode::BadTrainingState, std::string("optimizer state of layer ") + std::to_string(l) + " " +
                                       kProjectionNames[p] + " does not match the adapter");
       }
   }

@@ -7,7 +7,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
-import { ModelFormatError, ValidationError } from "../../core/errors.js";
+import { DisposedError, ModelFormatError, ValidationError } from "../../core/errors.js";
 import { type ChatMessage, contentText } from "../../data/example.js";
 import { LocalModel } from "../../engine/local-model.js";
 import type { TemplateMessage } from "../../engine/tokenizer.js";
@@ -38,7 +38,7 @@ export class LocalChatModels {
   target(modelId: string): ChatTarget {
     if (typeof modelId !== "string" || modelId.trim() === "") {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         "local: chat needs a model: a model folder, a Hugging Face id or an adapter folder",
         { location: { path: "modelId" } },
       );
@@ -48,7 +48,7 @@ export class LocalChatModels {
       modelId,
       complete: async (messages, options = {}) => {
         if (!Array.isArray(messages) || messages.length === 0) {
-          throw new ValidationError("invalid_request", "local: complete() needs at least one message", {
+          throw new ValidationError("invalid_argument", "local: complete() needs at least one message", {
             location: { path: "messages" },
           });
         }
@@ -75,7 +75,7 @@ export class LocalChatModels {
 
   #model(modelId: string): Promise<LocalModel> {
     if (this.#disposed) {
-      throw new ValidationError("disposed", "local: this provider has been disposed");
+      throw new DisposedError("disposed", "local: this provider has been disposed");
     }
     const key = modelId;
     let model = this.#models.get(key);

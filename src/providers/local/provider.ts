@@ -8,7 +8,14 @@ import { randomBytes } from "node:crypto";
 import { readdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { DataFormatError, NotFoundError, TunekitError, ValidationError } from "../../core/errors.js";
+import {
+  DataFormatError,
+  DisposedError,
+  type ErrorCode,
+  NotFoundError,
+  TunekitError,
+  ValidationError,
+} from "../../core/errors.js";
 import { writeFileAtomically } from "../../core/files.js";
 import { Dataset } from "../../data/dataset.js";
 import type { LoraOptions } from "../../engine/lora.js";
@@ -92,7 +99,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
   constructor(options: LocalProviderOptions) {
     if (typeof options?.outputDir !== "string" || options.outputDir.trim() === "") {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         "local: outputDir is needed: the folder for jobs and uploads",
         {
           location: { path: "outputDir" },
@@ -102,7 +109,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
     const quantization = options.quantization ?? "nf4";
     if (quantization !== "nf4" && quantization !== "none") {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         `local: quantization must be "nf4" or "none", not ${JSON.stringify(quantization)}`,
         { location: { path: "quantization" } },
       );
@@ -110,7 +117,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
     const threads = options.threads;
     if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         `local: threads must be a whole number > 0, got ${threads}`,
         {
           location: { path: "threads" },
@@ -580,7 +587,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
   }
 
   #open(): void {
-    if (this.#disposed) throw new ValidationError("disposed", "local: this provider has been disposed");
+    if (this.#disposed) throw new DisposedError("disposed", "local: this provider has been disposed");
   }
 
   #filePath(fileId: string): string {
@@ -720,6 +727,6 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
   });
 }
 
-function invalid(message: string, path: string, code = "invalid_request"): ValidationError {
+function invalid(message: string, path: string, code: ErrorCode = "invalid_argument"): ValidationError {
   return new ValidationError(code, `local: ${message}`, { location: { path } });
 }

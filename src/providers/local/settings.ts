@@ -5,7 +5,7 @@
  * minutes later. What the local engine cannot honour comes back as a warning, as the cloud adapters do.
  */
 import { z } from "zod";
-import { ValidationError } from "../../core/errors.js";
+import { type ErrorCode, ValidationError } from "../../core/errors.js";
 import { LORA_DEFAULTS, PROJECTIONS } from "../../engine/lora.js";
 import { TRAIN_DEFAULTS } from "../../local/defaults.js";
 import type { CreateJobRequest, Hyperparameters, ProviderWarning } from "../spec.js";
@@ -225,6 +225,6 @@ function above0(value: unknown, path: string): number {
   return value;
 }
 
-function invalid(message: string, path: string, code = "invalid_request"): ValidationError {
+function invalid(message: string, path: string, code: ErrorCode = "invalid_argument"): ValidationError {
   return new ValidationError(code, `local: ${message}`, { location: { path } });
 }

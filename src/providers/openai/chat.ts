@@ -18,7 +18,7 @@ export type Call = <T>(
 /** A chat target over `POST /chat/completions`. */
 export function chatTarget(modelId: string, call: Call): ChatTarget {
   if (typeof modelId !== "string" || modelId.trim() === "") {
-    throw new ValidationError("invalid_request", "chat() needs a model id", {
+    throw new ValidationError("invalid_argument", "chat() needs a model id", {
       location: { path: "modelId" },
     });
   }
@@ -27,7 +27,7 @@ export function chatTarget(modelId: string, call: Call): ChatTarget {
     modelId,
     async complete(messages, options = {}) {
       if (!Array.isArray(messages) || messages.length === 0) {
-        throw new ValidationError("invalid_request", "complete() needs at least one message", {
+        throw new ValidationError("invalid_argument", "complete() needs at least one message", {
           location: { path: "messages" },
         });
       }
@@ -69,14 +69,14 @@ function toWireMessage(message: ChatMessage, index: number): ChatCompletionMessa
       };
     case "tool":
       if (message.tool_call_id === undefined) {
-        throw new ValidationError("invalid_request", "a tool message needs tool_call_id", {
+        throw new ValidationError("invalid_argument", "a tool message needs tool_call_id", {
           location: { path: `messages[${index}].tool_call_id` },
         });
       }
       return { role: "tool", content: textOnly(message, index), tool_call_id: message.tool_call_id };
     default:
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         `unknown role "${String((message as { role: unknown }).role)}"`,
         {
           location: { path: `messages[${index}].role` },
@@ -93,7 +93,7 @@ function textOnly(message: ChatMessage, index: number): string | ChatCompletionC
   for (const part of content) {
     if (part.type !== "text") {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         `${message.role} messages take text only, not ${part.type}`,
         {
           location: { path: `messages[${index}].content` },

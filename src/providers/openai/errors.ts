@@ -40,7 +40,7 @@ export function toTunekitError(error: unknown, context: ErrorContext): unknown {
   }
   if (error instanceof APIConnectionError) {
     const reason = error.cause instanceof Error ? `: ${clean(error.cause.message)}` : "";
-    return new ConnectionError("connection_error", `could not reach the API${reason}`, {
+    return new ConnectionError("connection_failed", `could not reach the API${reason}`, {
       provider: PROVIDER,
       cause: error,
     });

@@ -37,7 +37,7 @@ export function createJobBody(request: CreateJobRequest): {
     const settings: unknown = method.settings;
     if (!isRecord(settings)) {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         "reinforcement settings must be an object, with a grader",
         {
           location: { path: "method.settings" },
@@ -54,20 +54,20 @@ export function createJobBody(request: CreateJobRequest): {
     methodBody = { type: "reinforcement", reinforcement: reinforcement as unknown as ReinforcementMethod };
   } else {
     const type = (method as { type: unknown }).type;
-    throw new ValidationError("invalid_request", `unknown training method "${String(type)}"`, {
+    throw new ValidationError("invalid_argument", `unknown training method "${String(type)}"`, {
       location: { path: "method.type" },
     });
   }
 
   if (request.suffix !== undefined && request.suffix.length > MAX_SUFFIX_LENGTH) {
     throw new ValidationError(
-      "invalid_request",
+      "invalid_argument",
       `OpenAI takes a suffix of at most ${MAX_SUFFIX_LENGTH} characters, got ${request.suffix.length}`,
       { location: { path: "suffix" } },
     );
   }
   if (request.seed !== undefined && !Number.isSafeInteger(request.seed)) {
-    throw new ValidationError("invalid_request", `seed must be a whole number, got ${request.seed}`, {
+    throw new ValidationError("invalid_argument", `seed must be a whole number, got ${request.seed}`, {
       location: { path: "seed" },
     });
   }
@@ -137,7 +137,7 @@ function checkMetadata(metadata: Record<string, string>): void {
   const entries = Object.entries(metadata);
   if (entries.length > MAX_METADATA_PAIRS) {
     throw new ValidationError(
-      "invalid_request",
+      "invalid_argument",
       `OpenAI takes at most ${MAX_METADATA_PAIRS} metadata pairs`,
       {
         location: { path: "metadata" },
@@ -147,7 +147,7 @@ function checkMetadata(metadata: Record<string, string>): void {
   for (const [key, value] of entries) {
     if (key.length > MAX_METADATA_KEY || typeof value !== "string" || value.length > MAX_METADATA_VALUE) {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         `metadata keys take at most ${MAX_METADATA_KEY} characters and values are strings of at most ${MAX_METADATA_VALUE}`,
         { location: { path: `metadata.${key}` } },
       );
@@ -157,7 +157,7 @@ function checkMetadata(metadata: Record<string, string>): void {
 
 function nonEmpty(value: unknown, path: string): void {
   if (typeof value !== "string" || value.trim() === "") {
-    throw new ValidationError("invalid_request", `${path} must be a non-empty string`, {
+    throw new ValidationError("invalid_argument", `${path} must be a non-empty string`, {
       location: { path },
     });
   }
@@ -166,7 +166,7 @@ function nonEmpty(value: unknown, path: string): void {
 function positive(value: unknown, path: string): void {
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
     throw new ValidationError(
-      "invalid_request",
+      "invalid_argument",
       `${path} must be a number above 0 or "auto", got ${String(value)}`,
       {
         location: { path },
@@ -178,7 +178,7 @@ function positive(value: unknown, path: string): void {
 function wholePositive(value: unknown, path: string): void {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
     throw new ValidationError(
-      "invalid_request",
+      "invalid_argument",
       `${path} must be a whole number of at least 1 or "auto", got ${String(value)}`,
       {
         location: { path },

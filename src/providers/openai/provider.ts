@@ -288,7 +288,7 @@ function duration(value: number | undefined, fallback: number, name: string): nu
 
 function invalid(message: string, path: string | undefined): never {
   throw new ValidationError(
-    "invalid_option",
+    "invalid_argument",
     `openai: ${message}`,
     path === undefined ? {} : { location: { path } },
   );

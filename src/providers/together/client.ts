@@ -40,12 +40,12 @@ export class TogetherClient {
   constructor(settings: ClientSettings) {
     this.baseURL = parseBaseURL(settings.baseURL ?? DEFAULT_BASE_URL);
     if (settings.fetch !== undefined && typeof settings.fetch !== "function") {
-      throw new ValidationError("invalid_option", "together: fetch must be a function");
+      throw new ValidationError("invalid_argument", "together: fetch must be a function");
     }
     const maxRetries = settings.maxRetries;
     if (maxRetries !== undefined && (!Number.isInteger(maxRetries) || maxRetries < 0)) {
       throw new ValidationError(
-        "invalid_option",
+        "invalid_argument",
         `together: maxRetries must be a whole number >= 0, got ${maxRetries}`,
       );
     }
@@ -142,10 +142,10 @@ function parseBaseURL(value: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new ValidationError("invalid_option", `together: baseURL must be an http(s) URL, got "${value}"`);
+    throw new ValidationError("invalid_argument", `together: baseURL must be an http(s) URL, got "${value}"`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new ValidationError("invalid_option", `together: baseURL must be an http(s) URL, got "${value}"`);
+    throw new ValidationError("invalid_argument", `together: baseURL must be an http(s) URL, got "${value}"`);
   }
   return value.replace(/\/+$/, "");
 }

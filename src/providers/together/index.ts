@@ -58,7 +58,7 @@ export function together(options: TogetherProviderOptions = {}): FineTuningProvi
   const pollInterval = options.filePollInterval ?? DEFAULT_FILE_POLL_INTERVAL;
   if (!Number.isFinite(pollInterval) || pollInterval < 0) {
     throw new ValidationError(
-      "invalid_option",
+      "invalid_argument",
       `together: filePollInterval must be >= 0, got ${pollInterval}`,
     );
   }
@@ -86,11 +86,14 @@ class TogetherProvider implements FineTuningProvider {
 
   async uploadFile(request: UploadRequest, options: CallOptions = {}): Promise<UploadedFile> {
     if (typeof request?.filename !== "string" || request.filename.trim() === "") {
-      throw new ValidationError("invalid_request", "together: uploadFile needs a filename, like train.jsonl");
+      throw new ValidationError(
+        "invalid_argument",
+        "together: uploadFile needs a filename, like train.jsonl",
+      );
     }
     if (!(request.data instanceof Uint8Array)) {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         "together: uploadFile needs the file's bytes as a Uint8Array",
       );
     }
@@ -128,7 +131,7 @@ class TogetherProvider implements FineTuningProvider {
     const limit = options.limit;
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         `together: limit must be a whole number > 0, got ${limit}`,
       );
     }
@@ -201,7 +204,7 @@ class TogetherProvider implements FineTuningProvider {
 
   chat(modelId: string) {
     if (typeof modelId !== "string" || modelId.trim() === "") {
-      throw new ValidationError("invalid_request", "together: chat needs a model id");
+      throw new ValidationError("invalid_argument", "together: chat needs a model id");
     }
     return togetherChat(this.#client, modelId);
   }
@@ -215,7 +218,7 @@ class TogetherProvider implements FineTuningProvider {
     });
     if (!limits.lora_training) {
       throw new ValidationError(
-        "invalid_request",
+        "invalid_argument",
         `together: the model ${model} cannot be fine-tuned with LoRA`,
       );
     }
@@ -225,11 +228,11 @@ class TogetherProvider implements FineTuningProvider {
 
 function checkJobRequest(request: CreateJobRequest): void {
   if (typeof request?.model !== "string" || request.model.trim() === "") {
-    throw new ValidationError("invalid_request", "together: a job needs a model");
+    throw new ValidationError("invalid_argument", "together: a job needs a model");
   }
   if (typeof request.trainingFile !== "string" || request.trainingFile.trim() === "") {
     throw new ValidationError(
-      "invalid_request",
+      "invalid_argument",
       "together: a job needs a trainingFile (the id of an uploaded file)",
     );
   }
@@ -238,6 +241,6 @@ function checkJobRequest(request: CreateJobRequest): void {
 /** An id as one path segment, whatever it holds. */
 function segment(id: string): string {
   if (typeof id !== "string" || id === "")
-    throw new ValidationError("invalid_request", "together: an id is required");
+    throw new ValidationError("invalid_argument", "together: an id is required");
   return encodeURIComponent(id);
 }

@@ -1,4 +1,4 @@
-import type { SourceLocation } from "../../core/errors.js";
+import type { ProblemCode, SourceLocation } from "../../core/errors.js";
 import { type Problem, problem } from "../../data/problem.js";
 
 export interface MessageRules {
@@ -38,7 +38,7 @@ export function checkMessages(
   location: SourceLocation,
 ): Problem[] {
   const problems: Problem[] = [];
-  const error = (code: string, message: string, at: string) =>
+  const error = (code: ProblemCode, message: string, at: string) =>
     problems.push(problem("error", code, message, location, at));
   if (!Array.isArray(messages) || messages.length === 0) {
     error("missing_messages_list", `${path} must be a non-empty list of messages`, path);
