@@ -9,7 +9,9 @@
         "src/kernels/gemm.cc",
         "src/kernels/scalar.cc",
         "src/kernels/nf4.cc",
+        "src/model/decoder.cc",
         "src/model/llama.cc",
+        "src/model/ops.cc",
         "src/model/sampler.cc",
         "src/model/train.cc",
         "src/util/thread_pool.cc"

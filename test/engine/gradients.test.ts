@@ -101,6 +101,29 @@ describe("LoRA gradients", () => {
     expect(first.loss).toBeCloseTo(plain.loss, 5);
   });
 
+  for (const name of Object.keys(TINY_MODELS))
+    it(`train on the forward pass inference runs: lossAndGradients' loss is loss()'s, bit for bit (${name})`, async () => {
+      await using model = await tunedModel(name);
+      const long = Array.from({ length: 96 }, (_, index) => (index * 37 + 5) % 64);
+      const batches = [
+        { inputIds, labels, sequenceLengths },
+        {
+          inputIds: long,
+          labels: long.map((id, index) => (index % 5 === 0 ? -100 : id)),
+          sequenceLengths: [40, 56],
+        },
+      ];
+      for (const batch of batches)
+        for (const gradientCheckpointing of [false, true]) {
+          const trained = await model.lossAndGradients(batch, { gradientCheckpointing });
+          const measured = await model.loss(batch.inputIds, batch.labels, {
+            sequenceLengths: batch.sequenceLengths,
+          });
+          expect(trained.tokens).toBe(measured.tokens);
+          expect(trained.loss).toBe(measured.loss);
+        }
+    });
+
   it("refuses a batch that does not add up", async () => {
     await using model = await tunedModel("llama");
     await expect(model.lossAndGradients({ inputIds, labels, sequenceLengths: [7, 6] })).rejects.toThrow(

@@ -218,18 +218,34 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
   });
 }
 
-// transformers LlamaRMSNorm: x · rsqrt(mean(x²) + eps), then the weight, all in fp32.
-void LlamaModel::rms_norm(const float* x, int m, const Weight& weight, float* y) const {
-  const size_t H = weight.cols();
-  std::vector<float> scratch(H);
-  const float* w = weight.row(0, scratch.data(), *kernels_);
-  for (int row = 0; row < m; row++) {
-    const float* in = x + size_t(row) * H;
-    float* out = y + size_t(row) * H;
-    const float variance = kernels_->dot(in, in, H) / float(H);
-    const float scale = 1.0f / std::sqrt(variance + config_.rms_norm_eps);
-    for (size_t i = 0; i < H; i++) out[i] = w[i] * (in[i] * scale);
+// dx[t] += Σ_o dy[t][o] · W[o]: a packed matrix product from kGemmRows rows on (W as it is stored,
+// [out × in], is the product's right operand); for fewer rows each thread takes a range of rows and
+// streams W once, four rows of W at a time so that each row of dx is read and written once per four.
+void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx) const {
+  const size_t N = weight.rows(), K = weight.cols();
+  const Kernels& k = *kernels_;
+  if (m >= kGemmRows) {
+    multiply_add(k, *pool_, size_t(m), K, N, dy, N, false, weight_rows(weight), dx, K);
+    return;
   }
+  pool_->parallel_for(size_t(m), [&](size_t begin, size_t end, size_t) {
+    std::vector<float> scratch(4 * K);
+    const float* w[4];
+    float g[4];
+    size_t o = 0;
+    for (; o + 4 <= N; o += 4) {
+      for (size_t j = 0; j < 4; j++) w[j] = weight.row(o + j, scratch.data() + j * K, k);
+      for (size_t t = begin; t < end; t++) {
+        for (size_t j = 0; j < 4; j++) g[j] = dy[t * N + o + j];
+        if (g[0] != 0.0f || g[1] != 0.0f || g[2] != 0.0f || g[3] != 0.0f) k.axpy4(g, w, dx + t * K, K);
+      }
+    }
+    for (; o < N; o++) {
+      const float* row = weight.row(o, scratch.data(), k);
+      for (size_t t = begin; t < end; t++)
+        if (dy[t * N + o] != 0.0f) k.axpy(dy[t * N + o], row, dx + t * K, K);
+    }
+  });
 }
 
 void LlamaModel::head(const float* hidden, int m, float* logits) const { linear(hidden, m, head_weight(), nullptr, logits); }
@@ -332,8 +348,7 @@ std::vector<float> LlamaModel::merged_weight(int layer, int p) const {
   return merged;
 }
 
-// ---- The decoder --------------------------------------------------------------------------------
-// Shapes: T new tokens, H hidden, D head_dim, Hq / Hkv query / key-value heads, I intermediate.
+// ---- The decoder over KV caches (the block itself is in decoder.cc) -------------------------------
 
 void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const {
   forward(tokens, {Segment{&cache, count}}, lora, out);
@@ -341,121 +356,25 @@ void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, const
 
 void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora,
                          float* out) const {
-  const ModelConfig& c = config_;
-  const int H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
-  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size;
-  const Kernels& k = *kernels_;
-
   // Each row of the batch: its sequence's cache and its position there.
-  std::vector<KVCache*> row_cache;
-  std::vector<int> row_position;
+  BlockRows rows;
   for (const Segment& segment : segments) {
-    if (segment.cache->length + segment.count > segment.cache->capacity) throw Error(ErrorCode::EngineFailed, "KV cache is full");
+    if (segment.cache->length + segment.count > segment.cache->capacity)
+      throw Error(ErrorCode::EngineFailed, "KV cache is full");
     for (int t = 0; t < segment.count; t++) {
-      row_cache.push_back(segment.cache);
-      row_position.push_back(segment.cache->length + t);
+      rows.cache.push_back(segment.cache);
+      rows.position.push_back(segment.cache->length + t);
     }
   }
-  const int T = int(row_cache.size());
-  int longest = 0;
-  for (int position : row_position) longest = std::max(longest, position + 1);
-
-  // x [T × H]: the token embeddings.
-  std::vector<float> x(size_t(T) * H), normed(size_t(T) * H);
-  for (int t = 0; t < T; t++) {
-    const float* row = embed_.row(size_t(tokens[t]), x.data() + size_t(t) * H, k);
-    if (row != x.data() + size_t(t) * H) std::memcpy(x.data() + size_t(t) * H, row, sizeof(float) * H);
-  }
-
-  // RoPE tables for each row's position: cos/sin [T × D/2].
-  const int half = D / 2;
-  std::vector<float> cos_table(size_t(T) * half), sin_table(size_t(T) * half);
-  for (int t = 0; t < T; t++)
-    for (int i = 0; i < half; i++) {
-      const float angle = float(row_position[t]) * c.inv_freq[i];  // fp32, as transformers computes it
-      cos_table[size_t(t) * half + i] = std::cos(angle) * c.attention_scaling;
-      sin_table[size_t(t) * half + i] = std::sin(angle) * c.attention_scaling;
-    }
-  // rotate_half: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin) on the two halves of each head.
-  auto rope = [&](float* vectors, int heads, int t) {
-    const float* cos_row = &cos_table[size_t(t) * half];
-    const float* sin_row = &sin_table[size_t(t) * half];
-    for (int h = 0; h < heads; h++) {
-      float* v = vectors + size_t(h) * D;
-      for (int i = 0; i < half; i++) {
-        const float x1 = v[i], x2 = v[i + half];
-        v[i] = x1 * cos_row[i] - x2 * sin_row[i];
-        v[i + half] = x2 * cos_row[i] + x1 * sin_row[i];
-      }
-    }
-  };
-
-  std::vector<float> q(size_t(T) * Q), key(size_t(T) * KV), value(size_t(T) * KV), attention(size_t(T) * Q);
-  std::vector<float> projected(size_t(T) * H), gate(size_t(T) * I), up(size_t(T) * I);
-  const float scale = 1.0f / std::sqrt(float(D));
-  const int group = Hq / Hkv;
-
-  for (int l = 0; l < c.num_layers; l++) {
-    const Layer& layer = layers_[l];
-    // A projection: the frozen weight, plus its LoRA adapter when there is one.
-    auto project = [&](const float* in, int p, const Weight* bias, float* out_rows) {
-      const Weight& weight = projection(layer, p);
-      linear(in, T, weight, bias, out_rows);
-      const LoraAdapter* adapter = lora ? lora->layers[l][p].get() : nullptr;
-      if (adapter) apply_lora(in, T, *adapter, out_rows, weight.rows());
-    };
-    // Attention block: x += o(attention(rope(q(n)), rope(k(n)), v(n))), n = rms_norm(x).
-    rms_norm(x.data(), T, layer.input_norm, normed.data());
-    project(normed.data(), kQ, c.attention_bias ? &layer.q_bias : nullptr, q.data());
-    project(normed.data(), kK, c.attention_bias ? &layer.k_bias : nullptr, key.data());
-    project(normed.data(), kV, c.attention_bias ? &layer.v_bias : nullptr, value.data());
-    for (int t = 0; t < T; t++) {
-      rope(&q[size_t(t) * Q], Hq, t);
-      rope(&key[size_t(t) * KV], Hkv, t);
-      // Each row's key and value go to its sequence's cache, at its position.
-      const size_t at = size_t(row_position[t]) * KV;
-      std::memcpy(row_cache[t]->keys[l].data() + at, &key[size_t(t) * KV], sizeof(float) * KV);
-      std::memcpy(row_cache[t]->values[l].data() + at, &value[size_t(t) * KV], sizeof(float) * KV);
-    }
-
-    // Causal attention, one (row, head) pair per task: softmax(q·Kᵀ · scale) · V over the positions
-    // of the row's own sequence up to its own.
-    pool_->parallel_for(size_t(T) * Hq, [&](size_t begin, size_t end, size_t) {
-      std::vector<float> scores(static_cast<size_t>(longest));
-      for (size_t task = begin; task < end; task++) {
-        const int t = int(task / Hq), h = int(task % Hq), kv_head = h / group;
-        const int positions = row_position[t] + 1;
-        const float* keys = row_cache[t]->keys[l].data();
-        const float* values = row_cache[t]->values[l].data();
-        const float* query = &q[size_t(t) * Q + size_t(h) * D];
-        float maximum = -std::numeric_limits<float>::infinity();
-        for (int p = 0; p < positions; p++) {
-          scores[p] = k.dot(query, keys + size_t(p) * KV + size_t(kv_head) * D, D) * scale;
-          maximum = std::max(maximum, scores[p]);
-        }
-        float sum = 0.0f;
-        for (int p = 0; p < positions; p++) {
-          scores[p] = std::exp(scores[p] - maximum);
-          sum += scores[p];
-        }
-        float* output = &attention[size_t(t) * Q + size_t(h) * D];
-        std::fill(output, output + D, 0.0f);
-        for (int p = 0; p < positions; p++)
-          k.axpy(scores[p] / sum, values + size_t(p) * KV + size_t(kv_head) * D, output, D);
-      }
-    });
-    project(attention.data(), kO, nullptr, projected.data());
-    for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
-
-    // MLP block: x += down(silu(gate(n)) · up(n)), n = rms_norm(x).
-    rms_norm(x.data(), T, layer.post_attention_norm, normed.data());
-    project(normed.data(), kGate, nullptr, gate.data());
-    project(normed.data(), kUp, nullptr, up.data());
-    for (size_t i = 0; i < gate.size(); i++) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-    project(gate.data(), kDown, nullptr, projected.data());
-    for (size_t i = 0; i < x.size(); i++) x[i] += projected[i];
-  }
-  rms_norm(x.data(), T, final_norm_, out);
+  rows.count = int(rows.position.size());
+  const ops::RopeTable rope = ops::rope_table(rows.position, config_.inv_freq, config_.attention_scaling);
+  std::vector<float> x(size_t(rows.count) * config_.hidden_size);
+  embed(tokens, rows.count, x.data());
+  BlockActivations scratch;
+  for (int l = 0; l < config_.num_layers; l++) block_forward(l, x.data(), rows, rope, lora, nullptr, scratch, false);
+  std::vector<float> norm(config_.hidden_size);
+  ops::rms_norm(*kernels_, x.data(), rows.count, config_.hidden_size, final_norm_.row(0, norm.data(), *kernels_),
+                config_.rms_norm_eps, out, nullptr);
   for (const Segment& segment : segments) segment.cache->length += segment.count;
 }
 
@@ -506,7 +425,7 @@ LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, cons
     return {};
   }
   check_batch(tokens, labels, sequences);
-  const int T = int(tokens.size()), H = config_.hidden_size, V = config_.vocab_size;
+  const int T = int(tokens.size()), H = config_.hidden_size;
   // One cache per sequence, so positions restart and attention stays inside each.
   std::vector<KVCache> caches;
   caches.reserve(sequences.size());
@@ -522,40 +441,19 @@ LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, cons
   std::vector<float> hidden(size_t(T) * H);
   const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
   forward(tokens.data(), segments, lora.get(), hidden.data());
-  // The head in chunks of positions, so a long sequence never holds [T × vocab] logits at once (at
-  // most 16 MiB, at least 32 rows, as in training); each row's softmax on its own thread.
-  const int chunk = int(std::max<size_t>(32, (size_t(16) << 20) / (size_t(V) * sizeof(float)) / 8 * 8));
-  std::vector<float> logits(size_t(chunk) * V);
-  std::vector<double> row_loss(chunk);
-  std::vector<char> row_counts(chunk), row_correct(chunk);
-  LossResult result;
-  double total = 0.0;
-  for (int t0 = 0; t0 < T; t0 += chunk) {
-    const int rows = std::min(chunk, T - t0);
-    head(hidden.data() + size_t(t0) * H, rows, logits.data());
-    pool_->parallel_for(size_t(rows), [&](size_t begin, size_t end, size_t) {
-      for (size_t r = begin; r < end; r++) {
-        const int t = t0 + int(r);
-        const int32_t label = last_of_sequence[size_t(t)] ? -100 : labels[size_t(t + 1)];
-        row_counts[r] = label != -100;
-        if (label == -100) continue;
-        const float* values = logits.data() + r * V;
-        const float* best = std::max_element(values, values + V);
-        const float maximum = *best;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += std::exp(double(values[v] - maximum));
-        row_loss[r] = double(maximum) + std::log(sum) - double(values[label]);
-        row_correct[r] = best - values == label;
-      }
-    });
-    for (int r = 0; r < rows; r++) {  // in order, whatever the threads
-      if (!row_counts[size_t(r)]) continue;
-      total += row_loss[size_t(r)];
-      result.tokens++;
-      if (row_correct[size_t(r)]) result.correct++;
+  // The rows whose next label counts, as training picks them.
+  std::vector<int> rows;
+  std::vector<int32_t> targets;
+  for (int t = 0; t < T; t++)
+    if (!last_of_sequence[size_t(t)] && labels[size_t(t + 1)] != -100) {
+      rows.push_back(t);
+      targets.push_back(labels[size_t(t + 1)]);
     }
-  }
-  result.loss = result.tokens ? total / double(result.tokens) : 0.0;
+  const HeadLoss head = head_loss(hidden.data(), rows, targets, 0.0f, nullptr);
+  LossResult result;
+  result.tokens = rows.size();
+  result.correct = head.correct;
+  result.loss = result.tokens ? head.total / double(result.tokens) : 0.0;
   return result;
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "kernels/nf4.h"
+#include "model/ops.h"
 #include "model/sampler.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -117,6 +118,36 @@ struct KVCache {
 struct Segment {
   KVCache* cache;
   int count;
+};
+
+// How the rows of one pass through the decoder see keys and values.
+// - Inference: each row belongs to a sequence with a KV cache; its key and value are appended there at
+//   its position, and it attends to the cache up to that position.
+// - Training: the rows are packed sequences with no cache; row t attends to the rows first[t] … t.
+struct BlockRows {
+  int count = 0;                  // T
+  std::vector<int> position;      // each row's position in its sequence
+  std::vector<KVCache*> cache;    // inference: each row's cache; empty in training
+  std::vector<int> first;         // training: the row where each row's sequence starts
+};
+
+// What one block's forward pass computes. Training keeps it for the backward pass (x_in, x_mid, the
+// attention's log-sum-exp, each adapter's A·x and dropout mask); inference reuses it as scratch.
+struct BlockActivations {
+  std::vector<float> x_in, n1, rstd1;   // block input, its norm, 1/rms per row
+  std::vector<float> q, k, v;           // after RoPE (q, k) [T × Q], [T × KV]
+  std::vector<float> lse;               // attention log-sum-exp per (row, head) [T × Hq]
+  std::vector<float> attn;              // attention output [T × Q]
+  std::vector<float> x_mid, n2, rstd2;  // after the attention residual, its norm
+  std::vector<float> gate, up, act;     // [T × I]: gate and up projections, silu(gate)·up
+  std::array<std::vector<float>, kProjections> lora_t;     // A·dropout(x) per adapted projection [T × r]
+  std::array<std::vector<float>, kProjections> lora_mask;  // dropout's keep / (1 − p) per input [T × in]
+};
+
+// Dropout on the adapters' inputs while training (PEFT: lora_B(lora_A(dropout(x)))).
+struct Dropout {
+  float p = 0.0f;
+  Random* random = nullptr;  // where the masks come from; a replay of it repeats them exactly
 };
 
 struct WeightBytes {
@@ -230,6 +261,34 @@ class LlamaModel {
   void forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const;
   // The same for a batch of rows from several sequences, each segment's rows appended to its cache.
   void forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora, float* out) const;
+
+  // ---- The decoder block (block.cc): what an architecture defines, forward and backward ----
+  // x [T × H] = the embeddings of the tokens.
+  void embed(const int32_t* tokens, int T, float* x) const;
+  // One block over the rows, x [T × H] updated in place from its input to its output. `keep`: fill
+  // `a` with what block_backward needs (training); else `a` is scratch. `dropout` only in training.
+  void block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet* lora,
+                     const Dropout* dropout, BlockActivations& a, bool keep) const;
+  // Its backward pass: dx [T × H] holds the gradient of the block's output and becomes that of its
+  // input; the gradients of the layer's adapters are added to `grads`.
+  void block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora, bool dropped,
+                      const BlockActivations& a, float* dx, std::array<LoraGradient, kProjections>& grads) const;
+  // A projection with its adapter: y = W x (+ b) + s·B(A dropout(x)); with `keep`, A dropout(x) and
+  // the mask go to a.lora_t / a.lora_mask.
+  void project(int l, int p, const float* x, int T, const Weight* bias, const LoraSet* lora, const Dropout* dropout,
+               float* y, BlockActivations& a, bool keep) const;
+  // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
+  void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, bool dropped,
+                        const BlockActivations& a, float* dx, LoraGradient& grad) const;
+  // The next-token loss at the rows `rows` of the final hidden states [T × H], predicting targets[i]
+  // at rows[i]: the head in chunks of rows, each row's softmax on its own thread, summed in order.
+  // With `gradient_scale` > 0 the gradient of (sum of losses) · scale reaches dh [T × H] through the head.
+  struct HeadLoss {
+    double total = 0.0;
+    size_t correct = 0;
+  };
+  HeadLoss head_loss(const float* hidden, const std::vector<int>& rows, const std::vector<int32_t>& targets,
+                     float gradient_scale, float* dh) const;
   // y += scale · B (A x) for the m rows of x; `t`, when given, receives A x [m × rank] (training).
   void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features,
                   float* t = nullptr) const;
@@ -241,7 +300,6 @@ class LlamaModel {
   // From this many rows on, linear and linear_backward run as packed matrix products (kernels/gemm.h).
   static constexpr int kGemmRows = 8;
   RowSpans weight_rows(const Weight& weight) const;
-  void rms_norm(const float* x, int m, const Weight& weight, float* y) const;
   void head(const float* hidden, int m, float* logits) const;
   const Weight& head_weight() const { return config_.tie_word_embeddings ? embed_ : lm_head_; }
   const Weight& projection(const Layer& layer, int projection) const;

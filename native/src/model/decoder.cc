@@ -1,0 +1,239 @@
+// The Llama-family decoder, forward and backward: the embedding, one block, and the head with its
+// loss. Inference (llama.cc) and training (train.cc) both run these functions, so an architecture is
+// defined here and only here: a new block shape (extra norms, another activation, a bias) means
+// changing block_forward and the block_backward below it, and nothing else.
+//
+// Shapes: T rows, H hidden, D head_dim, Hq / Hkv heads, Q = Hq·D, KV = Hkv·D, I intermediate, r a LoRA
+// rank, V the vocabulary.
+#include <algorithm>
+#include <cstring>
+
+#include "model/llama.h"
+#include "model/ops.h"
+
+namespace tunekit {
+
+namespace {
+
+// A vector weight (a norm's [H]) as fp32: in place for F32, else decoded into `scratch`.
+const float* vector_of(const Weight& weight, std::vector<float>& scratch, const Kernels& k) {
+  scratch.resize(weight.cols());
+  return weight.row(0, scratch.data(), k);
+}
+
+}  // namespace
+
+void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
+  const size_t H = size_t(config_.hidden_size);
+  for (int t = 0; t < T; t++) {
+    const float* row = embed_.row(size_t(tokens[t]), x + size_t(t) * H, *kernels_);
+    if (row != x + size_t(t) * H) std::memcpy(x + size_t(t) * H, row, sizeof(float) * H);
+  }
+}
+
+// ---- Projections: a frozen linear weight and its LoRA adapter ------------------------------------
+
+void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const LoraSet* lora,
+                         const Dropout* dropout, float* y, BlockActivations& a, bool keep) const {
+  const Weight& weight = projection(layers_[l], p);
+  linear(x, T, weight, bias, y);
+  const LoraAdapter* adapter = lora ? lora->layers[l][p].get() : nullptr;
+  if (!adapter) return;
+  const size_t r = size_t(adapter->rank), in = weight.cols();
+  std::vector<float> dropped;
+  if (dropout && dropout->p > 0.0f) {
+    std::vector<float>& mask = a.lora_mask[p];
+    mask.resize(size_t(T) * in);
+    dropped.resize(size_t(T) * in);
+    const float kept = 1.0f / (1.0f - dropout->p);
+    for (size_t i = 0; i < mask.size(); i++) {
+      mask[i] = dropout->random->uniform() < double(dropout->p) ? 0.0f : kept;
+      dropped[i] = x[i] * mask[i];
+    }
+    x = dropped.data();
+  }
+  float* t = nullptr;
+  if (keep) {
+    a.lora_t[p].resize(size_t(T) * r);
+    t = a.lora_t[p].data();
+  }
+  apply_lora(x, T, *adapter, y, weight.rows(), t);
+}
+
+void LlamaModel::project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora,
+                                  bool dropped, const BlockActivations& a, float* dx, LoraGradient& grad) const {
+  const Weight& weight = projection(layers_[l], p);
+  linear_backward(dy, T, weight, dx);
+  const LoraAdapter* adapter = lora.layers[l][p].get();
+  if (!adapter) return;
+  const Kernels& k = *kernels_;
+  const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows(), rows = size_t(T);
+  const float s = adapter->scale;
+  const std::vector<float>& lora_t = a.lora_t[p];
+  const std::vector<float>& mask = a.lora_mask[p];
+  std::vector<float> x_dropped, dx_lora;
+  if (dropped) {
+    x_dropped.resize(rows * in);
+    for (size_t i = 0; i < x_dropped.size(); i++) x_dropped[i] = x[i] * mask[i];
+    x = x_dropped.data();
+    dx_lora.assign(rows * in, 0.0f);
+  }
+  float* dx_target = dropped ? dx_lora.data() : dx;
+  // Four matrix products, each laid out so that its output is wide (in or out columns, not r).
+  std::vector<float> b_transposed(r * out);  // Bᵀ [r × out]
+  for (size_t o = 0; o < out; o++)
+    for (size_t j = 0; j < r; j++) b_transposed[j * out + o] = adapter->b[o * r + j];
+  std::vector<float> u(rows * r);  // dy B [T × r]
+  multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed.data(), out), u.data(), r);
+  std::vector<float> scaled_dy(rows * out), grad_b_transposed(r * out, 0.0f);
+  for (size_t i = 0; i < scaled_dy.size(); i++) scaled_dy[i] = s * dy[i];
+  multiply_add(k, *pool_, r, out, rows, lora_t.data(), r, true, dense_rows(scaled_dy.data(), out),
+               grad_b_transposed.data(), out);  // (dB)ᵀ = (A x̃)ᵀ s dy
+  for (size_t o = 0; o < out; o++)
+    for (size_t j = 0; j < r; j++) grad.b[o * r + j] += grad_b_transposed[j * out + o];
+  for (float& value : u) value *= s;
+  multiply_add(k, *pool_, r, in, rows, u.data(), r, true, dense_rows(x, in), grad.a.data(), in);  // dA += s uᵀ x̃
+  multiply_add(k, *pool_, rows, in, r, u.data(), r, false, dense_rows(adapter->a.data(), in), dx_target,
+               in);  // dx += s u A
+  if (dropped)
+    for (size_t i = 0; i < dx_lora.size(); i++) dx[i] += dx_lora[i] * mask[i];
+}
+
+// ---- The block ----------------------------------------------------------------------------------
+
+void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope,
+                               const LoraSet* lora, const Dropout* dropout, BlockActivations& a, bool keep) const {
+  const ModelConfig& c = config_;
+  const int T = rows.count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size;
+  const Kernels& k = *kernels_;
+  const Layer& layer = layers_[l];
+  const size_t hidden = size_t(T) * H;
+  std::vector<float> scratch;
+
+  // Attention: x += o(attention(rope(q(n)), rope(k(n)), v(n))), n = rms_norm(x).
+  if (keep) a.x_in.assign(x, x + hidden);
+  a.n1.resize(hidden);
+  a.rstd1.resize(T);
+  ops::rms_norm(k, x, T, H, vector_of(layer.input_norm, scratch, k), c.rms_norm_eps, a.n1.data(), a.rstd1.data());
+  a.q.resize(size_t(T) * Q);
+  a.k.resize(size_t(T) * KV);
+  a.v.resize(size_t(T) * KV);
+  project(l, kQ, a.n1.data(), T, c.attention_bias ? &layer.q_bias : nullptr, lora, dropout, a.q.data(), a, keep);
+  project(l, kK, a.n1.data(), T, c.attention_bias ? &layer.k_bias : nullptr, lora, dropout, a.k.data(), a, keep);
+  project(l, kV, a.n1.data(), T, c.attention_bias ? &layer.v_bias : nullptr, lora, dropout, a.v.data(), a, keep);
+  std::vector<ops::AttentionSpan> spans(T);
+  for (int t = 0; t < T; t++) {
+    ops::rope(rope, &a.q[size_t(t) * Q], Hq, D, t, 1.0f);
+    ops::rope(rope, &a.k[size_t(t) * KV], Hkv, D, t, 1.0f);
+    if (rows.cache.empty()) {  // training: the rows of its own sequence up to itself
+      const int first = rows.first[t];
+      spans[t] = {&a.k[size_t(first) * KV], &a.v[size_t(first) * KV], t - first + 1};
+    } else {  // inference: its key and value join its sequence's cache, which it attends to
+      KVCache& cache = *rows.cache[t];
+      const size_t at = size_t(rows.position[t]) * KV;
+      std::memcpy(cache.keys[l].data() + at, &a.k[size_t(t) * KV], sizeof(float) * KV);
+      std::memcpy(cache.values[l].data() + at, &a.v[size_t(t) * KV], sizeof(float) * KV);
+      spans[t] = {cache.keys[l].data(), cache.values[l].data(), rows.position[t] + 1};
+    }
+  }
+  a.attn.resize(size_t(T) * Q);
+  if (keep) a.lse.resize(size_t(T) * Hq);
+  ops::attention(*pool_, k, a.q.data(), T, Hq, Hkv, D, spans, a.attn.data(), keep ? a.lse.data() : nullptr);
+  std::vector<float> projected(hidden);
+  project(l, kO, a.attn.data(), T, nullptr, lora, dropout, projected.data(), a, keep);
+  for (size_t i = 0; i < hidden; i++) x[i] += projected[i];
+
+  // MLP: x += down(silu(gate(n)) · up(n)), n = rms_norm(x).
+  if (keep) a.x_mid.assign(x, x + hidden);
+  a.n2.resize(hidden);
+  a.rstd2.resize(T);
+  ops::rms_norm(k, x, T, H, vector_of(layer.post_attention_norm, scratch, k), c.rms_norm_eps, a.n2.data(),
+                a.rstd2.data());
+  a.gate.resize(size_t(T) * I);
+  a.up.resize(size_t(T) * I);
+  project(l, kGate, a.n2.data(), T, nullptr, lora, dropout, a.gate.data(), a, keep);
+  project(l, kUp, a.n2.data(), T, nullptr, lora, dropout, a.up.data(), a, keep);
+  float* act = a.gate.data();  // inference: in place; training keeps gate for the backward pass
+  if (keep) {
+    a.act.resize(a.gate.size());
+    act = a.act.data();
+  }
+  ops::swiglu(a.gate.data(), a.up.data(), a.gate.size(), act);
+  project(l, kDown, act, T, nullptr, lora, dropout, projected.data(), a, keep);
+  for (size_t i = 0; i < hidden; i++) x[i] += projected[i];
+}
+
+void LlamaModel::block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora,
+                                bool dropped, const BlockActivations& a, float* dx,
+                                std::array<LoraGradient, kProjections>& grads) const {
+  const ModelConfig& c = config_;
+  const int T = rows.count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size;
+  const Kernels& k = *kernels_;
+  const Layer& layer = layers_[l];
+  std::vector<float> scratch;
+
+  // MLP: x_out = x_mid + down(silu(gate)·up).
+  std::vector<float> d_act(size_t(T) * I, 0.0f), d_gate(size_t(T) * I), d_up(size_t(T) * I);
+  std::vector<float> dn(size_t(T) * H, 0.0f);
+  project_backward(l, kDown, a.act.data(), dx, T, lora, dropped, a, d_act.data(), grads[kDown]);
+  ops::swiglu_backward(d_act.data(), a.gate.data(), a.up.data(), d_act.size(), d_gate.data(), d_up.data());
+  project_backward(l, kGate, a.n2.data(), d_gate.data(), T, lora, dropped, a, dn.data(), grads[kGate]);
+  project_backward(l, kUp, a.n2.data(), d_up.data(), T, lora, dropped, a, dn.data(), grads[kUp]);
+  ops::rms_norm_backward(k, dn.data(), a.x_mid.data(), T, H, vector_of(layer.post_attention_norm, scratch, k),
+                         a.rstd2.data(), dx);  // dx is now d x_mid
+
+  // Attention: x_mid = x_in + o(attention).
+  std::vector<float> d_attn(size_t(T) * Q, 0.0f), dq(size_t(T) * Q, 0.0f), dk(size_t(T) * KV, 0.0f),
+      dv(size_t(T) * KV, 0.0f);
+  project_backward(l, kO, a.attn.data(), dx, T, lora, dropped, a, d_attn.data(), grads[kO]);
+  ops::attention_backward(*pool_, k, a.q.data(), a.k.data(), a.v.data(), a.lse.data(), d_attn.data(), T, rows.first,
+                          Hq, Hkv, D, dq.data(), dk.data(), dv.data());
+  for (int t = 0; t < T; t++) {  // back through RoPE: the inverse rotation
+    ops::rope(rope, &dq[size_t(t) * Q], Hq, D, t, -1.0f);
+    ops::rope(rope, &dk[size_t(t) * KV], Hkv, D, t, -1.0f);
+  }
+  std::fill(dn.begin(), dn.end(), 0.0f);
+  project_backward(l, kQ, a.n1.data(), dq.data(), T, lora, dropped, a, dn.data(), grads[kQ]);
+  project_backward(l, kK, a.n1.data(), dk.data(), T, lora, dropped, a, dn.data(), grads[kK]);
+  project_backward(l, kV, a.n1.data(), dv.data(), T, lora, dropped, a, dn.data(), grads[kV]);
+  ops::rms_norm_backward(k, dn.data(), a.x_in.data(), T, H, vector_of(layer.input_norm, scratch, k), a.rstd1.data(),
+                         dx);  // d x_in
+}
+
+// ---- The head and the loss ------------------------------------------------------------------------
+
+LlamaModel::HeadLoss LlamaModel::head_loss(const float* hidden, const std::vector<int>& rows,
+                                           const std::vector<int32_t>& targets, float gradient_scale,
+                                           float* dh) const {
+  const int H = config_.hidden_size, V = config_.vocab_size;
+  // At most 16 MiB of logits at a time (80 rows of a 49,152-token vocabulary), and at least 32 rows,
+  // since the head's matrix products reuse each decoded row of the head once per chunk row.
+  const int chunk = int(std::max<size_t>(32, (size_t(16) << 20) / (size_t(V) * sizeof(float)) / 8 * 8));
+  std::vector<float> gathered(size_t(chunk) * H), logits(size_t(chunk) * V), d_gathered;
+  std::vector<ops::CrossEntropy> results(chunk);
+  HeadLoss result;
+  for (size_t c0 = 0; c0 < rows.size(); c0 += size_t(chunk)) {
+    const int n = int(std::min<size_t>(size_t(chunk), rows.size() - c0));
+    for (int r = 0; r < n; r++)
+      std::copy_n(hidden + size_t(rows[c0 + r]) * H, H, gathered.begin() + size_t(r) * H);
+    head(gathered.data(), n, logits.data());
+    pool_->parallel_for(size_t(n), [&](size_t begin, size_t end, size_t) {
+      for (size_t r = begin; r < end; r++)
+        results[r] = ops::cross_entropy(&logits[r * V], V, targets[c0 + r], gradient_scale);
+    });
+    for (int r = 0; r < n; r++) {  // in order, whatever the threads
+      result.total += results[size_t(r)].loss;
+      result.correct += results[size_t(r)].correct ? 1 : 0;
+    }
+    if (!dh) continue;
+    d_gathered.assign(size_t(n) * H, 0.0f);
+    linear_backward(logits.data(), n, head_weight(), d_gathered.data());
+    for (int r = 0; r < n; r++)
+      kernels_->axpy(1.0f, &d_gathered[size_t(r) * H], dh + size_t(rows[c0 + r]) * H, H);
+  }
+  return result;
+}
+
+}  // namespace tunekit
