@@ -3,6 +3,19 @@
  * engine loads on first local use.
  */
 
+export type {
+  AnswerLoss,
+  ChatCapabilities,
+  ChatDelta,
+  ChatOptions,
+  ChatResult,
+  ChatStream,
+  ChatTarget,
+  ChatUsage,
+  FinishReason,
+  TokenLogprob,
+  ToolCallDelta,
+} from "./core/chat.js";
 export {
   AuthenticationError,
   BadRequestError,
@@ -75,7 +88,6 @@ export { type LocalProvider, type LocalProviderOptions, local } from "./provider
 export { type OpenAIProviderOptions, openai } from "./providers/openai/index.js";
 export {
   type CallOptions,
-  type ChatTarget,
   type Checkpoint,
   type CreateJobRequest,
   type FineTuningProvider,

@@ -102,6 +102,7 @@ describe("tunekit train", () => {
     expect((await readdir(join(output, "adapter"))).sort()).toEqual([
       "adapter_config.json",
       "adapter_model.safetensors",
+      "chat_template.jinja",
     ]);
   });
 

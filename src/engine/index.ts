@@ -1,4 +1,21 @@
+export {
+  labelTokens,
+  type MaskMessage,
+  renderWithSpans,
+  type Span,
+  tokenizeConversation,
+} from "./assistant-mask.js";
 export { availableKernels, type KernelPath } from "./binding.js";
+export {
+  type ChatFormat,
+  ChatRenderer,
+  DEFAULT_CHAT_TEMPLATE,
+  type RenderChatOptions,
+  type RenderedChat,
+  renderChat,
+  type TemplateSource,
+  templateMessage,
+} from "./chat-template.js";
 export { ARCHITECTURES, type ModelConfig, parseModelConfig, ropeFrequencies } from "./config.js";
 export { type DownloadProgressEvent, downloadModel, type ModelHubOptions } from "./hub.js";
 export {

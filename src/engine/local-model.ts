@@ -2,11 +2,20 @@
  * `LocalModel`: a Hugging Face model folder loaded into the native engine, with its tokenizer and
  * chat template. Every heavy call runs off the JS thread; generation streams tokens as they come.
  */
-import { randomInt } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import type {
+  AnswerLoss,
+  ChatCapabilities,
+  ChatOptions,
+  ChatResult,
+  ChatStream,
+  ChatTarget,
+} from "../core/chat.js";
 import { DisposedError, ModelFormatError, ValidationError } from "../core/errors.js";
-import { writeJsonAtomically } from "../core/files.js";
+import { writeFileAtomically, writeJsonAtomically } from "../core/files.js";
+import type { ChatMessage } from "../data/example.js";
 import {
   callNative,
   callNativeSync,
@@ -20,9 +29,11 @@ import {
   type NativeModel,
   type NativeTensor,
 } from "./binding.js";
+import { type ChatFormat, ChatRenderer, templateMessage } from "./chat-template.js";
 import { type ModelConfig, nativeConfig, readModelConfig } from "./config.js";
 import { decodeFloats } from "./dtype.js";
 import type { DownloadProgressEvent } from "./hub.js";
+import { LocalModelView } from "./local-chat.js";
 import {
   initLora,
   type LoraConfig,
@@ -69,8 +80,11 @@ export interface LoadOptions {
   onProgress?: (event: LoadProgressEvent) => void;
 }
 
-/** What to generate from: a prompt, chat messages (the template adds the generation prompt), or ids. */
-export type GenerateInput = string | TemplateMessage[] | { inputIds: ArrayLike<number> };
+/**
+ * What to generate from: a prompt, chat messages (rendered by the model's chat renderer with the
+ * generation prompt: see `chatFormat`), or ids.
+ */
+export type GenerateInput = string | Array<ChatMessage | TemplateMessage> | { inputIds: ArrayLike<number> };
 
 export interface GenerateOptions {
   /** New tokens at most. Default: generation_config.json's max_new_tokens, else 256. */
@@ -83,9 +97,15 @@ export interface GenerateOptions {
   topP?: number;
   /** Seed of the sampler; the same seed gives the same text. Default: random. */
   seed?: number;
-  /** Texts that end generation; the text stops before them (they may span tokens). */
+  /**
+   * Texts that end generation; the text stops before them (they may span tokens). Chat messages add
+   * the template's own (`chatFormat.stopStrings`).
+   */
   stop?: string[];
-  /** Token ids that end generation. Default: every eos id of generation_config.json and config.json. */
+  /**
+   * Token ids that end generation. Default: every eos id of generation_config.json and config.json,
+   * and for chat messages the template's end-of-turn token (`chatFormat.stopTokens`).
+   */
   stopTokens?: number[];
   /** Also return the logits each new token was chosen from (`GenerateResult.logits`). Default false. */
   returnLogits?: boolean;
@@ -184,6 +204,8 @@ interface GenerationDefaults {
 }
 
 const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
+/** transformers' name for the chat template saved beside a tokenizer (and so beside an adapter). */
+const CHAT_TEMPLATE_FILE = "chat_template.jinja";
 /** `owner/name`, as the Hub spells repository ids; anything else is a path. */
 
 async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
@@ -207,8 +229,13 @@ async function generationDefaults(dir: string, config: ModelConfig): Promise<Gen
   };
 }
 
-/** A local Llama-family model in the native engine. */
-export class LocalModel {
+/**
+ * A local Llama-family model in the native engine. It is a `ChatTarget` (its adapter on, when one is
+ * attached); `view({ adapter: false })` is the base model's.
+ */
+export class LocalModel implements ChatTarget {
+  readonly specificationVersion = "v2" as const;
+  readonly provider = "local";
   readonly path: string;
   readonly config: ModelConfig;
   readonly tokenizer: LocalTokenizer;
@@ -216,6 +243,12 @@ export class LocalModel {
   #native: NativeModel | undefined;
   readonly #defaults: GenerationDefaults;
   #lora: LoraConfig | undefined;
+  /** The chat template saved with the loaded adapter (`chat_template.jinja`), if it had one. */
+  #adapterTemplate: string | undefined;
+  #renderer: ChatRenderer | undefined;
+  /** Counts changes of the adapter's weights; the adapter's content hash is kept for one value of it. */
+  #loraVersion = 0;
+  #adapterHash: { version: number; hash: string } | undefined;
 
   private constructor(
     path: string,
@@ -312,6 +345,53 @@ export class LocalModel {
     return new LocalModel(dir, config, tokenizer, quantization, native, defaults);
   }
 
+  // ---- ChatTarget: the model with its adapter on -----------------------------------------------
+
+  /** The model folder. */
+  get modelId(): string {
+    return this.path;
+  }
+
+  /** The model folder, quantization, template and the attached adapter's content hash. */
+  get identity(): string {
+    return this.identityFor({ adapter: true });
+  }
+
+  get capabilities(): ChatCapabilities {
+    return this.view().capabilities;
+  }
+
+  /** A reply to chat messages (see `ChatTarget`), rendered with `chatFormat`'s template. */
+  complete(messages: ChatMessage[], options?: ChatOptions): Promise<ChatResult> {
+    return this.view().complete(messages, options);
+  }
+
+  completeStream(messages: ChatMessage[], options?: ChatOptions): ChatStream {
+    return this.view().completeStream(messages, options);
+  }
+
+  /** Every conversation decoded as one batch; conversation i samples with `seed + i`. */
+  completeBatch(conversations: ChatMessage[][], options?: ChatOptions): Promise<ChatResult[]> {
+    return this.view().completeBatch(conversations, options);
+  }
+
+  /** The loss of `expected` as the assistant's reply, as training would score it. */
+  answerLoss(
+    messages: ChatMessage[],
+    expected: string,
+    options?: { signal?: AbortSignal },
+  ): Promise<AnswerLoss> {
+    return this.view().answerLoss(messages, expected, options);
+  }
+
+  /**
+   * The model as a chat target with the adapter on (default: applied when attached) or off (the base
+   * model); `provider` and `modelId` name it as the caller knows it.
+   */
+  view(options: { adapter?: boolean; provider?: string; modelId?: string } = {}): LocalModelView {
+    return new LocalModelView(this, { ...options, adapter: options.adapter ?? true });
+  }
+
   /** The kernel path and thread count the engine runs with. */
   get engine(): { kernels: KernelPath; threads: number } {
     return this.#live().info();
@@ -335,10 +415,64 @@ export class LocalModel {
     return ids;
   }
 
+  /**
+   * How this model renders conversations: the chat template saved with the loaded adapter, else the
+   * model's own, else tunekit's default for a base model; with the template's turn end. Training,
+   * generation from messages and the chat targets all render through it.
+   */
+  get chatRenderer(): ChatRenderer {
+    this.#renderer ??= new ChatRenderer(
+      this.tokenizer,
+      this.#adapterTemplate === undefined
+        ? undefined
+        : { template: this.#adapterTemplate, source: "adapter" },
+    );
+    return this.#renderer;
+  }
+
+  /** The template in use and what ends a reply in it (`chatRenderer.format`). */
+  get chatFormat(): ChatFormat {
+    return this.chatRenderer.format;
+  }
+
+  /** What ends a chat reply by default: the model's EOS ids and the template's end-of-turn token and text. */
+  chatStops(): { stopTokens: number[]; stopStrings: string[] } {
+    const format = this.chatFormat;
+    return {
+      stopTokens: [...new Set([...this.#defaults.eosTokenIds, ...format.stopTokens])],
+      stopStrings: format.stopStrings,
+    };
+  }
+
+  /**
+   * A stable name of exactly what answers: the model folder, its quantization, the template's hash,
+   * and with the adapter on, the adapter's content hash (its configuration and every weight), which
+   * changes whenever its weights do.
+   */
+  identityFor(options: { adapter: boolean }): string {
+    const template = createHash("sha256").update(this.chatFormat.template).digest("hex").slice(0, 16);
+    const base = `local:${this.path}?quantization=${this.quantization}&template=${template}`;
+    if (!options.adapter || this.#lora === undefined) return base;
+    if (this.#adapterHash?.version !== this.#loraVersion) {
+      const hash = createHash("sha256").update(JSON.stringify(this.#lora));
+      for (const module of this.#live().getLora()) {
+        hash.update(`${module.layer}.${module.projection}:${module.rank}:${module.scale}`);
+        hash.update(new Uint8Array(module.a.buffer, module.a.byteOffset, module.a.byteLength));
+        hash.update(new Uint8Array(module.b.buffer, module.b.byteOffset, module.b.byteLength));
+      }
+      this.#adapterHash = { version: this.#loraVersion, hash: hash.digest("hex").slice(0, 32) };
+    }
+    return `${base}&adapter=${this.#adapterHash.hash}`;
+  }
+
   /** The token ids an input stands for (chat messages get the template and the generation prompt). */
   encodeInput(input: GenerateInput): number[] {
     if (typeof input === "string") return this.tokenizer.encode(input);
-    if (Array.isArray(input)) return this.tokenizer.encodeChat(input, { addGenerationPrompt: true });
+    if (Array.isArray(input))
+      return this.tokenizer.encode(
+        this.chatRenderer.render(input.map(templateMessage), { addGenerationPrompt: true }).text,
+        { addSpecialTokens: false },
+      );
     if (input && typeof input === "object" && "inputIds" in input) return Array.from(input.inputIds);
     throw new ValidationError("invalid_argument", "input must be a string, chat messages or { inputIds }");
   }
@@ -485,8 +619,16 @@ export class LocalModel {
       if (ids.length === 0) throw new ValidationError("invalid_argument", "the prompt has no tokens");
       return ids;
     });
-    const sampling = this.#sampling(options);
-    const stops = (options.stop ?? []).filter((stop) => stop.length > 0);
+    // Chat messages end where the template ends a turn, besides what the caller asked for.
+    const chat = inputs.some((input) => Array.isArray(input));
+    const turnEnd = chat ? this.chatStops() : undefined;
+    const sampling = this.#sampling({
+      ...options,
+      ...(turnEnd && options.stopTokens === undefined ? { stopTokens: turnEnd.stopTokens } : {}),
+    });
+    const stops = [...new Set([...(options.stop ?? []), ...(turnEnd?.stopStrings ?? [])])].filter(
+      (stop) => stop.length > 0,
+    );
     const longestStop = Math.max(0, ...stops.map((stop) => stop.length));
     const cancel = new (loadBinding().CancelToken)();
     const abort = () => cancel.cancel();
@@ -616,13 +758,22 @@ export class LocalModel {
     );
     native.seedDropout(options.seed ?? 0);
     this.#lora = config;
+    this.#loraVersion++;
     return config;
   }
 
-  /** Removes the adapter. */
+  /** Removes the adapter (and the chat template it was loaded with). */
   detachLora(): void {
     this.#live().setLora(null);
     this.#lora = undefined;
+    this.#setAdapterTemplate(undefined);
+    this.#loraVersion++;
+  }
+
+  #setAdapterTemplate(template: string | undefined): void {
+    if (template === this.#adapterTemplate) return;
+    this.#adapterTemplate = template;
+    this.#renderer = undefined;
   }
 
   /** The adapter's tensors keyed by their PEFT names (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`). */
@@ -656,6 +807,7 @@ export class LocalModel {
       target.module[target.matrix] = values;
     }
     callNativeSync(() => native.setLora(modules));
+    this.#loraVersion++;
   }
 
   /**
@@ -727,7 +879,9 @@ export class LocalModel {
         throw new ValidationError("invalid_argument", `${name} must be a number >= 0`);
     if (!this.#lora)
       throw new ValidationError("no_adapter", "no LoRA adapter is attached (attachLora or loadAdapter)");
-    return this.#call(() => this.#live().optimizerStep(values));
+    const result = await this.#call(() => this.#live().optimizerStep(values));
+    this.#loraVersion++;
+    return result;
   }
 
   /**
@@ -810,7 +964,11 @@ export class LocalModel {
     }
   }
 
-  /** Writes the adapter in PEFT's format: `adapter_config.json` and `adapter_model.safetensors`. */
+  /**
+   * Writes the adapter in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`) with the
+   * chat template this model renders with (`chat_template.jinja`, as transformers names it), so that
+   * `loadAdapter`, the local provider, `tunekit serve` and vLLM (`--chat-template`) render as training did.
+   */
   async saveAdapter(dir: string): Promise<void> {
     const config = this.#lora;
     if (!config)
@@ -820,13 +978,32 @@ export class LocalModel {
       .getLora()
       .map((module) => ({ ...module, projection: module.projection as Projection }));
     await writeAdapter(dir, config, modules, this.#shapeOf, this.path);
+    await writeFileAtomically(join(dir, CHAT_TEMPLATE_FILE), this.chatFormat.template);
   }
 
-  /** Loads a PEFT LoRA adapter folder (written by tunekit or by PEFT), replacing any adapter. */
+  /**
+   * Loads a PEFT LoRA adapter folder (written by tunekit or by PEFT), replacing any adapter. Its
+   * `chat_template.jinja`, when it has one, becomes the template this model renders with.
+   */
   async loadAdapter(dir: string): Promise<LoraConfig> {
     const { config, modules } = await readAdapter(dir, this.config.numLayers, this.#shapeOf);
+    const template = await readFile(join(dir, CHAT_TEMPLATE_FILE), "utf8").catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return undefined;
+        throw new ModelFormatError(
+          "read_failed",
+          `cannot read the adapter's chat template (${error.message})`,
+          {
+            location: { file: join(dir, CHAT_TEMPLATE_FILE) },
+            cause: error,
+          },
+        );
+      },
+    );
     callNativeSync(() => this.#live().setLora(modules), { file: dir });
     this.#lora = config;
+    this.#setAdapterTemplate(template);
+    this.#loraVersion++;
     return config;
   }
 
@@ -837,8 +1014,12 @@ export class LocalModel {
    * and generation files, so transformers and vLLM load it.
    */
   async mergeAndSave(dir: string, options: MergeOptions = {}): Promise<{ files: string[] }> {
-    return mergeAndSave(this.path, dir, this.config, options, (layer, projection) =>
-      this.#call(() => this.#live().mergedWeight(layer, projection)),
+    return mergeAndSave(
+      this.path,
+      dir,
+      this.config,
+      { ...options, chatTemplate: this.chatFormat.template },
+      (layer, projection) => this.#call(() => this.#live().mergedWeight(layer, projection)),
     );
   }
 

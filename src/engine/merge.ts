@@ -7,7 +7,7 @@
 import { copyFile, open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ValidationError } from "../core/errors.js";
-import { writeFolderAtomically, writeJsonAtomically } from "../core/files.js";
+import { writeFileAtomically, writeFolderAtomically, writeJsonAtomically } from "../core/files.js";
 import type { ModelConfig } from "./config.js";
 import { decodeFloats, encodeFloats, type FloatDType } from "./dtype.js";
 import { readModelTensors, type TensorInfo, writeSafetensors } from "./safetensors.js";
@@ -17,6 +17,12 @@ export interface MergeOptions {
   dtype?: "bf16" | "f16" | "f32";
   /** Largest shard, in bytes or as "2GB", "500MB", "1GiB". Default "2GB". */
   maxShardSize?: number | string;
+}
+
+/** What `LocalModel.mergeAndSave` adds: the template the merged model renders with. */
+interface MergeInput extends MergeOptions {
+  /** Written as `chat_template.jinja` (transformers and vLLM read it before tokenizer_config.json's). */
+  chatTemplate?: string;
 }
 
 const DTYPES: Record<string, { dtype: FloatDType; torch: string; bytes: number }> = {
@@ -60,7 +66,7 @@ export async function mergeAndSave(
   source: string,
   dir: string,
   config: ModelConfig,
-  options: MergeOptions,
+  options: MergeInput,
   mergedWeight: (layer: number, projection: string) => Promise<Float32Array>,
 ): Promise<{ files: string[] }> {
   const target = DTYPES[options.dtype ?? "bf16"];
@@ -136,6 +142,8 @@ export async function mergeAndSave(
       });
       for (const file of COPIED)
         await copyFile(join(source, file), join(temporary, file)).catch(() => undefined);
+      if (options.chatTemplate !== undefined)
+        await writeFileAtomically(join(temporary, "chat_template.jinja"), options.chatTemplate);
     },
     { replace: false },
   );

@@ -73,7 +73,8 @@ export class LocalTokenizer {
   readonly eosTokenId: number | undefined;
   readonly #tokenizer: Tokenizer;
   readonly #config: TokenizerConfig;
-  #template: Template | undefined;
+  /** Compiled templates by source: a render per message of every training example reuses them. */
+  readonly #templates = new Map<string, Template>();
 
   private constructor(tokenizer: Tokenizer, config: TokenizerConfig, chatTemplate: string | undefined) {
     this.#tokenizer = tokenizer;
@@ -145,17 +146,27 @@ export class LocalTokenizer {
 
   /** Renders messages with the chat template, as text. */
   applyChatTemplate(messages: TemplateMessage[], options: ChatTemplateOptions = {}): string {
-    let template: Template;
-    if (options.template !== undefined) {
-      template = new Template(options.template);
-    } else {
-      if (this.chatTemplate === undefined)
+    const source = options.template ?? this.chatTemplate;
+    if (source === undefined)
+      throw new ValidationError(
+        "no_chat_template",
+        "this model has no chat template (tokenizer_config.json chat_template or chat_template.jinja): pass text instead of messages",
+      );
+    let template = this.#templates.get(source);
+    if (template === undefined) {
+      try {
+        template = new Template(source);
+      } catch (error) {
         throw new ValidationError(
-          "no_chat_template",
-          "this model has no chat template (tokenizer_config.json chat_template or chat_template.jinja): pass text instead of messages",
+          "chat_template_error",
+          `the chat template does not parse: ${(error as Error).message}`,
+          {
+            cause: error,
+          },
         );
-      this.#template ??= new Template(this.chatTemplate);
-      template = this.#template;
+      }
+      if (this.#templates.size >= 8) this.#templates.clear();
+      this.#templates.set(source, template);
     }
     const special: Record<string, unknown> = {};
     for (const name of [

@@ -1,9 +1,7 @@
-export { labelTokens, type MaskMessage, renderWithSpans, type Span } from "./assistant-mask.js";
 export { TRAIN_DEFAULTS } from "./defaults.js";
 export { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
 export { learningRateSchedule, type ScheduleOptions, type SchedulerName } from "./schedule.js";
 export {
-  DEFAULT_CHAT_TEMPLATE,
   learnedTokens,
   type TokenizedDataset,
   type TokenizeOptions,

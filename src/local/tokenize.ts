@@ -1,31 +1,13 @@
 /**
- * Turning examples into training sequences for a local model: each conversation rendered once with
- * the model's chat template (a documented default for a base model without one), labels on what is
+ * Turning examples into training sequences for a local model: each conversation rendered once through
+ * the engine's chat renderer (the adapter's template, the model's, or tunekit's default), labels on what is
  * learned (assistant turns by default), cut to `maxSeqLength` with a count of what was cut.
  */
-import { type ChatMessage, contentText, type Example } from "../data/example.js";
+import type { Example } from "../data/example.js";
+import { tokenizeConversation } from "../engine/assistant-mask.js";
+import { ChatRenderer, DEFAULT_TEMPLATE_WARNING } from "../engine/chat-template.js";
 import type { LocalTokenizer } from "../engine/tokenizer.js";
-import { labelTokens, type MaskMessage, renderWithSpans } from "./assistant-mask.js";
 import type { TokenizedExample } from "./packing.js";
-
-/**
- * The template of a base model that has none: one line per message (the system text; `User: …`;
- * `Assistant: …` closed by EOS so the model learns to stop; `Tool: …`), an assistant's tool calls as
- * `{"name": …, "arguments": …}` lines. Newlines are written as `{{ '\n' }}`: a literal newline right
- * after a block tag would be dropped (chat templates render with trim_blocks).
- */
-export const DEFAULT_CHAT_TEMPLATE =
-  "{{ bos_token }}{% for message in messages %}{% if not loop.first %}{{ '\\n' }}{% endif %}" +
-  "{% if message.role == 'system' %}{{ message.content }}" +
-  "{% elif message.role == 'user' %}User: {{ message.content }}" +
-  "{% elif message.role == 'assistant' %}Assistant: {% if message.content %}{{ message.content }}{% endif %}" +
-  "{% for call in message.tool_calls or [] %}{% if message.content or not loop.first %}{{ '\\n' }}{% endif %}" +
-  "{{ {'name': call.function.name, 'arguments': call.function.arguments} | tojson }}{% endfor %}{{ eos_token }}" +
-  "{% elif message.role == 'tool' %}Tool: {{ message.content }}" +
-  "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '\\nAssistant: ' }}{% endif %}";
-
-const NO_TEMPLATE_WARNING =
-  "the model has no chat template: conversations use tunekit's default (User: … / Assistant: …)";
 
 export interface TokenizeOptions {
   maxSeqLength: number;
@@ -43,39 +25,6 @@ export interface TokenizedDataset {
 }
 
 /**
- * A chat message as chat templates read it (transformers' convention): text content (null on an
- * assistant message that only calls tools), each call's arguments as an object rather than OpenAI's
- * JSON string, and the tool message's id and name kept.
- */
-function templateMessage(message: ChatMessage): MaskMessage {
-  const calls = message.tool_calls;
-  return {
-    role: message.role,
-    content: message.content === null && calls ? null : contentText(message.content),
-    ...(message.weight !== undefined ? { weight: message.weight } : {}),
-    ...(message.name !== undefined ? { name: message.name } : {}),
-    ...(message.tool_call_id !== undefined ? { tool_call_id: message.tool_call_id } : {}),
-    ...(calls
-      ? {
-          tool_calls: calls.map((call) => ({
-            id: call.id,
-            type: call.type,
-            function: { name: call.function.name, arguments: parseArguments(call.function.arguments) },
-          })),
-        }
-      : {}),
-  };
-}
-
-function parseArguments(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
-
-/**
  * One example as the trainer takes it, before any cut to a length: its token ids, and labels that
  * are the id where the token is learned and -100 elsewhere. Undefined for a kind local training does
  * not take (a preference pair). Notes on how it was rendered (tunekit's default template, a system
@@ -83,25 +32,21 @@ function parseArguments(text: string): unknown {
  */
 export function tokenizeExample(
   example: Example,
-  tokenizer: LocalTokenizer,
+  renderer: ChatRenderer | LocalTokenizer,
   options: { trainOn?: "assistant" | "all"; warnings?: Set<string> } = {},
 ): TokenizedExample | undefined {
   const trainOn = options.trainOn ?? "assistant";
+  const chat = renderer instanceof ChatRenderer ? renderer : new ChatRenderer(renderer);
+  const tokenizer = chat.tokenizer;
   const encode = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
   if (example.kind === "chat") {
-    const template = tokenizer.chatTemplate === undefined ? DEFAULT_CHAT_TEMPLATE : undefined;
-    if (template !== undefined) options.warnings?.add(NO_TEMPLATE_WARNING);
-    const messages: MaskMessage[] = example.messages.map(templateMessage);
-    const tools = example.tools as unknown[] | undefined;
-    const render = (list: MaskMessage[], renderOptions: { addGenerationPrompt?: boolean } = {}) =>
-      tokenizer.applyChatTemplate(list, {
-        ...renderOptions,
-        ...(template === undefined ? {} : { template }),
-        ...(tools ? { tools } : {}),
-      });
-    const rendered = renderWithSpans(render, messages, { trainOn });
-    for (const warning of rendered.warnings) options.warnings?.add(warning);
-    return labelTokens(encode, rendered);
+    if (chat.format.source === "default") options.warnings?.add(DEFAULT_TEMPLATE_WARNING);
+    const { inputIds, labels, warnings } = tokenizeConversation(chat, example.messages, {
+      ...(example.tools ? { tools: example.tools } : {}),
+      trainOn,
+    });
+    for (const warning of warnings) options.warnings?.add(warning);
+    return { inputIds, labels };
   }
   if (example.kind === "completion" || example.kind === "text") {
     // Prompt tokens are context; the completion (or, for text, everything) is learned, then EOS.
@@ -130,14 +75,15 @@ export function learnedTokens(labels: readonly number[]): number {
 
 export async function tokenizeExamples(
   source: AsyncIterable<Example> | Iterable<Example>,
-  tokenizer: LocalTokenizer,
+  renderer: ChatRenderer | LocalTokenizer,
   options: TokenizeOptions,
 ): Promise<TokenizedDataset> {
+  const chat = renderer instanceof ChatRenderer ? renderer : new ChatRenderer(renderer);
   const warnings = new Set<string>();
-  if (tokenizer.chatTemplate === undefined) warnings.add(NO_TEMPLATE_WARNING);
+  if (chat.format.source === "default") warnings.add(DEFAULT_TEMPLATE_WARNING);
   const result: TokenizedDataset = { examples: [], truncated: 0, skipped: 0, warnings: [] };
   for await (const example of source) {
-    const tokenized = tokenizeExample(example, tokenizer, {
+    const tokenized = tokenizeExample(example, chat, {
       trainOn: options.trainOn ?? "assistant",
       warnings,
     });

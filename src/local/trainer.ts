@@ -7,7 +7,8 @@ import { ValidationError } from "../core/errors.js";
 import { writeFolderAtomically } from "../core/files.js";
 import { seededRandom } from "../core/stats.js";
 import type { Example } from "../data/example.js";
-import { type LoadOptions, LocalModel, type LossResult } from "../engine/local-model.js";
+import type { LocalModelView } from "../engine/local-chat.js";
+import { type LoadOptions, LocalModel } from "../engine/local-model.js";
 import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
 import { TRAIN_DEFAULTS } from "./defaults.js";
@@ -62,15 +63,12 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
-/** A view of the trainer's model, with the adapter on (the tuned model) or off (the base model). */
-export interface ModelView {
-  generate: LocalModel["generate"];
-  generateBatch: LocalModel["generateBatch"];
-  stream: LocalModel["stream"];
-  logits(inputIds: ArrayLike<number>): Promise<Float32Array>;
-  loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<LossResult>;
-  readonly tokenizer: LocalModel["tokenizer"];
-}
+/**
+ * A view of the trainer's model, with the adapter on (the tuned model) or off (the base model): a
+ * `ChatTarget` that renders as training did, with the token-level `generate`, `stream`,
+ * `generateBatch`, `logits` and `loss`.
+ */
+export type ModelView = LocalModelView;
 
 export class LocalTrainer {
   readonly #model: LocalModel;
@@ -123,11 +121,13 @@ export class LocalTrainer {
     const evalSteps =
       options.evalSteps === undefined ? undefined : positiveInteger(options.evalSteps, "evalSteps");
     const tokenizeOptions = { maxSeqLength, trainOn: options.trainOn ?? "assistant" } as const;
-    const tokenized = await tokenizeExamples(dataset, model.tokenizer, tokenizeOptions);
+    // One renderer for the whole run: the template it decides is the one the adapter is saved with.
+    const renderer = model.chatRenderer;
+    const tokenized = await tokenizeExamples(dataset, renderer, tokenizeOptions);
     if (tokenized.examples.length === 0)
       throw new ValidationError("no_examples", "nothing to train on: every example was skipped");
     const validation = await validationSplit(tokenized, options.validation, seed, (source) =>
-      tokenizeExamples(source, model.tokenizer, tokenizeOptions),
+      tokenizeExamples(source, renderer, tokenizeOptions),
     );
     const pack = (examples: TokenizedExample[]): PackedBlock[] =>
       options.packing === false
@@ -176,6 +176,12 @@ export class LocalTrainer {
       if (folder !== undefined) {
         await model.loadTrainingState(folder);
         step = await checkpointStep(folder);
+        if (model.chatFormat.template !== renderer.format.template)
+          throw new ValidationError(
+            "invalid_argument",
+            `${folder} was trained with another chat template than this model renders with: resume it on the model it was trained on`,
+            { location: { file: folder } },
+          );
       }
     }
     const rate = learningRateSchedule({
@@ -324,15 +330,7 @@ export class LocalTrainer {
   }
 
   #view(adapter: boolean): ModelView {
-    const model = this.#model;
-    return {
-      tokenizer: model.tokenizer,
-      generate: (input, options = {}) => model.generate(input, { ...options, adapter }),
-      generateBatch: (inputs, options = {}) => model.generateBatch(inputs, { ...options, adapter }),
-      stream: (input, options = {}) => model.stream(input, { ...options, adapter }),
-      logits: (inputIds) => model.logits(inputIds, { adapter }),
-      loss: (inputIds, labels) => model.loss(inputIds, labels, { adapter }),
-    };
+    return this.#model.view({ adapter });
   }
 
   /** Writes the adapter in PEFT's format. */

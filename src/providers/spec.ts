@@ -3,7 +3,10 @@
  * engine, the test double) implements, in normalized types. `FineTuneJob` talks only to this
  * interface, so the same job code runs on any backend. Types only: no behaviour lives here.
  */
-import type { ChatMessage } from "../data/example.js";
+import type { ChatTarget } from "../core/chat.js";
+
+export type { ChatTarget } from "../core/chat.js";
+
 import type { ValidationTarget } from "../validate/validator.js";
 
 /** Normalized job status. The provider's own word is kept beside it as `rawStatus`. */
@@ -153,16 +156,6 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** A model that answers chat messages: a fine-tuned model to try, or a judge for the Evaluator. */
-export interface ChatTarget {
-  readonly provider: string;
-  readonly modelId: string;
-  complete(
-    messages: ChatMessage[],
-    options?: CallOptions & { maxTokens?: number; temperature?: number },
-  ): Promise<{ text: string; usage?: { promptTokens: number; completionTokens: number } }>;
-}
-
 /** A fine-tuning backend. */
 export interface FineTuningProvider {
   readonly specificationVersion: "v1";
@@ -198,7 +191,7 @@ export interface FineTuningProvider {
   resultMetrics?(job: JobInfo, options?: CallOptions): Promise<JobMetrics[]>;
   /** The provider's own price estimate for a job, where it has one (Together). */
   estimatePrice?(request: CreateJobRequest, options?: CallOptions): Promise<PriceEstimate>;
-  /** A chat target for a model of this provider (base or fine-tuned). */
+  /** A chat target (`ChatTarget` v2) for a model of this provider, base or fine-tuned. */
   chat(modelId: string): ChatTarget;
 }
 

@@ -4,7 +4,9 @@
  * generated models for the local engine. The handlers build on msw, an optional peer dependency:
  * install it (`npm i -D msw`) to use this entry.
  */
+export * from "./chat-completions.js";
 export * from "./hub.js";
+export * from "./mock-chat-target.js";
 export * from "./mock-provider.js";
 export * from "./openai.js";
 export * from "./tiny-model.js";

@@ -1,5 +1,5 @@
 import { NotFoundError } from "../core/errors.js";
-import type { ChatMessage } from "../data/example.js";
+import { type ChatMessage, contentText } from "../data/example.js";
 import type {
   Checkpoint,
   CreateJobRequest,
@@ -16,6 +16,7 @@ import type {
 } from "../providers/spec.js";
 import { TERMINAL_STATUSES } from "../providers/spec.js";
 import type { ValidationTarget } from "../validate/validator.js";
+import { MockChatTarget } from "./mock-chat-target.js";
 
 /** A value, a list of values taken one per call (the last repeats), or a function of the call. */
 export type Scripted<Argument, Result> =
@@ -67,6 +68,11 @@ const DEFAULT_SCRIPT: Required<Pick<MockJobScript, "statuses" | "events">> = {
     { at: 5, message: "The job has successfully completed" },
   ],
 };
+
+function lastUser(messages: ChatMessage[]): string {
+  const last = [...messages].reverse().find((message) => message.role === "user");
+  return last ? contentText(last.content) : "";
+}
 
 async function pick<A, R>(script: Scripted<A, R>, argument: A, call: number): Promise<R> {
   if (typeof script === "function")
@@ -229,21 +235,20 @@ export class MockProvider implements FineTuningProvider {
     });
   }
 
-  chat(modelId: string) {
-    return {
+  /** A `MockChatTarget` answering with `options.chat`; each call is recorded here as "chat" too. */
+  chat(modelId: string): MockChatTarget {
+    const script = this.#options.chat;
+    return new MockChatTarget({
       provider: this.name,
       modelId,
-      complete: (messages: ChatMessage[]) =>
-        this.#record("chat", [modelId, messages], async () => {
-          const last = [...messages].reverse().find((message) => message.role === "user");
-          const fallback = `echo: ${typeof last?.content === "string" ? last.content : ""}`;
-          const text = this.#options.chat
-            ? await pick(this.#options.chat, { model: modelId, messages }, this.#chats)
-            : fallback;
-          this.#chats++;
-          return { text };
-        }),
-    };
+      reply: async ({ messages }) => {
+        this.calls.push({ method: "chat", args: [modelId, messages] });
+        const call = this.#chats++;
+        return script === undefined
+          ? `echo: ${lastUser(messages)}`
+          : pick(script, { model: modelId, messages }, call);
+      },
+    });
   }
 
   #job(jobId: string): MockJob {

@@ -11,11 +11,11 @@
  */
 import { createHash } from "node:crypto";
 import { delay, HttpResponse, http, type JsonBodyType, type RequestHandler } from "msw";
-import type { ChatCompletion } from "openai/resources/chat/completions";
 import type { FileObject } from "openai/resources/files";
 import type { FineTuningJobCheckpoint } from "openai/resources/fine-tuning/jobs/checkpoints";
 import type { FineTuningJob, FineTuningJobEvent } from "openai/resources/fine-tuning/jobs/jobs";
 import { ValidationError } from "../core/errors.js";
+import { answerChat, type FakeChatRequest, type FakeModelReply } from "./chat-completions.js";
 
 /** The API key `openaiFineTuningHandlers` accepts when none is given. */
 export const OPENAI_TEST_API_KEY = "sk-test-tunekit-0123456789abcdefghijklmnop";
@@ -86,8 +86,12 @@ export interface OpenAIFineTuningHandlersOptions {
    * cookbook decodes it with `base64.b64decode`); "csv" sends it plain. Default "base64".
    */
   resultFileEncoding?: "base64" | "csv";
-  /** The assistant's answer in `POST /chat/completions`. Default: "You said: " and the last user message. */
-  chatReply?: string | ((request: { model: string; messages: unknown[] }) => string);
+  /**
+   * The assistant's answer in `POST /chat/completions` (text, or tool calls of tools the request
+   * offers); cut by `max_completion_tokens` and `stop`, streamed with `stream: true` (see
+   * `answerChat`). Default: "You said: " and the last user message.
+   */
+  chatReply?: string | ((request: FakeChatRequest) => FakeModelReply);
   /** Failures to inject, tried in order; `fail()` adds more later. */
   failures?: OpenAIFailure[];
   /** Wait this long before each answer, e.g. to abort a request in flight. Default 0. */
@@ -962,38 +966,12 @@ class FakeOpenAI {
       );
     }
     const reply = this.#options.chatReply;
-    const lastUser = [...messages].reverse().find((message) => isRecord(message) && message.role === "user");
-    const text =
-      typeof reply === "function"
-        ? reply({ model, messages })
-        : (reply ?? `You said: ${contentText(isRecord(lastUser) ? lastUser.content : "")}`);
-    const promptTokens = messages.reduce<number>(
-      (sum, message) => sum + 4 + words(contentText(isRecord(message) ? message.content : "")),
-      0,
-    );
-    const completionTokens = words(text);
-    const completion: ChatCompletion = {
-      id: this.#id("chatcmpl-", 29),
-      object: "chat.completion",
-      created: now(),
-      model,
-      choices: [
-        {
-          index: 0,
-          message: { role: "assistant", content: text, refusal: null, annotations: [] },
-          logprobs: null,
-          finish_reason: "stop",
-        },
-      ],
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: promptTokens + completionTokens,
-      },
-      service_tier: "default",
-      system_fingerprint: "fp_tunekit",
-    };
-    return json(completion);
+    return answerChat(body, {
+      dialect: "openai",
+      ...(reply === undefined
+        ? {}
+        : { reply: typeof reply === "function" ? (request) => reply(request) : reply }),
+    });
   }
 
   #knownModel(model: string): boolean {
@@ -1148,7 +1126,7 @@ function now(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-function contentText(content: unknown): string {
+function _contentText(content: unknown): string {
   if (typeof content === "string") return content;
   if (!Array.isArray(content)) return "";
   return content
@@ -1156,7 +1134,7 @@ function contentText(content: unknown): string {
     .join("");
 }
 
-function words(text: string): number {
+function _words(text: string): number {
   return text.split(/\s+/).filter(Boolean).length;
 }
 

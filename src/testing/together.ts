@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { HttpResponse, http, type RequestHandler } from "msw";
 import { ValidationError } from "../core/errors.js";
+import { answerChat, type FakeModelReply } from "./chat-completions.js";
 
 /** One injected failure: it answers matching requests in place of the service, `times` times. */
 export interface TogetherFailure {
@@ -50,8 +51,11 @@ export interface TogetherFineTuningOptions {
   totalSteps?: number;
   /** The answer of `POST /fine-tunes/estimate-price`. Default: $0.50 per million training tokens (bytes / 4 per epoch). */
   price?: { totalUSD: number; trainTokens?: number; allowed?: boolean };
-  /** The reply of `POST /chat/completions`. Default "Hello from Together.". */
-  chatReply?: string | ((messages: unknown[], model: string) => string);
+  /**
+   * The reply of `POST /chat/completions` (text, or tool calls of tools the request offers); cut by
+   * `max_tokens` and `stop`, streamed with `stream: true` (see `answerChat`). Default "Hello from Together.".
+   */
+  chatReply?: string | ((messages: unknown[], model: string) => FakeModelReply);
   /** Failures answered before the service sees the request, the first matching one first. */
   failures?: TogetherFailure[];
 }
@@ -610,20 +614,9 @@ class FakeTogether {
       return apiError(400, "model and messages are required", "invalid_request");
     }
     const reply = this.#options.chatReply ?? "Hello from Together.";
-    const text = typeof reply === "function" ? reply(messages, request.model) : reply;
-    const promptTokens = Math.ceil(JSON.stringify(messages).length / 4);
-    const completionTokens = Math.ceil(text.length / 4);
-    return HttpResponse.json({
-      id: `chatcmpl-${randomUUID()}`,
-      object: "chat.completion",
-      created: Math.floor(Date.now() / 1000),
-      model: request.model,
-      choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: promptTokens + completionTokens,
-      },
+    return answerChat(request, {
+      dialect: "together",
+      reply: typeof reply === "function" ? ({ messages: list, model }) => reply(list, model) : reply,
     });
   }
 

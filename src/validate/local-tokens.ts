@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { HubAccessOptions } from "../core/hub.js";
+import { ChatRenderer } from "../engine/chat-template.js";
 import { readModelConfig } from "../engine/config.js";
 import { modelFolder } from "../engine/model-source.js";
 import { LocalTokenizer } from "../engine/tokenizer.js";
@@ -23,12 +24,15 @@ export function localTokenCounter(
   name: string,
   trainOn: "assistant" | "all" = "assistant",
 ): TokenCounter {
+  // One renderer for every example: it decides the template and its turn markers once.
+  let renderer: ChatRenderer | undefined;
   const counter: TokenCounter = {
     name,
     count: (text) => tokenizer.encode(text, { addSpecialTokens: false }).length,
     countExample(example, contextLimit) {
       const warnings = new Set<string>();
-      const tokenized = tokenizeExample(example, tokenizer, { trainOn, warnings });
+      renderer ??= new ChatRenderer(tokenizer);
+      const tokenized = tokenizeExample(example, renderer, { trainOn, warnings });
       // A kind the trainer skips (a preference pair) has no exact count: estimate it.
       if (tokenized === undefined) return exampleTokens(counter, example);
       const { inputIds, labels } = tokenized;

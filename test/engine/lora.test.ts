@@ -92,7 +92,11 @@ describe("LoRA adapters", () => {
     await model.loadAdapter(PEFT_ADAPTER);
     const dir = join(await tempDir(), "adapter");
     await model.saveAdapter(dir);
-    expect((await readdir(dir)).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
+    expect((await readdir(dir)).sort()).toEqual([
+      "adapter_config.json",
+      "adapter_model.safetensors",
+      "chat_template.jinja",
+    ]);
     const config = JSON.parse(await readFile(join(dir, "adapter_config.json"), "utf8"));
     expect(config).toMatchObject({
       peft_type: "LORA",
@@ -182,11 +186,14 @@ describe("mergeAndSave", () => {
     const { files } = await model.mergeAndSave(whole, { dtype: "f32" });
     expect(files).toEqual(["model.safetensors"]);
     expect((await readdir(whole)).sort()).toEqual([
+      "chat_template.jinja",
       "config.json",
       "model.safetensors",
       "tokenizer.json",
       "tokenizer_config.json",
     ]);
+    // The merged model renders as the adapter's training did: tunekit's default, as it had no template.
+    expect(await readFile(join(whole, "chat_template.jinja"), "utf8")).toBe(model.chatFormat.template);
     expect(JSON.parse(await readFile(join(whole, "config.json"), "utf8")).torch_dtype).toBe("float32");
     await using merged = await LocalModel.load(whole);
     expect(maxRelativeError(await merged.logits(REFERENCE_INPUT), expected)).toBeLessThan(1e-5);

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { availableKernels } from "../../src/engine/binding.js";
+import { DEFAULT_CHAT_TEMPLATE, renderChat } from "../../src/engine/chat-template.js";
 import { LocalModel } from "../../src/engine/local-model.js";
 import { StreamDecoder } from "../../src/engine/tokenizer.js";
 import { FIXTURES, HAS_FIXTURES } from "../helpers.js";
@@ -185,9 +186,23 @@ describe.skipIf(!HAS_FIXTURES)("stories260K (fixture)", () => {
     await expect(model.generateBatch([])).rejects.toThrow(/non-empty array/);
   });
 
-  it("has no chat template (a base model): messages are refused with a clear error", async () => {
+  it("has no chat template (a base model): messages render with tunekit's default, replies end at the next turn", async () => {
     expect(model.tokenizer.chatTemplate).toBeUndefined();
-    await expect(model.generate([{ role: "user", content: "hi" }])).rejects.toThrow(/no chat template/);
+    expect(model.chatFormat).toMatchObject({
+      source: "default",
+      template: DEFAULT_CHAT_TEMPLATE,
+      stopTokens: [2],
+      stopStrings: ["\nUser:"],
+    });
+    const messages = [{ role: "user" as const, content: "Once upon a time" }];
+    expect(model.encodeInput(messages)).toEqual(
+      model.tokenizer.encode(renderChat(model.tokenizer, messages, { addGenerationPrompt: true }).text, {
+        addSpecialTokens: false,
+      }),
+    );
+    const reply = await model.generate(messages, { maxTokens: 60, temperature: 0 });
+    expect(reply.text).not.toContain("User:");
+    expect(reply.text.length).toBeGreaterThan(0);
   });
 
   it("reports NF4 weights and their effect on the golden text's loss", async () => {

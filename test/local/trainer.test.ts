@@ -204,7 +204,7 @@ describe.skipIf(!HAS_FIXTURES)("LocalTrainer on stories260K (fixture)", () => {
         { role: "system", content: "You answer in one sentence." },
         { role: "user", content: question },
       ];
-      const template = (await import("../../src/local/tokenize.js")).DEFAULT_CHAT_TEMPLATE;
+      const template = (await import("../../src/engine/chat-template.js")).DEFAULT_CHAT_TEMPLATE;
       const prompt = trainer
         .model()
         .tokenizer.encode(

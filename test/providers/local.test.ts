@@ -11,10 +11,10 @@ import {
   ValidationError,
 } from "../../src/core/errors.js";
 import { Dataset } from "../../src/data/dataset.js";
+import { DEFAULT_CHAT_TEMPLATE } from "../../src/engine/chat-template.js";
 import { LocalModel } from "../../src/engine/local-model.js";
 import type { FineTuneJobEvent } from "../../src/jobs/events.js";
 import { FineTuneJob } from "../../src/jobs/fine-tune-job.js";
-import { DEFAULT_CHAT_TEMPLATE } from "../../src/local/tokenize.js";
 import { local } from "../../src/providers/local/index.js";
 import type { LocalProvider } from "../../src/providers/local/provider.js";
 import type { CreateJobRequest } from "../../src/providers/spec.js";
@@ -431,6 +431,7 @@ describe("local(): evaluation and chat", () => {
     );
     expect(reply).toEqual({
       text: expected.text,
+      finishReason: expected.finishReason,
       usage: { promptTokens: prompt.length, completionTokens: expected.tokenIds.length },
     });
     // A checkpoint folder is an adapter too.

@@ -1,31 +1,39 @@
 /**
  * Chat with local models: a base model (folder or Hugging Face id) or a fine-tuned one (an adapter
- * folder, such as a local job's `fineTunedModel` or one of its checkpoints), rendered with the model's
- * chat template exactly as training renders conversations. Models load on first use and stay loaded
+ * folder, such as a local job's `fineTunedModel` or one of its checkpoints). Each target is the
+ * model's own `ChatTarget` (`LocalModel.view`), so it renders with the template the adapter was
+ * trained with, exactly as training and `LocalModel` do. Models load on first use and stay loaded
  * until the provider is disposed.
  */
-import { readFile, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
+import type { ChatCapabilities, ChatTarget } from "../../core/chat.js";
+import { chatStream } from "../../core/chat-stream.js";
 import { DisposedError, ModelFormatError, ValidationError } from "../../core/errors.js";
-import { type ChatMessage, contentText } from "../../data/example.js";
+import { DEFAULT_CHAT_TEMPLATE } from "../../engine/chat-template.js";
+import type { LocalModelView } from "../../engine/local-chat.js";
 import { LocalModel } from "../../engine/local-model.js";
-import type { TemplateMessage } from "../../engine/tokenizer.js";
-import { DEFAULT_CHAT_TEMPLATE } from "../../local/tokenize.js";
-import type { ChatTarget } from "../spec.js";
-import { PROVIDER, readRecord } from "./record.js";
+import { PROVIDER, recordSchema } from "./record.js";
 import type { LoadSettings } from "./settings.js";
 
 const adapterConfigSchema = z.looseObject({ base_model_name_or_path: z.string().min(1) });
+/** What the identity hashes of an adapter folder: everything that decides its answers. */
+const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "chat_template.jinja"];
 
 /** What a model id stands for: a model alone, or a base model with an adapter on it. */
 interface ModelSource {
   base: string;
   adapter?: string;
   load: LoadSettings;
+  /** Names the weights, quantization and template: the target's identity and the cache key of its model. */
+  identity: string;
+  /** The template the model will render with, when the files tell it before loading. */
+  template: string | undefined;
 }
 
-/** The models chat targets use, loaded once per id and freed together. */
+/** The models chat targets use, loaded once per identity and freed together. */
 export class LocalChatModels {
   readonly #defaults: LoadSettings;
   readonly #models = new Map<string, Promise<LocalModel>>();
@@ -43,53 +51,51 @@ export class LocalChatModels {
         { location: { path: "modelId" } },
       );
     }
+    const source = modelSource(modelId, this.#defaults);
+    const view = async (): Promise<LocalModelView> =>
+      (await this.#model(source)).view({
+        adapter: source.adapter !== undefined,
+        provider: PROVIDER,
+        modelId,
+      });
+    const template = source.template;
+    const capabilities: ChatCapabilities = {
+      tools: template !== undefined && (template === DEFAULT_CHAT_TEMPLATE || /\btools\b/.test(template)),
+      logprobs: true,
+    };
     return {
+      specificationVersion: "v2",
       provider: PROVIDER,
       modelId,
-      complete: async (messages, options = {}) => {
-        if (!Array.isArray(messages) || messages.length === 0) {
-          throw new ValidationError("invalid_argument", "local: complete() needs at least one message", {
-            location: { path: "messages" },
-          });
-        }
-        options.signal?.throwIfAborted();
-        const model = await this.#model(modelId);
-        const { inputIds, defaultTemplate } = render(model, messages);
-        const result = await model.generate(
-          { inputIds },
-          {
-            ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
-            ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
-            ...(options.signal !== undefined ? { signal: options.signal } : {}),
-            // tunekit's default template has no end-of-turn token but EOS; a tuned base model may go on.
-            ...(defaultTemplate ? { stop: ["\nUser:"] } : {}),
-          },
-        );
-        return {
-          text: result.text,
-          usage: { promptTokens: result.promptTokens, completionTokens: result.tokenIds.length },
-        };
-      },
+      identity: source.identity,
+      capabilities,
+      complete: async (messages, options) => (await view()).complete(messages, options),
+      // The model loads inside the stream, so a load failure reaches the loop and `result`.
+      completeStream: (messages, options = {}) =>
+        chatStream(async (emit, signal) => {
+          const inner = (await view()).completeStream(messages, { ...options, signal });
+          for await (const delta of inner) emit(delta);
+          return inner.result;
+        }, options.signal),
+      completeBatch: async (conversations, options) => (await view()).completeBatch(conversations, options),
+      answerLoss: async (messages, expected, options) =>
+        (await view()).answerLoss(messages, expected, options),
     };
   }
 
-  #model(modelId: string): Promise<LocalModel> {
-    if (this.#disposed) {
-      throw new DisposedError("disposed", "local: this provider has been disposed");
-    }
-    const key = modelId;
-    let model = this.#models.get(key);
+  #model(source: ModelSource): Promise<LocalModel> {
+    if (this.#disposed) throw new DisposedError("disposed", "local: this provider has been disposed");
+    let model = this.#models.get(source.identity);
     if (!model) {
-      model = this.#load(modelId);
-      this.#models.set(key, model);
+      model = this.#load(source);
+      this.#models.set(source.identity, model);
       // A failed load is not cached: the next call tries again.
-      model.catch(() => this.#models.delete(key));
+      model.catch(() => this.#models.delete(source.identity));
     }
     return model;
   }
 
-  async #load(modelId: string): Promise<LocalModel> {
-    const source = await modelSource(modelId, this.#defaults);
+  async #load(source: ModelSource): Promise<LocalModel> {
     const model = await LocalModel.load(source.base, {
       quantization: source.load.quantization ?? "nf4",
       ...(source.load.doubleQuant !== undefined ? { doubleQuant: source.load.doubleQuant } : {}),
@@ -118,17 +124,25 @@ export class LocalChatModels {
 /**
  * An adapter folder (with `adapter_config.json`) names its base model; a folder in a local job's
  * output (`jobs/<id>/adapter`, `jobs/<id>/checkpoint-N`) loads the base as the job trained it (NF4 or
- * not). Anything else is a model folder or a Hub id.
+ * not). Anything else is a model folder or a Hub id. Read at once (synchronously): a target's identity
+ * is the content hash of the adapter's files, known before the model loads.
  */
-async function modelSource(modelId: string, defaults: LoadSettings): Promise<ModelSource> {
-  const folder = await stat(modelId).catch(() => undefined);
+function modelSource(modelId: string, defaults: LoadSettings): ModelSource {
   const configFile = join(modelId, "adapter_config.json");
-  if (!folder?.isDirectory() || !(await stat(configFile).catch(() => undefined))) {
-    return { base: modelId, load: defaults };
+  if (!isFile(configFile)) {
+    const local = isFile(join(modelId, "config.json"));
+    const base = local ? resolve(modelId) : modelId;
+    const revision = defaults.revision ? `@${defaults.revision}` : "";
+    return {
+      base,
+      load: defaults,
+      identity: `local:${base}${local ? "" : revision}?quantization=${defaults.quantization ?? "nf4"}`,
+      template: local ? folderTemplate(base) : undefined,
+    };
   }
   let config: z.infer<typeof adapterConfigSchema>;
   try {
-    config = adapterConfigSchema.parse(JSON.parse(await readFile(configFile, "utf8")));
+    config = adapterConfigSchema.parse(JSON.parse(readFileSync(configFile, "utf8")));
   } catch (error) {
     throw new ModelFormatError(
       "bad_adapter",
@@ -136,49 +150,54 @@ async function modelSource(modelId: string, defaults: LoadSettings): Promise<Mod
       { location: { file: configFile }, cause: error },
     );
   }
-  const record = await readRecord(join(dirname(resolve(modelId)), "job.json")).catch(() => undefined);
+  const adapter = resolve(modelId);
+  const record = jobRecord(join(dirname(adapter), "job.json"));
+  const load = record ? { ...defaults, ...record.load } : defaults;
+  const hash = createHash("sha256");
+  for (const file of ADAPTER_FILES) {
+    hash.update(`${file}\u0000`);
+    if (isFile(join(adapter, file))) hash.update(readFileSync(join(adapter, file)));
+  }
+  const base = config.base_model_name_or_path;
+  const ownTemplate = isFile(join(adapter, "chat_template.jinja"))
+    ? readFileSync(join(adapter, "chat_template.jinja"), "utf8")
+    : undefined;
   return {
-    base: config.base_model_name_or_path,
-    adapter: modelId,
-    load: record ? { ...defaults, ...record.load } : defaults,
+    base,
+    adapter,
+    load,
+    identity: `local:${base}?quantization=${load.quantization ?? "nf4"}&adapter=${hash.digest("hex").slice(0, 32)}`,
+    template: ownTemplate ?? (isFile(join(base, "config.json")) ? folderTemplate(base) : undefined),
   };
 }
 
-/**
- * The prompt's token ids: the messages through the chat template with the generation prompt, or
- * through tunekit's default template for a model without one (the one training used). A template
- * that refuses the system role gets the system text at the start of the first user message, as in
- * training.
- */
-function render(
-  model: LocalModel,
-  messages: ChatMessage[],
-): { inputIds: number[]; defaultTemplate: boolean } {
-  const tokenizer = model.tokenizer;
-  const defaultTemplate = tokenizer.chatTemplate === undefined;
-  const options = {
-    addGenerationPrompt: true,
-    ...(defaultTemplate ? { template: DEFAULT_CHAT_TEMPLATE } : {}),
-  };
-  let list: TemplateMessage[] = messages.map((message) => ({
-    role: message.role,
-    content: contentText(message.content),
-  }));
-  let text: string;
+/** The template a model folder renders with: its chat_template.jinja, its tokenizer config's, or tunekit's default. */
+function folderTemplate(dir: string): string | undefined {
+  if (isFile(join(dir, "chat_template.jinja"))) return readFileSync(join(dir, "chat_template.jinja"), "utf8");
   try {
-    text = tokenizer.applyChatTemplate(list, options);
-  } catch (error) {
-    const system = list.findIndex((message) => message.role === "system");
-    const user = list.findIndex((message) => message.role === "user");
-    if (system < 0 || user < 0 || !/system/i.test((error as Error).message)) throw error;
-    const systemText = list[system]?.content ?? "";
-    list = list.filter((_, index) => index !== system);
-    list = list.map((message, index) =>
-      index === list.findIndex((other) => other.role === "user")
-        ? { ...message, content: `${systemText}\n\n${message.content ?? ""}` }
-        : message,
-    );
-    text = tokenizer.applyChatTemplate(list, options);
+    const config = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+    const template = config.chat_template;
+    if (typeof template === "string") return template;
+    if (Array.isArray(template)) return template.find((entry) => entry?.name === "default")?.template;
+  } catch {
+    // no readable tokenizer config: the model has no template
   }
-  return { inputIds: tokenizer.encode(text, { addSpecialTokens: false }), defaultTemplate };
+  return DEFAULT_CHAT_TEMPLATE;
+}
+
+function jobRecord(file: string): z.infer<typeof recordSchema> | undefined {
+  try {
+    const result = recordSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    return result.success ? result.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }

@@ -1,12 +1,22 @@
+/**
+ * OpenAI's chat models, and any OpenAI-compatible server (`openai({ baseURL })`: vLLM, llama.cpp's
+ * server, Ollama, `tunekit serve`), as a `ChatTarget` over the official SDK's `chat.completions.create`,
+ * whole or streamed.
+ */
 import type OpenAI from "openai";
-import type {
-  ChatCompletionContentPartText,
-  ChatCompletionCreateParamsNonStreaming,
-  ChatCompletionMessageParam,
-} from "openai/resources/chat/completions";
-import { ValidationError } from "../../core/errors.js";
+import type { ChatCapabilities, ChatOptions, ChatResult, ChatTarget } from "../../core/chat.js";
+import { chatStream } from "../../core/chat-stream.js";
+import { ProviderError, ValidationError } from "../../core/errors.js";
 import type { ChatMessage } from "../../data/example.js";
-import type { CallOptions, ChatTarget } from "../spec.js";
+import {
+  ChunkAccumulator,
+  chatChunkSchema,
+  chatCompletionSchema,
+  requestBody,
+  resultOf,
+  type WireDialect,
+} from "../chat-completions.js";
+import type { CallOptions } from "../spec.js";
 import { PROVIDER } from "./objects.js";
 
 /** How the provider runs one SDK call: the client, error mapping and the caller's signal. */
@@ -15,92 +25,77 @@ export type Call = <T>(
   run: (client: OpenAI, request: { signal?: AbortSignal }) => Promise<T>,
 ) => Promise<T>;
 
+/** Which server answers: OpenAI's own API, or another that speaks its protocol at `baseURL`. */
+export interface ChatEndpoint {
+  /** Undefined for OpenAI's API. */
+  baseURL: string | undefined;
+}
+
+const CAPABILITIES: ChatCapabilities = { tools: true, logprobs: true };
+
 /** A chat target over `POST /chat/completions`. */
-export function chatTarget(modelId: string, call: Call): ChatTarget {
+export function chatTarget(modelId: string, call: Call, endpoint: ChatEndpoint): ChatTarget {
   if (typeof modelId !== "string" || modelId.trim() === "") {
     throw new ValidationError("invalid_argument", "chat() needs a model id", {
       location: { path: "modelId" },
     });
   }
-  return {
+  const compatible = endpoint.baseURL !== undefined;
+  const dialect: WireDialect = {
     provider: PROVIDER,
+    // Other servers know the older name; OpenAI's reasoning models take only the new one.
+    maxTokens: compatible ? "max_tokens" : "max_completion_tokens",
+    logprobs: "openai",
+  };
+  const body = (messages: ChatMessage[], options: ChatOptions, stream: boolean) =>
+    requestBody(modelId, messages, options, dialect, stream) as unknown as OpenAI.ChatCompletionCreateParams;
+  return {
+    specificationVersion: "v2",
+    provider: compatible ? "openai-compatible" : PROVIDER,
     modelId,
+    identity: compatible ? `openai-compatible:${endpoint.baseURL}#${modelId}` : `openai:${modelId}`,
+    capabilities: CAPABILITIES,
     async complete(messages, options = {}) {
-      if (!Array.isArray(messages) || messages.length === 0) {
-        throw new ValidationError("invalid_argument", "complete() needs at least one message", {
-          location: { path: "messages" },
+      const request = body(messages, options, false) as OpenAI.ChatCompletionCreateParamsNonStreaming;
+      const completion = await call(options, (client, sdk) => client.chat.completions.create(request, sdk));
+      return resultOf(parse(chatCompletionSchema, completion));
+    },
+    completeStream(messages, options = {}) {
+      const request = body(messages, options, true) as OpenAI.ChatCompletionCreateParamsStreaming;
+      return chatStream(async (emit, signal) => {
+        signal.throwIfAborted();
+        const answer = new ChunkAccumulator();
+        // The signal goes to the SDK alone: an abort ends the reading, and the reply so far is the result.
+        return call({}, async (client): Promise<ChatResult> => {
+          try {
+            const stream = await client.chat.completions.create(request, { signal });
+            for await (const chunk of stream) {
+              const delta = answer.push(parse(chatChunkSchema, chunk));
+              if (delta) emit(delta);
+            }
+          } catch (error) {
+            if (signal.aborted) return answer.result("abort");
+            throw error;
+          }
+          return signal.aborted ? answer.result("abort") : answer.result();
         });
-      }
-      const body: ChatCompletionCreateParamsNonStreaming = {
-        model: modelId,
-        messages: messages.map((message, index) => toWireMessage(message, index)),
-        ...(options.maxTokens === undefined ? {} : { max_completion_tokens: options.maxTokens }),
-        ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-      };
-      const completion = await call(options, (client, request) =>
-        client.chat.completions.create(body, request),
-      );
-      const text = completion.choices?.[0]?.message?.content ?? "";
-      const usage = completion.usage;
-      return usage
-        ? { text, usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens } }
-        : { text };
+      }, options.signal);
     },
   };
 }
 
-/**
- * tunekit's message as the chat API takes it. The shapes are the same except for `weight`, which
- * only training files know and the chat API refuses as an unexpected property.
- */
-function toWireMessage(message: ChatMessage, index: number): ChatCompletionMessageParam {
-  const name = message.name === undefined ? {} : { name: message.name };
-  switch (message.role) {
-    case "system":
-      return { role: "system", content: textOnly(message, index), ...name };
-    case "user":
-      return { role: "user", content: message.content ?? "", ...name };
-    case "assistant":
-      return {
-        role: "assistant",
-        content: message.content === null ? null : textOnly(message, index),
-        ...name,
-        ...(message.tool_calls ? { tool_calls: message.tool_calls } : {}),
-      };
-    case "tool":
-      if (message.tool_call_id === undefined) {
-        throw new ValidationError("invalid_argument", "a tool message needs tool_call_id", {
-          location: { path: `messages[${index}].tool_call_id` },
-        });
-      }
-      return { role: "tool", content: textOnly(message, index), tool_call_id: message.tool_call_id };
-    default:
-      throw new ValidationError(
-        "invalid_argument",
-        `unknown role "${String((message as { role: unknown }).role)}"`,
-        {
-          location: { path: `messages[${index}].role` },
-        },
-      );
-  }
-}
-
-/** System, assistant and tool messages take text only; an image there is a mistake worth naming. */
-function textOnly(message: ChatMessage, index: number): string | ChatCompletionContentPartText[] {
-  const content = message.content ?? "";
-  if (typeof content === "string") return content;
-  const texts: ChatCompletionContentPartText[] = [];
-  for (const part of content) {
-    if (part.type !== "text") {
-      throw new ValidationError(
-        "invalid_argument",
-        `${message.role} messages take text only, not ${part.type}`,
-        {
-          location: { path: `messages[${index}].content` },
-        },
-      );
-    }
-    texts.push({ type: "text", text: part.text });
-  }
-  return texts;
+/** An SDK object checked against the protocol's schema (the SDK does not check what servers send). */
+function parse<S extends typeof chatCompletionSchema | typeof chatChunkSchema>(schema: S, value: unknown) {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data as ReturnType<S["parse"]>;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+  throw new ProviderError(
+    "invalid_response",
+    `unexpected answer from the chat API: ${issue?.message ?? "invalid"}${where}`,
+    {
+      provider: PROVIDER,
+      cause: parsed.error,
+    },
+  );
 }

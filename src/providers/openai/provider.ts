@@ -28,7 +28,11 @@ import { parseResultMetrics } from "./results.js";
 export interface OpenAIProviderOptions {
   /** The API key. Default: the `OPENAI_API_KEY` environment variable, read on the first call. */
   apiKey?: string;
-  /** Default `https://api.openai.com/v1` (or `OPENAI_BASE_URL`, which the SDK reads). */
+  /**
+   * Default `https://api.openai.com/v1` (or `OPENAI_BASE_URL`, which the SDK reads). Another server
+   * speaking OpenAI's protocol (vLLM, llama.cpp's server, Ollama, `tunekit serve`) needs no key: with
+   * `baseURL` set, only an `apiKey` given here is sent, never OPENAI_API_KEY.
+   */
   baseURL?: string;
   /** Sent as `OpenAI-Organization`. Default: none (or `OPENAI_ORG_ID`, which the SDK reads). */
   organization?: string;
@@ -45,6 +49,9 @@ export interface OpenAIProviderOptions {
   fileProcessingTimeoutMs?: number;
 }
 
+const OPENAI_BASE_URL = "https://api.openai.com/v1";
+/** The SDK wants a key; with `baseURL` and none given, this one stands in and is never sent. */
+const KEYLESS = "unused";
 /** Events and checkpoints per request: fewer round trips than the API's default of 20. */
 const PAGE_SIZE = 100;
 const DEFAULT_POLL_MS = 1000;
@@ -221,8 +228,14 @@ export class OpenAIProvider implements FineTuningProvider {
     return parseResultMetrics(content, fileId);
   }
 
+  /**
+   * A chat target for an OpenAI model (a fine-tuned one's `ft:` id too), or, with `baseURL` set, for
+   * a model of that OpenAI-compatible server (`provider: "openai-compatible"`).
+   */
   chat(modelId: string): ChatTarget {
-    return chatTarget(modelId, this.#call);
+    const baseURL = this.#options.baseURL ?? this.#options.client?.baseURL;
+    const own = baseURL === undefined || baseURL.replace(/\/+$/, "") === OPENAI_BASE_URL;
+    return chatTarget(modelId, this.#call, { baseURL: own ? undefined : baseURL });
   }
 
   /** Runs one SDK call with the caller's signal and turns what it throws into tunekit's errors. */
@@ -241,8 +254,10 @@ export class OpenAIProvider implements FineTuningProvider {
   #clientOrThrow(): OpenAI {
     if (this.#client) return this.#client;
     const { baseURL, organization, maxRetries } = this.#options;
-    const apiKey = this.#options.apiKey ?? process.env.OPENAI_API_KEY;
-    if (apiKey === undefined || apiKey.trim() === "") {
+    // OPENAI_API_KEY is OpenAI's: it is never sent to another server named by baseURL.
+    const apiKey = this.#options.apiKey ?? (baseURL === undefined ? process.env.OPENAI_API_KEY : undefined);
+    const keyless = apiKey === undefined || apiKey.trim() === "";
+    if (keyless && baseURL === undefined) {
       throw new AuthenticationError(
         "missing_api_key",
         "no API key: pass apiKey to openai() or set the OPENAI_API_KEY environment variable",
@@ -250,7 +265,8 @@ export class OpenAIProvider implements FineTuningProvider {
       );
     }
     this.#client = new OpenAI({
-      apiKey,
+      // A server without keys (llama.cpp, Ollama, a keyless tunekit serve) gets no Authorization header.
+      ...(keyless ? { apiKey: KEYLESS, defaultHeaders: { Authorization: null } } : { apiKey }),
       ...(baseURL === undefined ? {} : { baseURL }),
       ...(organization === undefined ? {} : { organization }),
       ...(maxRetries === undefined ? {} : { maxRetries }),

@@ -1,38 +1,73 @@
-/** A Together model as a `ChatTarget`, over the OpenAI-compatible `POST /chat/completions`. */
-import type { ChatMessage } from "../../data/example.js";
-import type { ChatTarget } from "../spec.js";
+/**
+ * A Together model as a `ChatTarget`, over its OpenAI-compatible `POST /chat/completions`, whole or
+ * streamed as server-sent events.
+ */
+
+import type { ChatCapabilities, ChatTarget } from "../../core/chat.js";
+import { chatStream } from "../../core/chat-stream.js";
+import { ConnectionError, TunekitError, ValidationError } from "../../core/errors.js";
+import { serverSentEvents } from "../../core/sse.js";
+import {
+  ChunkAccumulator,
+  chatCompletionSchema,
+  parseChunk,
+  requestBody,
+  resultOf,
+  type WireDialect,
+} from "../chat-completions.js";
 import type { TogetherClient } from "./client.js";
 import { PROVIDER } from "./job.js";
-import { chatCompletionSchema } from "./schemas.js";
+
+const DIALECT: WireDialect = { provider: PROVIDER, maxTokens: "max_tokens", logprobs: "together" };
+const CAPABILITIES: ChatCapabilities = { tools: true, logprobs: true };
 
 export function togetherChat(client: TogetherClient, modelId: string): ChatTarget {
+  if (typeof modelId !== "string" || modelId.trim() === "")
+    throw new ValidationError("invalid_argument", "together: chat needs a model id", {
+      location: { path: "modelId" },
+    });
   return {
+    specificationVersion: "v2",
     provider: PROVIDER,
     modelId,
+    identity: `together:${modelId}`,
+    capabilities: CAPABILITIES,
     async complete(messages, options = {}) {
       const answer = await client.call("POST", "/chat/completions", {
         schema: chatCompletionSchema,
-        json: {
-          model: modelId,
-          messages: messages.map(toWire),
-          ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {}),
-          ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
-        },
+        json: requestBody(modelId, messages, options, DIALECT, false),
         signal: options.signal,
       });
-      const usage = answer.usage;
-      return {
-        text: answer.choices[0]?.message.content ?? "",
-        ...(usage
-          ? { usage: { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens } }
-          : {}),
-      };
+      return resultOf(answer);
+    },
+    completeStream(messages, options = {}) {
+      const json = requestBody(modelId, messages, options, DIALECT, true);
+      return chatStream(async (emit, signal) => {
+        signal.throwIfAborted();
+        const answer = new ChunkAccumulator();
+        try {
+          const response = await client.stream("/chat/completions", json, signal);
+          if (!response.body)
+            throw new ConnectionError("connection_failed", "the stream has no body", { provider: PROVIDER });
+          for await (const event of serverSentEvents(response.body)) {
+            if (event.data === "[DONE]") break;
+            const delta = answer.push(parseChunk(event.data, PROVIDER));
+            if (delta) emit(delta);
+          }
+        } catch (error) {
+          if (signal.aborted) return answer.result("abort");
+          if (TunekitError.isInstance(error)) throw error;
+          throw new ConnectionError(
+            "connection_failed",
+            client.redact(`the stream broke off (${(error as Error).message})`),
+            {
+              provider: PROVIDER,
+              cause: error,
+            },
+          );
+        }
+        return signal.aborted ? answer.result("abort") : answer.result();
+      }, options.signal);
     },
   };
-}
-
-/** A message as the chat API takes it: training-only fields (`weight`) stay home. */
-function toWire(message: ChatMessage): Record<string, unknown> {
-  const { weight: _weight, ...wire } = message;
-  return wire;
 }

@@ -89,6 +89,19 @@ export class TogetherClient {
     });
   }
 
+  /** A JSON request whose answer is a stream of server-sent events (`stream: true` chat completions). */
+  async stream(path: string, json: unknown, signal: AbortSignal | undefined): Promise<Response> {
+    const key = this.#key();
+    return request({
+      ...this.#common(key),
+      url: this.url(path),
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, Accept: "text/event-stream" },
+      json,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
   /** A call outside the API (a pre-signed upload URL): no credentials go with it. */
   async sendElsewhere(
     url: string,

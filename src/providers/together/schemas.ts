@@ -106,11 +106,6 @@ export const limitsSchema = z.looseObject({
 });
 
 /** An OpenAI-compatible chat completion. */
-export const chatCompletionSchema = z.looseObject({
-  choices: z.array(z.looseObject({ message: z.looseObject({ content: z.string().nullish() }) })).min(1),
-  usage: z.looseObject({ prompt_tokens: z.number(), completion_tokens: z.number() }).nullish(),
-});
-
 /** A time from Together as a Date: ISO text, or Unix seconds. Undefined when absent or unreadable. */
 export function toDate(value: string | number | null | undefined): Date | undefined {
   if (value === null || value === undefined || value === "") return undefined;

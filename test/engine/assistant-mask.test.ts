@@ -2,9 +2,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import { describe, expect, it } from "vitest";
+import { labelTokens, type MaskMessage, renderWithSpans } from "../../src/engine/assistant-mask.js";
+import { DEFAULT_CHAT_TEMPLATE } from "../../src/engine/chat-template.js";
 import { LocalTokenizer } from "../../src/engine/tokenizer.js";
-import { labelTokens, type MaskMessage, renderWithSpans } from "../../src/local/assistant-mask.js";
-import { DEFAULT_CHAT_TEMPLATE } from "../../src/local/tokenize.js";
 import { FIXTURES, HAS_FIXTURES } from "../helpers.js";
 
 const TEMPLATES = join(FIXTURES, "chat-templates");

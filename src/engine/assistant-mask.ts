@@ -16,6 +16,8 @@
  * Character spans become token positions by tokenizing prefixes of the text.
  */
 import { ValidationError } from "../core/errors.js";
+import type { ChatMessage } from "../data/example.js";
+import { type ChatRenderer, renderFolding, templateMessage } from "./chat-template.js";
 
 /** A message as a chat template sees it. */
 export interface MaskMessage {
@@ -54,32 +56,17 @@ function commonPrefix(a: string, b: string): number {
 
 /**
  * Renders a conversation and finds the characters of each trained assistant turn. A template that
- * refuses the system role gets the system text folded into the first user message, with a warning.
+ * refuses the system role gets the system text folded into the first user message, with a warning
+ * (the engine's `renderFolding`, as every chat target renders).
  */
 export function renderWithSpans(
   render: Render,
   input: readonly MaskMessage[],
   options: { trainOn?: "assistant" | "all" } = {},
 ): RenderedConversation {
-  const warnings: string[] = [];
-  let messages = input.map((message) => ({ ...message }));
-  let text: string;
-  try {
-    text = render(messages);
-  } catch (error) {
-    const system = messages.findIndex((message) => message.role === "system");
-    const user = messages.findIndex((message) => message.role === "user");
-    if (system < 0 || user < 0 || !/system/i.test((error as Error).message)) throw error;
-    const systemText = (messages[system] as MaskMessage).content ?? "";
-    messages = messages.filter((_, index) => index !== system);
-    const first = messages.findIndex((message) => message.role === "user");
-    const target = messages[first] as MaskMessage;
-    messages[first] = { ...target, content: `${systemText}\n\n${target.content}` };
-    warnings.push(
-      "the chat template refuses the system role: the system text was put at the start of the first user message",
-    );
-    text = render(messages);
-  }
+  const rendered = renderFolding((list, renderOptions) => render(list, renderOptions), input);
+  const { text, warnings } = rendered;
+  const messages = rendered.messages as MaskMessage[];
   if (options.trainOn === "all") return { text, spans: [{ start: 0, end: text.length }], warnings };
 
   const spans: Span[] = [];
@@ -190,4 +177,24 @@ function ignoresCalls(render: Render, messages: MaskMessage[], rendered: string)
   } catch {
     return false;
   }
+}
+
+/**
+ * A conversation as training sees it, rendered with `renderer`: its token ids, and labels that are the
+ * id on every trained token (each assistant turn with its closing, or everything with trainOn "all")
+ * and -100 elsewhere. An assistant message with `weight: 0` is context, not trained.
+ */
+export function tokenizeConversation(
+  renderer: ChatRenderer,
+  messages: ChatMessage[],
+  options: { tools?: unknown[]; trainOn?: "assistant" | "all" } = {},
+): { inputIds: number[]; labels: number[]; warnings: string[] } {
+  const tools = options.tools;
+  const render: Render = (list, renderOptions = {}) =>
+    renderer.renderExactly(list, { ...renderOptions, ...(tools ? { tools } : {}) });
+  const rendered = renderWithSpans(render, messages.map(templateMessage) as MaskMessage[], {
+    trainOn: options.trainOn ?? "assistant",
+  });
+  const encode = (text: string) => renderer.tokenizer.encode(text, { addSpecialTokens: false });
+  return { ...labelTokens(encode, rendered), warnings: rendered.warnings };
 }

@@ -1,0 +1,277 @@
+/**
+ * A local model as a `ChatTarget`, with its adapter on or off: what `LocalModel` itself answers as,
+ * what `trainer.model()` and `trainer.baseModel()` return, and what `local().chat(id)` hands out.
+ * Messages are rendered by the model's chat renderer (the template training used), replies end at
+ * the template's turn end, and the token-level `generate` / `stream` / `generateBatch` of the model
+ * are here too, bound to the view's adapter setting.
+ */
+
+import type {
+  AnswerLoss,
+  ChatCapabilities,
+  ChatDelta,
+  ChatOptions,
+  ChatResult,
+  ChatStream,
+  ChatTarget,
+  TokenLogprob,
+} from "../core/chat.js";
+import { chatStream } from "../core/chat-stream.js";
+import { ValidationError } from "../core/errors.js";
+import type { ChatMessage, ToolDefinition } from "../data/example.js";
+import { tokenizeConversation } from "./assistant-mask.js";
+import { DEFAULT_CHAT_TEMPLATE } from "./chat-template.js";
+import type {
+  GenerateInput,
+  GenerateOptions,
+  GenerateResult,
+  LocalModel,
+  LossResult,
+  StreamChunk,
+} from "./local-model.js";
+import { contentSoFar, parseToolCalls } from "./tool-calls.js";
+
+/** Most alternatives per token `topLogprobs` may ask for, as OpenAI allows. */
+const MAX_TOP_LOGPROBS = 20;
+
+/** A prepared reply: the prompt and the generation options a `ChatOptions` stands for. */
+interface Request {
+  inputIds: number[];
+  generate: GenerateOptions;
+  tools: ToolDefinition[] | undefined;
+  topLogprobs: number | undefined;
+}
+
+export class LocalModelView implements ChatTarget {
+  readonly specificationVersion = "v2" as const;
+  readonly provider: string;
+  readonly modelId: string;
+  readonly #model: LocalModel;
+  readonly #adapter: boolean;
+
+  /** `adapter`: apply the LoRA adapter (when one is attached). */
+  constructor(model: LocalModel, options: { adapter: boolean; provider?: string; modelId?: string }) {
+    this.#model = model;
+    this.#adapter = options.adapter;
+    this.provider = options.provider ?? "local";
+    this.modelId = options.modelId ?? model.path;
+  }
+
+  get tokenizer(): LocalModel["tokenizer"] {
+    return this.#model.tokenizer;
+  }
+
+  /** The model folder, quantization, template and (adapter on) the adapter's content hash. */
+  get identity(): string {
+    return this.#model.identityFor({ adapter: this.#adapter });
+  }
+
+  /** Tools where the template renders them (or is tunekit's default, which writes calls as JSON lines). */
+  get capabilities(): ChatCapabilities {
+    const template = this.#model.chatFormat.template;
+    return { tools: template === DEFAULT_CHAT_TEMPLATE || /\btools\b/.test(template), logprobs: true };
+  }
+
+  // ---- Token level ------------------------------------------------------------------------------
+
+  generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerateResult> {
+    return this.#model.generate(input, { ...options, adapter: this.#adapter });
+  }
+
+  generateBatch(inputs: GenerateInput[], options: GenerateOptions = {}): Promise<GenerateResult[]> {
+    return this.#model.generateBatch(inputs, { ...options, adapter: this.#adapter });
+  }
+
+  stream(input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<StreamChunk, GenerateResult> {
+    return this.#model.stream(input, { ...options, adapter: this.#adapter });
+  }
+
+  logits(inputIds: ArrayLike<number>): Promise<Float32Array> {
+    return this.#model.logits(inputIds, { adapter: this.#adapter });
+  }
+
+  loss(inputIds: ArrayLike<number>, labels?: ArrayLike<number>): Promise<LossResult> {
+    return this.#model.loss(inputIds, labels, { adapter: this.#adapter });
+  }
+
+  // ---- ChatTarget -------------------------------------------------------------------------------
+
+  async complete(messages: ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
+    const request = this.#request(messages, options);
+    return this.#result(await this.generate({ inputIds: request.inputIds }, request.generate), request);
+  }
+
+  completeStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
+    return chatStream(async (emit, signal) => {
+      const request = this.#request(messages, options);
+      const tokens = this.stream({ inputIds: request.inputIds }, { ...request.generate, signal });
+      // With tools, text from where a call may start is held back until the reply is complete.
+      let text = "";
+      let emitted = 0;
+      let step = await tokens.next();
+      while (!step.done) {
+        text += step.value.text;
+        const upTo = request.tools ? contentSoFar(text) : text.length;
+        if (upTo > emitted) {
+          emit({ text: text.slice(emitted, upTo) });
+          emitted = upTo;
+        }
+        step = await tokens.next();
+      }
+      const result = this.#result(step.value, request);
+      const rest: ChatDelta = { text: result.text.slice(emitted) };
+      if (result.toolCalls)
+        rest.toolCalls = result.toolCalls.map((call, index) => ({
+          index,
+          id: call.id,
+          name: call.function.name,
+          arguments: call.function.arguments,
+        }));
+      if (rest.text !== "" || rest.toolCalls) emit(rest);
+      return result;
+    }, options.signal);
+  }
+
+  /** Every conversation decoded together; conversation i samples with `seed + i`. */
+  async completeBatch(conversations: ChatMessage[][], options: ChatOptions = {}): Promise<ChatResult[]> {
+    if (!Array.isArray(conversations) || conversations.length === 0)
+      throw new ValidationError("invalid_argument", "completeBatch needs a non-empty list of conversations");
+    const requests = conversations.map((messages) => this.#request(messages, options));
+    const [first] = requests as [Request];
+    const results = await this.generateBatch(
+      requests.map((request) => ({ inputIds: request.inputIds })),
+      first.generate,
+    );
+    return results.map((result, index) => this.#result(result, requests[index] as Request));
+  }
+
+  /**
+   * The loss of `expected` as the assistant's reply, exactly as training would score it: the
+   * conversation rendered with the template in use, the reply's tokens and its turn's closing labelled.
+   */
+  async answerLoss(
+    messages: ChatMessage[],
+    expected: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<AnswerLoss> {
+    if (typeof expected !== "string")
+      throw new ValidationError("invalid_argument", "answerLoss needs the expected reply as text", {
+        location: { path: "expected" },
+      });
+    checkMessages(messages);
+    options.signal?.throwIfAborted();
+    // Earlier assistant turns are context: only the expected reply is scored.
+    const context = messages.map((message) =>
+      message.role === "assistant" ? { ...message, weight: 0 as const } : message,
+    );
+    const { inputIds, labels } = tokenizeConversation(this.#model.chatRenderer, [
+      ...context,
+      { role: "assistant", content: expected },
+    ]);
+    const { loss, tokens, correct } = await this.loss(inputIds, labels);
+    return { loss, tokens, correct };
+  }
+
+  // ---- Helpers ----------------------------------------------------------------------------------
+
+  #request(messages: ChatMessage[], options: ChatOptions): Request {
+    checkMessages(messages);
+    const tools = options.tools?.length ? options.tools : undefined;
+    if (tools && !this.capabilities.tools)
+      throw new ValidationError(
+        "unsupported",
+        "this model's chat template does not render tools: it cannot be offered any (options.tools)",
+        { location: { path: "tools" } },
+      );
+    const top = options.topLogprobs;
+    if (top !== undefined && !(Number.isInteger(top) && top >= 0 && top <= MAX_TOP_LOGPROBS))
+      throw new ValidationError(
+        "invalid_argument",
+        `topLogprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`,
+        {
+          location: { path: "topLogprobs" },
+        },
+      );
+    if (
+      options.stop !== undefined &&
+      !(Array.isArray(options.stop) && options.stop.every((stop) => typeof stop === "string"))
+    )
+      throw new ValidationError("invalid_argument", "stop must be a list of strings", {
+        location: { path: "stop" },
+      });
+    const { inputIds } = this.#model.chatRenderer.encodePrompt(messages, tools ? { tools } : {});
+    const stops = this.#model.chatStops();
+    const generate: GenerateOptions = {
+      stop: [...(options.stop ?? []), ...stops.stopStrings],
+      stopTokens: stops.stopTokens,
+      returnLogits: options.logprobs === true,
+      ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
+      ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
+      ...(options.topP !== undefined ? { topP: options.topP } : {}),
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    };
+    return { inputIds, generate, tools, topLogprobs: options.logprobs ? (top ?? 0) : undefined };
+  }
+
+  #result(generation: GenerateResult, request: Request): ChatResult {
+    const result: ChatResult = {
+      text: generation.text,
+      finishReason: generation.finishReason,
+      usage: { promptTokens: generation.promptTokens, completionTokens: generation.tokenIds.length },
+    };
+    if (request.tools) {
+      const { content, toolCalls } = parseToolCalls(generation.text, request.tools);
+      if (toolCalls.length > 0) {
+        result.text = content;
+        result.toolCalls = toolCalls;
+        if (generation.finishReason === "stop") result.finishReason = "tool_calls";
+      }
+    }
+    if (request.topLogprobs !== undefined && generation.logits)
+      result.logprobs = this.#logprobs(generation.tokenIds, generation.logits, request.topLogprobs);
+    return result;
+  }
+
+  /** Each chosen token's log-softmax under the model (before temperature), and the `top` most likely. */
+  #logprobs(tokenIds: number[], logits: Float32Array, top: number): TokenLogprob[] {
+    const vocab = this.#model.config.vocabSize;
+    const text = (id: number) => this.tokenizer.decode([id], { skipSpecialTokens: false });
+    return tokenIds.map((id, step) => {
+      const row = logits.subarray(step * vocab, (step + 1) * vocab);
+      let maximum = Number.NEGATIVE_INFINITY;
+      for (const value of row) if (value > maximum) maximum = value;
+      let sum = 0;
+      for (const value of row) sum += Math.exp(value - maximum);
+      const lse = maximum + Math.log(sum);
+      const entry: TokenLogprob = { token: text(id), logprob: (row[id] as number) - lse };
+      if (top > 0) {
+        const best: number[] = [];
+        for (let candidate = 0; candidate < vocab; candidate++) {
+          if (best.length < top || (row[candidate] as number) > (row[best.at(-1) as number] as number)) {
+            best.push(candidate);
+            best.sort((a, b) => (row[b] as number) - (row[a] as number));
+            if (best.length > top) best.pop();
+          }
+        }
+        entry.topLogprobs = best.map((candidate) => ({
+          token: text(candidate),
+          logprob: (row[candidate] as number) - lse,
+        }));
+      }
+      return entry;
+    });
+  }
+}
+
+function checkMessages(messages: unknown): asserts messages is ChatMessage[] {
+  if (!Array.isArray(messages) || messages.length === 0)
+    throw new ValidationError("invalid_argument", "a conversation needs at least one message", {
+      location: { path: "messages" },
+    });
+  for (const [index, message] of messages.entries())
+    if (typeof message !== "object" || message === null || typeof (message as ChatMessage).role !== "string")
+      throw new ValidationError("invalid_argument", "each message needs a role", {
+        location: { path: `messages[${index}].role` },
+      });
+}
