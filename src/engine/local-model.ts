@@ -187,8 +187,23 @@ export interface TrainingBatch {
   sequenceLengths?: ArrayLike<number>;
 }
 
-/** A generation's end as #run reports it: `text` only when a stop string cut it. */
-type RunResult = Omit<GenerateResult, "text" | "tokenIds"> & { text?: string };
+/**
+ * A generation's end as #run reports it, with the whole text: the chunks may have held back its end
+ * when it could have begun a stop string and the generation was cut short (an abort).
+ */
+type RunResult = Omit<GenerateResult, "tokenIds">;
+
+/** How many characters at the end of `text` begin one of `stops` (a stop string may be on its way). */
+function stopPrefixAtEnd(text: string, stops: readonly string[]): number {
+  let longest = 0;
+  for (const stop of stops)
+    for (let length = Math.min(stop.length - 1, text.length); length > longest; length--)
+      if (text.endsWith(stop.slice(0, length))) {
+        longest = length;
+        break;
+      }
+  return longest;
+}
 
 /** The first `steps` rows of [steps × vocab] logits, or undefined. */
 function firstRows(logits: Float32Array | undefined, steps: number, vocab: number): Float32Array | undefined {
@@ -638,8 +653,11 @@ export class LocalModel implements ChatTarget {
       decoder: new StreamDecoder(this.tokenizer, prompt),
       text: "",
       delivered: 0,
+      /** Characters of `text` handed out in chunks. */
+      emitted: 0,
       stopped: undefined as string | undefined,
     }));
+    const endTokens = new Set(sampling.stopTokens);
     // Tokens stream in through the engine's callback until its promise settles; after that, late
     // callbacks are ignored and the rest are taken from the result.
     let settled = false;
@@ -660,10 +678,18 @@ export class LocalModel implements ChatTarget {
       if (cut >= 0) {
         sequence.stopped = sequence.text.slice(0, cut);
         cancel.stop(index);
-        onChunk(index, { tokenId, text: sequence.stopped.slice(before) });
+        onChunk(index, { tokenId, text: sequence.stopped.slice(sequence.emitted) });
+        sequence.emitted = sequence.stopped.length;
         return;
       }
-      onChunk(index, { tokenId, text: piece });
+      // Text that may begin a stop string waits for the next token, unless this token is the last.
+      const last = sequence.delivered >= sampling.maxTokens || endTokens.has(tokenId);
+      const safe = last ? sequence.text.length : sequence.text.length - stopPrefixAtEnd(sequence.text, stops);
+      onChunk(index, {
+        tokenId,
+        text: sequence.text.slice(sequence.emitted, Math.max(sequence.emitted, safe)),
+      });
+      sequence.emitted = Math.max(sequence.emitted, safe);
     };
     let generations: NativeGeneration[];
     try {
@@ -684,7 +710,7 @@ export class LocalModel implements ChatTarget {
       const extra = logits ? { logits } : {};
       if (sequence.stopped !== undefined)
         return { finishReason: "stop" as const, promptTokens, text: sequence.stopped, ...extra };
-      return { finishReason: generation.finishReason, promptTokens, ...extra };
+      return { finishReason: generation.finishReason, promptTokens, text: sequence.text, ...extra };
     });
   }
 

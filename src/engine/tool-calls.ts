@@ -56,8 +56,9 @@ export function parseToolCalls(
  */
 export function contentSoFar(text: string): number {
   const tagged = text.indexOf("<tool_call>");
-  const line = text.startsWith("{") ? 0 : text.indexOf("\n{");
-  const starts = [tagged, line < 0 ? -1 : line + 1].filter((at) => at >= 0);
+  const newline = text.indexOf("\n{");
+  const line = text.startsWith("{") ? 0 : newline < 0 ? -1 : newline + 1;
+  const starts = [tagged, line].filter((at) => at >= 0);
   const end = starts.length === 0 ? text.length : Math.min(...starts);
   return text.slice(0, end).trimEnd().length;
 }

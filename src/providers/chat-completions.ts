@@ -125,12 +125,16 @@ const toolCallSchema = z.looseObject({
   function: z.looseObject({ name: z.string(), arguments: z.string() }),
 });
 const topSchema = z.looseObject({ token: z.string(), logprob: z.number() });
-/** OpenAI's `logprobs.content`, or Together's parallel `tokens` / `token_logprobs` lists. */
+/**
+ * OpenAI's `logprobs.content`, or Together's parallel `tokens` / `token_logprobs` lists with
+ * `top_logprobs` as one `{ token: logprob }` map per position (the legacy completions format).
+ */
 const logprobsSchema = z
   .looseObject({
     content: z.array(topSchema.extend({ top_logprobs: z.array(topSchema).optional() })).nullish(),
     tokens: z.array(z.string().nullable()).nullish(),
     token_logprobs: z.array(z.number().nullable()).nullish(),
+    top_logprobs: z.array(z.record(z.string(), z.number()).nullable()).nullish(),
   })
   .nullish();
 
@@ -231,10 +235,20 @@ function logprobsOf(value: z.output<typeof logprobsSchema>): TokenLogprob[] | un
         : {}),
     }));
   if (value.tokens && value.token_logprobs)
-    return value.tokens.map((token, index) => ({
-      token: token ?? "",
-      logprob: value.token_logprobs?.[index] ?? 0,
-    }));
+    return value.tokens.map((token, index) => {
+      const top = value.top_logprobs?.[index];
+      return {
+        token: token ?? "",
+        logprob: value.token_logprobs?.[index] ?? 0,
+        ...(top
+          ? {
+              topLogprobs: Object.entries(top)
+                .map(([text, logprob]) => ({ token: text, logprob }))
+                .sort((a, b) => b.logprob - a.logprob),
+            }
+          : {}),
+      };
+    });
   return undefined;
 }
 

@@ -29,6 +29,8 @@ export interface FakeChatSettings {
   dialect: "openai" | "together";
   /** The model's reply. Default: "You said: " and the last user message. */
   reply?: string | ((request: FakeChatRequest) => FakeModelReply);
+  /** Milliseconds before each streamed chunk, as a model generating takes time. Default 0. */
+  streamDelayMs?: number;
 }
 
 /** Answers a checked request body (`model` a string, `messages` a non-empty list). */
@@ -83,10 +85,8 @@ export function answerChat(body: Record<string, unknown>, settings: FakeChatSett
     total_tokens: 0,
   };
   usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
-  const top =
-    settings.dialect === "openai"
-      ? Number(body.top_logprobs ?? 0)
-      : Math.max(0, Number(body.logprobs ?? 0) - 1);
+  // Together's `logprobs: k` returns the k most likely tokens at each position.
+  const top = settings.dialect === "openai" ? Number(body.top_logprobs ?? 0) : Number(body.logprobs ?? 0);
   const wantsLogprobs =
     settings.dialect === "openai" ? body.logprobs === true : Number(body.logprobs ?? 0) > 0;
   const logprobs = wantsLogprobs ? logprobsOf(pieces, top, settings.dialect) : null;
@@ -95,9 +95,19 @@ export function answerChat(body: Record<string, unknown>, settings: FakeChatSett
 
   if (body.stream === true) {
     const include = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-    return sse(
-      streamChunks({ id, created, model, pieces, toolCalls, finish, usage, include, logprobs, settings }),
-    );
+    const chunks = streamChunks({
+      id,
+      created,
+      model,
+      pieces,
+      toolCalls,
+      finish,
+      usage,
+      include,
+      logprobs,
+      settings,
+    });
+    return sse(chunks, settings.streamDelayMs ?? 0);
   }
   const completion: ChatCompletion = {
     id,
@@ -159,10 +169,15 @@ function streamChunks(plan: StreamPlan): unknown[] {
       content?: unknown[];
       tokens?: unknown[];
       token_logprobs?: unknown[];
+      top_logprobs?: unknown[];
     } | null;
     if (!all) return null;
     if (all.content) return { content: [all.content[index]], refusal: null };
-    return { tokens: [all.tokens?.[index]], token_logprobs: [all.token_logprobs?.[index]] };
+    return {
+      tokens: [all.tokens?.[index]],
+      token_logprobs: [all.token_logprobs?.[index]],
+      ...(all.top_logprobs ? { top_logprobs: [all.top_logprobs[index]] } : {}),
+    };
   };
   const chunks: unknown[] = [chunk({ role: "assistant", content: "" })];
   plan.pieces.forEach((piece, index) => {
@@ -195,14 +210,16 @@ function streamChunks(plan: StreamPlan): unknown[] {
   return chunks;
 }
 
-/** A response of server-sent events, one `data:` per chunk, then `data: [DONE]`. */
-function sse(chunks: unknown[]): Response {
+/** A response of server-sent events, one `data:` per chunk (each after `delayMs`), then `data: [DONE]`. */
+function sse(chunks: unknown[], delayMs: number): Response {
   const encoder = new TextEncoder();
+  const events = [...chunks.map((value) => `data: ${JSON.stringify(value)}\n\n`), "data: [DONE]\n\n"];
+  let next = 0;
   const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      for (const value of chunks) controller.enqueue(encoder.encode(`data: ${JSON.stringify(value)}\n\n`));
-      controller.enqueue(encoder.encode("data: [DONE]\n\n"));
-      controller.close();
+    async pull(controller) {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      controller.enqueue(encoder.encode(events[next++] as string));
+      if (next === events.length) controller.close();
     },
   });
   return new HttpResponse(body, {
@@ -213,14 +230,31 @@ function sse(chunks: unknown[]): Response {
 /** Log-probabilities that make the reply likely: the chosen word first, made-up alternatives after. */
 function logprobsOf(pieces: string[], top: number, dialect: FakeChatSettings["dialect"]): unknown {
   const chosen = pieces.map((_, index) => -0.05 - (index % 3) * 0.1);
-  if (dialect === "together") return { tokens: pieces, token_logprobs: chosen };
+  const alternative = (token: string, rank: number) => (rank === 0 ? token : `${token.trim()}${rank}`);
+  if (dialect === "together")
+    return {
+      tokens: pieces,
+      token_logprobs: chosen,
+      ...(top > 0
+        ? {
+            top_logprobs: pieces.map((token, index) =>
+              Object.fromEntries(
+                Array.from({ length: top }, (_, rank) => [
+                  alternative(token, rank),
+                  (chosen[index] as number) - rank,
+                ]),
+              ),
+            ),
+          }
+        : {}),
+    };
   return {
     content: pieces.map((token, index) => ({
       token,
       logprob: chosen[index],
       bytes: [...Buffer.from(token)],
       top_logprobs: Array.from({ length: top }, (_, rank) => ({
-        token: rank === 0 ? token : `${token.trim()}${rank}`,
+        token: alternative(token, rank),
         logprob: rank === 0 ? (chosen[index] as number) : (chosen[index] as number) - rank,
         bytes: null,
       })),
@@ -252,6 +286,8 @@ export interface ChatCompletionsHandlersOptions {
   reply?: FakeChatSettings["reply"];
   /** A key the server demands (`Authorization: Bearer …`); by default it takes requests without one. */
   apiKey?: string;
+  /** Milliseconds before each streamed chunk. Default 0. */
+  streamDelayMs?: number;
 }
 
 /** A request the compatible server saw. */
@@ -295,7 +331,11 @@ export function chatCompletionsHandlers(options: ChatCompletionsHandlersOptions 
       );
     return answerChat(
       { model: "default", ...record },
-      { dialect: "openai", ...(options.reply ? { reply: options.reply } : {}) },
+      {
+        dialect: "openai",
+        ...(options.reply ? { reply: options.reply } : {}),
+        ...(options.streamDelayMs !== undefined ? { streamDelayMs: options.streamDelayMs } : {}),
+      },
     );
   });
   return { handlers: [handler], requests };

@@ -182,11 +182,21 @@ function shape(reply: Exclude<MockReply, Error>, messages: ChatMessage[], option
       scripted.logprobs ??
       tokens(text).map((token) => ({
         token,
-        logprob: 0,
-        ...(options.topLogprobs ? { topLogprobs: [{ token, logprob: 0 }] } : {}),
+        logprob: CHOSEN_LOGPROB,
+        ...(options.topLogprobs
+          ? {
+              topLogprobs: Array.from({ length: options.topLogprobs }, (_, rank) => ({
+                token: rank === 0 ? token : `${token}${rank}`,
+                logprob: rank === 0 ? CHOSEN_LOGPROB : CHOSEN_LOGPROB - 2 - rank,
+              })),
+            }
+          : {}),
       }));
   return result;
 }
+
+/** How likely the mock finds each word it says (about 90%); its made-up alternatives far less. */
+const CHOSEN_LOGPROB = -0.1;
 
 /** Words with the whitespace before them (and any whitespace at the end): the mock's tokens. */
 function tokens(text: string): string[] {

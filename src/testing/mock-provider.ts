@@ -47,6 +47,8 @@ export interface MockProviderOptions {
   jobs?: Scripted<CreateJobRequest, MockJobScript>;
   /** Replies of `chat(model).complete(messages)`. Default: echoes the last user message. */
   chat?: Scripted<{ model: string; messages: ChatMessage[] }, string>;
+  /** Milliseconds between the deltas of a `chat(model).completeStream`. Default 0. */
+  chatStreamDelayMs?: number;
   /** Whether `pauseJob` / `resumeJob` exist. Default true. */
   pausable?: boolean;
 }
@@ -241,6 +243,7 @@ export class MockProvider implements FineTuningProvider {
     return new MockChatTarget({
       provider: this.name,
       modelId,
+      ...(this.#options.chatStreamDelayMs !== undefined ? { delayMs: this.#options.chatStreamDelayMs } : {}),
       reply: async ({ messages }) => {
         this.calls.push({ method: "chat", args: [modelId, messages] });
         const call = this.#chats++;

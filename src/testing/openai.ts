@@ -92,6 +92,8 @@ export interface OpenAIFineTuningHandlersOptions {
    * `answerChat`). Default: "You said: " and the last user message.
    */
   chatReply?: string | ((request: FakeChatRequest) => FakeModelReply);
+  /** Milliseconds before each chunk of a streamed chat answer. Default 0. */
+  chatStreamDelayMs?: number;
   /** Failures to inject, tried in order; `fail()` adds more later. */
   failures?: OpenAIFailure[];
   /** Wait this long before each answer, e.g. to abort a request in flight. Default 0. */
@@ -968,6 +970,9 @@ class FakeOpenAI {
     const reply = this.#options.chatReply;
     return answerChat(body, {
       dialect: "openai",
+      ...(this.#options.chatStreamDelayMs !== undefined
+        ? { streamDelayMs: this.#options.chatStreamDelayMs }
+        : {}),
       ...(reply === undefined
         ? {}
         : { reply: typeof reply === "function" ? (request) => reply(request) : reply }),

@@ -56,6 +56,8 @@ export interface TogetherFineTuningOptions {
    * `max_tokens` and `stop`, streamed with `stream: true` (see `answerChat`). Default "Hello from Together.".
    */
   chatReply?: string | ((messages: unknown[], model: string) => FakeModelReply);
+  /** Milliseconds before each chunk of a streamed chat answer. Default 0. */
+  chatStreamDelayMs?: number;
   /** Failures answered before the service sees the request, the first matching one first. */
   failures?: TogetherFailure[];
 }
@@ -616,6 +618,9 @@ class FakeTogether {
     const reply = this.#options.chatReply ?? "Hello from Together.";
     return answerChat(request, {
       dialect: "together",
+      ...(this.#options.chatStreamDelayMs !== undefined
+        ? { streamDelayMs: this.#options.chatStreamDelayMs }
+        : {}),
       reply: typeof reply === "function" ? ({ messages: list, model }) => reply(list, model) : reply,
     });
   }

@@ -84,6 +84,18 @@ describe.skipIf(!HAS_FIXTURES)("stories260K (fixture)", () => {
     expect(result.text).toBe("Once upon a time, there was a litt");
     // The last token is the one that completed the stop string.
     expect(model.tokenizer.decode(result.tokenIds)).toBe("Once upon a time, there was a little gir");
+    // Streamed, "le" waits until the next token shows whether it begins the stop string: no chunk
+    // ever holds text past the cut.
+    const chunks: string[] = [];
+    const stream = model.stream({ inputIds: [1] }, { ...greedy, stop: ["le gi"] });
+    let step = await stream.next();
+    while (!step.done) {
+      chunks.push(step.value.text);
+      expect(chunks.join("")).toBe(result.text.slice(0, chunks.join("").length));
+      step = await stream.next();
+    }
+    expect(chunks.join("")).toBe(result.text);
+    expect(step.value.text).toBe(result.text);
   });
 
   it("stops at end-of-sequence ids by default and at the ones given", async () => {

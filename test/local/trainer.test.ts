@@ -1,10 +1,12 @@
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Example } from "../../src/data/example.js";
+import { DEFAULT_CHAT_TEMPLATE } from "../../src/engine/chat-template.js";
 import { LocalModel } from "../../src/engine/local-model.js";
 import { LocalTrainer } from "../../src/local/trainer.js";
 import type { TrainingRunEvent } from "../../src/local/training-run.js";
+import { local } from "../../src/providers/local/index.js";
 import { TINY_MODELS, type TinyConfig, writeTinyModel } from "../engine/tiny-model.js";
 import { FIXTURES, HAS_FIXTURES, tempDir } from "../helpers.js";
 
@@ -199,27 +201,29 @@ describe.skipIf(!HAS_FIXTURES)("LocalTrainer on stories260K (fixture)", () => {
     // The loss keeps a floor: each reply ends in </s>, which this tiny model cannot learn (its row is
     // shared with ~170 untrained tokens); the replies themselves are learned, as generation shows.
     expect(summary.finalLoss).toBeLessThan(0.6);
+    // The adapter holds the template training rendered with (tunekit's default: the model has none)...
+    const adapter = summary.adapterPath as string;
+    expect(await readFile(join(adapter, "chat_template.jinja"), "utf8")).toBe(DEFAULT_CHAT_TEMPLATE);
+    // ...so the tuned view, a LocalModel with the saved adapter and local().chat() on the adapter
+    // folder render alike and give the same greedy text for the same messages.
+    await using reloaded = await LocalModel.load(join(FIXTURES, "stories260K-hf"), { quantization: "nf4" });
+    await reloaded.loadAdapter(adapter);
+    expect(reloaded.lora?.r).toBe(16);
+    expect(reloaded.chatFormat).toMatchObject({ source: "adapter", template: DEFAULT_CHAT_TEMPLATE });
+    await using provider = local({ outputDir: join(outputDir, "provider") });
+    const served = provider.chat(adapter);
     for (const [question, answer] of pairs) {
       const messages = [
-        { role: "system", content: "You answer in one sentence." },
-        { role: "user", content: question },
+        { role: "system" as const, content: "You answer in one sentence." },
+        { role: "user" as const, content: question },
       ];
-      const template = (await import("../../src/engine/chat-template.js")).DEFAULT_CHAT_TEMPLATE;
-      const prompt = trainer
-        .model()
-        .tokenizer.encode(
-          trainer.model().tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, template }),
-          { addSpecialTokens: false },
-        );
-      const tuned = await trainer.model().generate({ inputIds: prompt }, { maxTokens: 30, temperature: 0 });
-      const base = await trainer
-        .baseModel()
-        .generate({ inputIds: prompt }, { maxTokens: 30, temperature: 0 });
+      const options = { maxTokens: 30, temperature: 0 };
+      const tuned = await trainer.model().complete(messages, options);
+      const base = await trainer.baseModel().complete(messages, options);
       expect(tuned.text.trimStart().startsWith(answer), `${question} → ${tuned.text}`).toBe(true);
       expect(base.text.trimStart().startsWith(answer)).toBe(false);
+      expect(await reloaded.complete(messages, options)).toEqual(tuned);
+      expect(await served.complete(messages, options)).toEqual(tuned);
     }
-    await using reloaded = await LocalModel.load(join(FIXTURES, "stories260K-hf"), { quantization: "nf4" });
-    await reloaded.loadAdapter(summary.adapterPath as string);
-    expect(reloaded.lora?.r).toBe(16);
   });
 });

@@ -3,7 +3,7 @@
  * streamed as server-sent events.
  */
 
-import type { ChatCapabilities, ChatTarget } from "../../core/chat.js";
+import type { ChatCapabilities, ChatResult, ChatTarget } from "../../core/chat.js";
 import { chatStream } from "../../core/chat-stream.js";
 import { ConnectionError, TunekitError, ValidationError } from "../../core/errors.js";
 import { serverSentEvents } from "../../core/sse.js";
@@ -38,7 +38,7 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
         json: requestBody(modelId, messages, options, DIALECT, false),
         signal: options.signal,
       });
-      return resultOf(answer);
+      return withoutUnaskedAlternatives(resultOf(answer), options.topLogprobs);
     },
     completeStream(messages, options = {}) {
       const json = requestBody(modelId, messages, options, DIALECT, true);
@@ -55,7 +55,7 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
             if (delta) emit(delta);
           }
         } catch (error) {
-          if (signal.aborted) return answer.result("abort");
+          if (signal.aborted) return withoutUnaskedAlternatives(answer.result("abort"), options.topLogprobs);
           if (TunekitError.isInstance(error)) throw error;
           throw new ConnectionError(
             "connection_failed",
@@ -66,8 +66,15 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
             },
           );
         }
-        return signal.aborted ? answer.result("abort") : answer.result();
+        const result = signal.aborted ? answer.result("abort") : answer.result();
+        return withoutUnaskedAlternatives(result, options.topLogprobs);
       }, options.signal);
     },
   };
+}
+
+/** Together returns at least one alternative per token (`logprobs: 1`): none are kept unless asked for. */
+function withoutUnaskedAlternatives(result: ChatResult, topLogprobs: number | undefined): ChatResult {
+  if (topLogprobs || !result.logprobs) return result;
+  return { ...result, logprobs: result.logprobs.map(({ token, logprob }) => ({ token, logprob })) };
 }
