@@ -10,7 +10,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_CHAT_TEMPLATE, LocalTrainer } from "tunekit";
+import { LocalTrainer } from "tunekit";
 
 const model =
   process.argv[2] ?? fileURLToPath(new URL("../../shared/fixtures/stories260K-hf", import.meta.url));
@@ -58,23 +58,16 @@ for await (const event of run) {
 const summary = await run.done();
 console.log(`adapter (PEFT format): ${summary.adapterPath}\n`);
 
-// The same weights, with and without the adapter.
-const tokenizer = trainer.model().tokenizer;
-const template = tokenizer.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
+// The same weights, with and without the adapter: both are chat targets that render the messages
+// with the template training used (tunekit's default here: stories260K has none).
 for (const [question] of pairs) {
   const messages = [
-    { role: "system", content: system },
-    { role: "user", content: question },
+    { role: "system" as const, content: system },
+    { role: "user" as const, content: question },
   ];
-  const prompt = tokenizer.encode(
-    tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, template }),
-    {
-      addSpecialTokens: false,
-    },
-  );
   const options = { maxTokens: 16, temperature: 0 };
-  const base = await trainer.baseModel().generate({ inputIds: prompt }, options);
-  const tuned = await trainer.model().generate({ inputIds: prompt }, options);
+  const base = await trainer.baseModel().complete(messages, options);
+  const tuned = await trainer.model().complete(messages, options);
   const line = (text: string) => text.replace(/\s+/g, " ").trim();
   console.log(`${question}\n  base:  ${line(base.text)}\n  tuned: ${line(tuned.text)}`);
 }

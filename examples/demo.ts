@@ -15,15 +15,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import {
-  Dataset,
-  DEFAULT_CHAT_TEMPLATE,
-  type Example,
-  LocalTrainer,
-  type TrainOptions,
-  TunekitError,
-  Validator,
-} from "tunekit";
+import { Dataset, type Example, LocalTrainer, type TrainOptions, TunekitError, Validator } from "tunekit";
 import { writeTinyModel } from "tunekit/testing";
 
 const HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -177,26 +169,17 @@ if (live) process.stdout.write("\n");
 const summary = await run.done();
 
 // 5. The same weights with the adapter off (base) and on (tuned), on prompts from the training data.
+// Both are chat targets that render the messages as training did, and stop where the template ends a turn.
 console.log("5. base vs tuned, greedy:");
-const tokenizer = trainer.model().tokenizer;
-const template = tokenizer.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
 const oneLine = (text: string) => text.replace(/\s+/g, " ").trim();
 for (const example of plan.data.slice(0, 3)) {
   if (example.kind !== "chat") continue;
   const reply = example.messages.findIndex((message) => message.role === "assistant");
-  const messages = example.messages
-    .slice(0, reply)
-    .map((message) => ({ role: message.role, content: String(message.content) }));
-  const prompt = tokenizer.encode(
-    tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true, template }),
-    {
-      addSpecialTokens: false,
-    },
-  );
+  const messages = example.messages.slice(0, reply);
   const options = { maxTokens: plan.maxTokens, temperature: 0 };
   const [base, tuned] = await Promise.all([
-    trainer.baseModel().generate({ inputIds: prompt }, options),
-    trainer.model().generate({ inputIds: prompt }, options),
+    trainer.baseModel().complete(messages, options),
+    trainer.model().complete(messages, options),
   ]);
   console.log(`   customer: ${oneLine(String(messages.at(-1)?.content))}`);
   console.log(`     base:   ${oneLine(base.text)}`);
@@ -208,7 +191,8 @@ for (const example of plan.data.slice(0, 3)) {
 if (plan.model === FIXTURE)
   console.log("   (stories260K does not learn where a reply ends in 80 epochs: its answers run on after it)");
 
-// 6. The adapter, in PEFT's format: PEFT, transformers and vLLM load it over the same base model.
+// 6. The adapter, in PEFT's format, with the chat template it was trained with (chat_template.jinja):
+// PEFT, transformers and vLLM (--chat-template) load it over the same base model.
 const config = JSON.parse(await readFile(join(summary.adapterPath as string, "adapter_config.json"), "utf8"));
 console.log(
   `6. adapter: ${summary.adapterPath} (PEFT ${config.peft_type}, r ${config.r}, base ${config.base_model_name_or_path})`,

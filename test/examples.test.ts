@@ -49,6 +49,20 @@ describe("examples", () => {
     expect(stdout).toMatch(/listed: ftjob-local-\w+ succeeded/);
   }, 120_000);
 
+  it("06-chat asks the same question through every local chat target, and they agree", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/06-chat.ts")],
+      { cwd: ROOT, timeout: 120_000 },
+    );
+    expect(stdout).toMatch(/trained 40 steps; the adapter \(with its chat_template\.jinja\): /);
+    for (const target of ["trainer.model()", "LocalModel + loadAdapter", "local().chat(adapter)"])
+      expect(stdout).toContain(`${target.padEnd(26)} "it ships tomorrow" (stop, 18 tokens)`);
+    expect(stdout).not.toMatch(/trainer\.baseModel\(\) +"it ships tomorrow"/);
+    expect(stdout).toContain("streamed:                  it ships tomorrow (stop)");
+    expect(stdout).toMatch(/identity: local:.*&adapter=[0-9a-f]{32}\n/);
+  }, 120_000);
+
   it.skipIf(!HAS_FIXTURES)(
     "04-local-generate runs the fixture model greedy, sampled, streamed and in NF4",
     async () => {
