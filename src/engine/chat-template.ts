@@ -141,7 +141,7 @@ export class ChatRenderer {
 
   /** The prompt's token ids for chat messages: rendered with the generation prompt and encoded. */
   encodePrompt(
-    messages: ChatMessage[],
+    messages: Array<ChatMessage | TemplateMessage>,
     options: Omit<RenderChatOptions, "addGenerationPrompt"> = {},
   ): { inputIds: number[]; text: string; warnings: string[] } {
     if (!Array.isArray(messages) || messages.length === 0)
@@ -163,7 +163,7 @@ export class ChatRenderer {
  */
 export function renderChat(
   tokenizer: LocalTokenizer,
-  messages: ChatMessage[],
+  messages: Array<ChatMessage | TemplateMessage>,
   options: RenderChatOptions = {},
 ): RenderedChat {
   return new ChatRenderer(tokenizer).render(messages.map(templateMessage), options);

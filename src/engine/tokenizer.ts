@@ -200,11 +200,6 @@ export class LocalTokenizer {
       );
     }
   }
-
-  /** Renders messages with the chat template and encodes the text (no special tokens added twice). */
-  encodeChat(messages: TemplateMessage[], options: ChatTemplateOptions = {}): number[] {
-    return this.encode(this.applyChatTemplate(messages, options), { addSpecialTokens: false });
-  }
 }
 
 /** Prompt tokens a StreamDecoder decodes before the first new one. */

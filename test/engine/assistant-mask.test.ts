@@ -145,7 +145,9 @@ describe.skipIf(!HAS_FIXTURES)("labels token by token on the Phi-3 tokenizer", (
       (text) => tokenizer.encode(text, { addSpecialTokens: false }),
       rendered,
     );
-    expect(inputIds).toEqual(tokenizer.encodeChat(conversation));
+    expect(inputIds).toEqual(
+      tokenizer.encode(tokenizer.applyChatTemplate(conversation), { addSpecialTokens: false }),
+    );
     const trained = inputIds.filter((_, index) => labels[index] !== -100);
     const end = tokenizer.tokenToId("<|end|>") as number;
     const eos = tokenizer.eosTokenId as number;
