@@ -15,7 +15,7 @@ import {
   resultOf,
   type WireDialect,
 } from "../chat-completions.js";
-import type { TogetherClient } from "./client.js";
+import { DEFAULT_BASE_URL, type TogetherClient } from "./client.js";
 import { PROVIDER } from "./job.js";
 
 const DIALECT: WireDialect = { provider: PROVIDER, maxTokens: "max_tokens", logprobs: "together" };
@@ -30,7 +30,8 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
     specificationVersion: "v2",
     provider: PROVIDER,
     modelId,
-    identity: `together:${modelId}`,
+    // Another endpoint (a proxy, a test server) is part of what answers.
+    identity: client.baseURL === DEFAULT_BASE_URL ? `together:${modelId}` : `together:${client.baseURL}#${modelId}`,
     capabilities: CAPABILITIES,
     async complete(messages, options = {}) {
       const answer = await client.call("POST", "/chat/completions", {
