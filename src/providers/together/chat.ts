@@ -31,7 +31,8 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
     provider: PROVIDER,
     modelId,
     // Another endpoint (a proxy, a test server) is part of what answers.
-    identity: client.baseURL === DEFAULT_BASE_URL ? `together:${modelId}` : `together:${client.baseURL}#${modelId}`,
+    identity:
+      client.baseURL === DEFAULT_BASE_URL ? `together:${modelId}` : `together:${client.baseURL}#${modelId}`,
     capabilities: CAPABILITIES,
     async complete(messages, options = {}) {
       const answer = await client.call("POST", "/chat/completions", {
