@@ -23,16 +23,27 @@ export function chatStream(
   const queue: ChatDelta[] = [];
   let wake: (() => void) | undefined;
   let settled = false;
+  let text = "";
   const notify = () => {
     wake?.();
     wake = undefined;
   };
-  const result = (async () =>
-    produce((delta) => {
-      if (settled) return;
-      queue.push(delta);
-      notify();
-    }, controller.signal))().finally(() => {
+  const abortedBefore = controller.signal.aborted;
+  const result = (async (): Promise<ChatResult> => {
+    try {
+      return await produce((delta) => {
+        if (settled) return;
+        queue.push(delta);
+        text += delta.text;
+        notify();
+      }, controller.signal);
+    } catch (error) {
+      // Aborted once the reply was under way: it ends with what it had, whichever step the abort hit.
+      const abort = error === controller.signal.reason || (error as Error | undefined)?.name === "AbortError";
+      if (!abortedBefore && controller.signal.aborted && abort) return { text, finishReason: "abort" };
+      throw error;
+    }
+  })().finally(() => {
     settled = true;
     signal?.removeEventListener("abort", forward);
     notify();

@@ -118,24 +118,38 @@ export function chatTargetContract(name: string, setup: ChatContractSetup): void
       await expect(
         target.completeStream(messages, { ...GREEDY, signal: before.signal }).result,
       ).rejects.toMatchObject({ name: "AbortError" });
-      const during = new AbortController();
+      // Aborted while the request is in flight: the reply ends at once with what it had, in the loop
+      // and in `result` alike.
+      const inFlight = new AbortController();
       const stream = target.completeStream(messages, {
+        temperature: 0,
+        maxTokens: 64,
+        signal: inFlight.signal,
+      });
+      queueMicrotask(() => inFlight.abort());
+      const seen: string[] = [];
+      for await (const delta of stream) seen.push(delta.text);
+      const result = await stream.result;
+      expect(result.finishReason).toBe("abort");
+      expect(seen.join("")).toBe(result.text);
+      // Aborted after the first delta, or the loop left early: the reply so far ("abort"), or the whole
+      // reply when it had already ended.
+      const whole = await target.complete(messages, { temperature: 0, maxTokens: 64 });
+      const consistent = (ended: ChatResult) => {
+        if (ended.finishReason === "abort") expect(whole.text.startsWith(ended.text)).toBe(true);
+        else expect(ended).toEqual(whole);
+      };
+      const during = new AbortController();
+      const aborted = target.completeStream(messages, {
         temperature: 0,
         maxTokens: 64,
         signal: during.signal,
       });
-      const seen: string[] = [];
-      for await (const delta of stream) {
-        seen.push(delta.text);
-        during.abort();
-      }
-      const result = await stream.result;
-      expect(result.finishReason).toBe("abort");
-      expect(result.text.startsWith(seen[0] as string)).toBe(true);
-      // Leaving the loop early ends the reply the same way.
+      for await (const _ of aborted) during.abort();
+      consistent(await aborted.result);
       const left = target.completeStream(messages, { temperature: 0, maxTokens: 64 });
       for await (const _ of left) break;
-      expect((await left.result).finishReason).toBe("abort");
+      consistent(await left.result);
     });
 
     it("a failure surfaces as the right tunekit error, in complete, in the loop and in result", async () => {
