@@ -221,7 +221,6 @@ interface GenerationDefaults {
 const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
 /** transformers' name for the chat template saved beside a tokenizer (and so beside an adapter). */
 const CHAT_TEMPLATE_FILE = "chat_template.jinja";
-/** `owner/name`, as the Hub spells repository ids; anything else is a path. */
 
 async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
   let json: Record<string, unknown> = {};

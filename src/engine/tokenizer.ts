@@ -63,6 +63,17 @@ async function readJson(file: string, required: boolean): Promise<Record<string,
   }
 }
 
+/** A tokenizer config's `chat_template`: a string, or a list of named templates of which "default" is used. */
+export function configTemplate(config: Record<string, unknown>): string | undefined {
+  const value = config.chat_template;
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) {
+    const named = value.find((entry) => entry?.name === "default") ?? value[0];
+    return typeof named?.template === "string" ? named.template : undefined;
+  }
+  return undefined;
+}
+
 /** The tokenizer of a local model. */
 export class LocalTokenizer {
   /** The chat template, or undefined for a base model without one. */
@@ -97,7 +108,7 @@ export class LocalTokenizer {
     try {
       template = await readFile(join(dir, "chat_template.jinja"), "utf8");
     } catch {
-      template = LocalTokenizer.#configTemplate(config);
+      template = configTemplate(config);
     }
     let tokenizer: Tokenizer;
     try {
@@ -113,17 +124,6 @@ export class LocalTokenizer {
       );
     }
     return new LocalTokenizer(tokenizer, config, template);
-  }
-
-  /** A config's `chat_template`: a string, or a list of named templates of which "default" is used. */
-  static #configTemplate(config: TokenizerConfig): string | undefined {
-    const value = config.chat_template;
-    if (typeof value === "string") return value;
-    if (Array.isArray(value)) {
-      const named = value.find((entry) => entry?.name === "default") ?? value[0];
-      return typeof named?.template === "string" ? named.template : undefined;
-    }
-    return undefined;
   }
 
   /** Token ids of a text; `addSpecialTokens` (default true) adds what the tokenizer adds, e.g. BOS. */

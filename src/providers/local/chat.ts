@@ -15,6 +15,7 @@ import { DisposedError, ModelFormatError, ValidationError } from "../../core/err
 import { DEFAULT_CHAT_TEMPLATE } from "../../engine/chat-template.js";
 import type { LocalModelView } from "../../engine/local-chat.js";
 import { LocalModel } from "../../engine/local-model.js";
+import { configTemplate } from "../../engine/tokenizer.js";
 import { PROVIDER, recordSchema } from "./record.js";
 import type { LoadSettings } from "./settings.js";
 
@@ -175,14 +176,13 @@ function modelSource(modelId: string, defaults: LoadSettings): ModelSource {
 function folderTemplate(dir: string): string | undefined {
   if (isFile(join(dir, "chat_template.jinja"))) return readFileSync(join(dir, "chat_template.jinja"), "utf8");
   try {
-    const config = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
-    const template = config.chat_template;
-    if (typeof template === "string") return template;
-    if (Array.isArray(template)) return template.find((entry) => entry?.name === "default")?.template;
+    return (
+      configTemplate(JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"))) ??
+      DEFAULT_CHAT_TEMPLATE
+    );
   } catch {
-    // no readable tokenizer config: the model has no template
+    return DEFAULT_CHAT_TEMPLATE; // no readable tokenizer config: the model has no template
   }
-  return DEFAULT_CHAT_TEMPLATE;
 }
 
 function jobRecord(file: string): z.infer<typeof recordSchema> | undefined {
