@@ -18,7 +18,7 @@ export type ProblemCode =
   | "invalid_json"
   | "invalid_parquet"
   | "invalid_utf8"
-  | "line_too_long"
+  | "record_too_long"
   | "too_deep"
   // Reading a record
   | "data_type"
@@ -69,6 +69,8 @@ export type ErrorCode =
   | ProblemCode
   // The caller's mistakes: a bad argument, option or request, or a call at the wrong time
   | "invalid_argument"
+  /** A resume whose adapter, base model or chat template contradicts its checkpoint. */
+  | "resume_mismatch"
   | "token_out_of_range"
   | "context_length_exceeded"
   | "no_adapter"

@@ -49,8 +49,8 @@ describe("JSONL: bad input becomes located problems, never a crash", () => {
     expect(codes(await records(path))).toEqual(["2:invalid_utf8"]);
   });
 
-  it("reads a 50 MB line", async () => {
-    const big = "x".repeat(50 * 1024 * 1024);
+  it("reads a 15 MB line (under the 16 MiB default limit)", async () => {
+    const big = "x".repeat(15 * 1024 * 1024);
     const path = await tempFile(
       "big.jsonl",
       `${JSON.stringify({ text: big })}\n${JSON.stringify({ text: "small" })}\n`,
@@ -61,16 +61,25 @@ describe("JSONL: bad input becomes located problems, never a crash", () => {
     expect(list[0]?.example?.kind === "text" && list[0].example.text.length).toBe(big.length);
   });
 
-  it("skips a line over maxLineBytes without holding it", async () => {
+  it("skips a line over maxRecordBytes without holding it, saying how long it was", async () => {
     const path = await tempFile(
       "long.jsonl",
       `${JSON.stringify({ text: "y".repeat(5000) })}\n${JSON.stringify({ text: "ok" })}\n`,
     );
-    const dataset = await Dataset.fromFile(path, { maxLineBytes: 1000 });
+    const dataset = await Dataset.fromFile(path, { maxRecordBytes: 1000 });
     const list: DatasetRecord[] = [];
     for await (const record of dataset.records()) list.push(record);
-    expect(codes(list)).toEqual(["1:line_too_long"]);
+    expect(codes(list)).toEqual(["1:record_too_long"]);
+    expect(list[0]?.problems[0]?.message).toBe(
+      "record is 4.9 KiB (5011 bytes), over the 1000 bytes limit (maxRecordBytes); skipped unread",
+    );
     expect(list[1]?.example).toEqual({ kind: "text", text: "ok" });
+  });
+
+  it("refuses a maxRecordBytes that is not a whole number > 0", async () => {
+    const path = await tempFile("ok.jsonl", jsonl([chatRow("a")]));
+    const dataset = await Dataset.fromFile(path, { maxRecordBytes: -1 });
+    await expect(dataset.toArray()).rejects.toMatchObject({ code: "invalid_argument" });
   });
 
   it("refuses deep nesting instead of overflowing the stack", async () => {
@@ -219,5 +228,38 @@ describe("Parquet", () => {
     expect(codes(await records(await tempFile("bad.parquet", "not parquet at all")))).toEqual([
       "undefined:invalid_parquet",
     ]);
+  });
+});
+
+describe("maxRecordBytes: every reader skips a record over the limit, reading on", () => {
+  const long = "z".repeat(3000);
+  it("a JSON array element", async () => {
+    const text = `[\n${JSON.stringify({ text: long })},\n${JSON.stringify({ text: "ok" })}\n]`;
+    const dataset = await Dataset.fromFile(await tempFile("long.json", text), { maxRecordBytes: 1000 });
+    const list: DatasetRecord[] = [];
+    for await (const record of dataset.records()) list.push(record);
+    expect(codes(list)).toEqual(["2:record_too_long"]);
+    expect(list[1]?.example).toEqual({ kind: "text", text: "ok" });
+  });
+
+  it("a CSV row, quoted newlines and all", async () => {
+    const text = `prompt,completion\n"a\n${long}",x\np,c\n`;
+    const dataset = await Dataset.fromFile(await tempFile("long.csv", text), { maxRecordBytes: 1000 });
+    const list: DatasetRecord[] = [];
+    for await (const record of dataset.records()) list.push(record);
+    expect(codes(list)).toEqual(["2:record_too_long"]);
+    expect(list[1]?.example).toEqual({ kind: "completion", prompt: "p", completion: "c" });
+  });
+
+  it("a Parquet row", async () => {
+    const buffer = parquetWriteBuffer({
+      columnData: [{ name: "text", data: [long, "ok"], type: "STRING" }],
+    });
+    const path = await tempFile("long.parquet", new Uint8Array(buffer));
+    const dataset = await Dataset.fromFile(path, { maxRecordBytes: 1000 });
+    const list: DatasetRecord[] = [];
+    for await (const record of dataset.records()) list.push(record);
+    expect(codes(list)).toEqual(["1:record_too_long"]);
+    expect(list[1]?.example).toEqual({ kind: "text", text: "ok" });
   });
 });

@@ -368,7 +368,7 @@ describe("Validator: file size", () => {
     const handle = await open(file, "r+");
     await handle.truncate(512 * 1024 * 1024 + 1);
     await handle.close();
-    const report = await new Validator().validate(file, { maxLineBytes: 1024 });
+    const report = await new Validator().validate(file, { maxRecordBytes: 1024 });
     expect(report.errors[0]).toMatchObject({ code: "file_too_large", file });
     expect(report.errors[0]?.message).toBe("the file is 536870913 bytes; openai accepts at most 536870912");
   });

@@ -1,5 +1,5 @@
 import { problem } from "../problem.js";
-import { emptyFile } from "./jsonl.js";
+import { emptyFile, type LineOptions, maxRecordBytes, recordTooLong } from "./jsonl.js";
 import type { SourceRecord } from "./record.js";
 
 /** Columns whose cells hold JSON (lists of messages, tool definitions) rather than plain text. */
@@ -18,12 +18,15 @@ const JSON_COLUMNS = new Set([
  * Reads CSV (RFC 4180: quoted fields with `""` escapes and embedded newlines, CRLF or LF, a BOM).
  * The first row names the columns; each later row becomes a record of strings, except that cells of
  * structured columns (`messages`, `conversations`, …, and an `input` cell holding a JSON object) are
- * parsed as JSON. A record's location is the line its row starts on.
+ * parsed as JSON. A record's location is the line its row starts on. A row over `maxRecordBytes`
+ * (counted in characters, which are never more than its bytes) is reported and its cells dropped.
  */
 export async function* readCsv(
   chunks: AsyncIterable<Uint8Array>,
   file: string,
+  options: LineOptions = {},
 ): AsyncGenerator<SourceRecord> {
+  const limit = maxRecordBytes(options);
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
   let header: string[] | undefined;
   let field = "";
@@ -32,14 +35,22 @@ export async function* readCsv(
   let afterQuote = false; // just read a quote inside a quoted field: either "" or the closing quote
   let line = 1;
   let rowLine = 1;
+  /** Characters of the row so far; past the limit its cells are no longer kept. */
+  let rowLength = 0;
 
   function* endRow(): Generator<SourceRecord> {
     row.push(field);
     field = "";
     const cells = row;
+    const length = rowLength;
     row = [];
+    rowLength = 0;
     const startLine = rowLine;
     rowLine = line;
+    if (length > limit) {
+      yield recordTooLong({ file, line: startLine }, length, limit);
+      return;
+    }
     if (cells.length === 1 && cells[0] === "") return; // blank line
     if (!header) {
       header = cells.map((name) => name.trim());
@@ -51,6 +62,12 @@ export async function* readCsv(
   function* consume(text: string): Generator<SourceRecord> {
     for (let index = 0; index < text.length; index++) {
       const char = text[index] as string;
+      if (++rowLength > limit) {
+        // Too long: read on to the row's end (quotes still matter) holding almost nothing; the first
+        // character stays, since a field's first character decides whether a quote opens it.
+        if (field.length > 1) field = field.slice(0, 1);
+        if (row.length > 0) row = [];
+      }
       if (afterQuote) {
         afterQuote = false;
         if (char === '"') {

@@ -50,8 +50,8 @@ async function* readStream(
     stream = peeked.chunks;
   }
   if (resolved === "jsonl") yield* readJsonl(stream, file, options);
-  else if (resolved === "json") yield* readJsonArray(stream, file);
-  else yield* readCsv(stream, file);
+  else if (resolved === "json") yield* readJsonArray(stream, file, options);
+  else yield* readCsv(stream, file, options);
 }
 
 /** Reads chunks up to the first non-blank character and gives back a stream that replays them. */
@@ -108,7 +108,7 @@ export async function inspectFile(path: string, options: ReadOptions = {}) {
 export async function* readFile(path: string, options: ReadOptions = {}): AsyncGenerator<SourceRecord> {
   const { type, gzip } = await inspectFile(path, options);
   if (type === "parquet") {
-    yield* readParquet(await fileByteSource(path), path);
+    yield* readParquet(await fileByteSource(path), path, options);
     return;
   }
   const stream = createReadStream(path, { highWaterMark: 1 << 20 });
@@ -143,7 +143,7 @@ export async function* readResponse(
     });
   }
   if (type === "parquet") {
-    yield* readParquet(bufferByteSource(Buffer.from(await response.arrayBuffer())), name);
+    yield* readParquet(bufferByteSource(Buffer.from(await response.arrayBuffer())), name, options);
     return;
   }
   if (!response.body) return yield* readStream((async function* () {})(), type, name, options);

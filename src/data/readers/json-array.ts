@@ -1,5 +1,5 @@
 import { problem } from "../problem.js";
-import { parseJson } from "./jsonl.js";
+import { type LineOptions, maxRecordBytes, parseJson, recordTooLong } from "./jsonl.js";
 import type { SourceRecord } from "./record.js";
 
 enum Byte {
@@ -24,7 +24,9 @@ function isSpace(byte: number): boolean {
 export async function* readJsonArray(
   chunks: AsyncIterable<Uint8Array>,
   file: string,
+  options: LineOptions = {},
 ): AsyncGenerator<SourceRecord> {
+  const limit = maxRecordBytes(options);
   let line = 1;
   let depth = 0; // 0: outside the array, 1: between elements, >1: inside an element
   let inString = false;
@@ -34,16 +36,26 @@ export async function* readJsonArray(
   let first = true;
   let elementLine = 0;
   let pieces: Buffer[] = [];
+  /** Bytes of the element being read that are in `pieces`; past the limit, counted and dropped. */
+  let held = 0;
   let elementStart = -1;
   const fail = (message: string) => {
     const location = { file, line };
     return { location, problem: problem("error", "invalid_json", message, location) } satisfies SourceRecord;
   };
+  const hold = (piece: Buffer) => {
+    held += piece.length;
+    if (held > limit) pieces = [];
+    else pieces.push(piece);
+  };
   const takeElement = (buffer: Buffer, end: number): SourceRecord | undefined => {
-    if (elementStart !== -1) pieces.push(buffer.subarray(elementStart, end));
+    if (elementStart !== -1) hold(buffer.subarray(elementStart, end));
     elementStart = -1;
+    const size = held;
     const bytes = Buffer.concat(pieces);
     pieces = [];
+    held = 0;
+    if (size > limit) return recordTooLong({ file, line: elementLine }, size, limit);
     if (bytes.every(isSpace)) return undefined;
     return parseJson(bytes, { file, line: elementLine });
   };
@@ -80,7 +92,7 @@ export async function* readJsonArray(
         else if (byte === Byte.Quote) inString = false;
         continue;
       }
-      if (depth === 1 && elementStart === -1 && pieces.length === 0 && !isSpace(byte)) {
+      if (depth === 1 && elementStart === -1 && held === 0 && !isSpace(byte)) {
         if (byte === Byte.CloseBracket || byte === Byte.Comma) {
           // between elements: handled below
         } else {
@@ -102,7 +114,7 @@ export async function* readJsonArray(
       }
     }
     if (elementStart !== -1) {
-      pieces.push(buffer.subarray(elementStart));
+      hold(buffer.subarray(elementStart));
       elementStart = 0;
     }
   }

@@ -1,25 +1,57 @@
 import { isUtf8 } from "node:buffer";
-import type { SourceLocation } from "../../core/errors.js";
+import { type SourceLocation, ValidationError } from "../../core/errors.js";
 import { problem } from "../problem.js";
 import { jsonDepth, MAX_DEPTH, type SourceRecord } from "./record.js";
 
 export interface LineOptions {
-  /** Lines longer than this are reported and skipped without being held in memory. Default 256 MiB. */
-  maxLineBytes?: number;
+  /**
+   * A record (a JSONL line, a JSON array element, a CSV row) longer than this many bytes is reported
+   * as `record_too_long` and skipped without being held in memory or parsed. Default 16 MiB.
+   */
+  maxRecordBytes?: number;
 }
 
-const DEFAULT_MAX_LINE = 256 * 1024 * 1024;
+/** The default `maxRecordBytes`: 16 MiB, far past any training example and small enough to parse. */
+export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
 const NEWLINE = 0x0a;
+
+/** `maxRecordBytes` checked: a whole number > 0, or the default. */
+export function maxRecordBytes(options: LineOptions): number {
+  const value = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  if (!(Number.isSafeInteger(value) && value > 0))
+    throw new ValidationError("invalid_argument", `maxRecordBytes must be a whole number > 0, got ${value}`);
+  return value;
+}
+
+/** `16 MiB`, `1.5 KiB`, `900 bytes`. */
+export function byteSize(bytes: number): string {
+  const units = ["bytes", "KiB", "MiB", "GiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const digits = unit === 0 || Number.isInteger(value) ? 0 : 1;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+/** The problem of a record over `maxRecordBytes`: where, how long, the limit. */
+export function recordTooLong(location: SourceLocation, bytes: number, limit: number): SourceRecord {
+  const size = bytes > limit ? `${byteSize(bytes)} (${bytes} bytes)` : `over ${byteSize(limit)}`;
+  const message = `record is ${size}, over the ${byteSize(limit)} limit (maxRecordBytes); skipped unread`;
+  return { location, problem: problem("error", "record_too_long", message, location) };
+}
 
 /**
  * Splits a byte stream into lines, keeping only the current line in memory. Strips a UTF-8 BOM and the
- * `\r` of CRLF. Yields the line's bytes, or `undefined` for a line over the size limit.
+ * `\r` of CRLF. Yields the line's bytes, or `undefined` (with its length) for a line over the limit.
  */
 export async function* splitLines(
   chunks: AsyncIterable<Uint8Array>,
   options: LineOptions = {},
-): AsyncGenerator<{ line: number; bytes: Buffer | undefined }> {
-  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE;
+): AsyncGenerator<{ line: number; bytes: Buffer | undefined; length: number }> {
+  const limit = maxRecordBytes(options);
   let pieces: Buffer[] = [];
   let pending = 0;
   let overflow = false;
@@ -33,21 +65,21 @@ export async function* splitLines(
         bytes = bytes.subarray(3);
       if (bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, bytes.length - 1);
     }
-    const result = { line, bytes };
+    const result = { line, bytes, length: pending };
     pieces = [];
     pending = 0;
     overflow = false;
     return result;
   };
   const append = (piece: Buffer) => {
+    pending += piece.length;
     if (overflow || piece.length === 0) return;
-    if (pending + piece.length > maxLineBytes) {
+    if (pending > limit) {
       overflow = true;
       pieces = [];
       return;
     }
     pieces.push(piece);
-    pending += piece.length;
   };
   for await (const chunk of chunks) {
     const buffer = Buffer.isBuffer(chunk)
@@ -56,12 +88,10 @@ export async function* splitLines(
     let start = 0;
     for (let end = buffer.indexOf(NEWLINE, start); end !== -1; end = buffer.indexOf(NEWLINE, start)) {
       append(buffer.subarray(start, end));
-      if (overflow) pending = maxLineBytes + 1;
       yield finish();
       start = end + 1;
     }
     append(buffer.subarray(start));
-    if (overflow) pending = maxLineBytes + 1;
   }
   if (pending > 0 || overflow) yield finish();
 }
@@ -94,14 +124,12 @@ export async function* readJsonl(
   options: LineOptions = {},
 ): AsyncGenerator<SourceRecord> {
   let lines = 0;
-  for await (const { line, bytes } of splitLines(chunks, options)) {
+  const limit = maxRecordBytes(options);
+  for await (const { line, bytes, length } of splitLines(chunks, options)) {
     lines = line;
     const location = { file, line };
-    if (bytes === undefined) {
-      const limit = options.maxLineBytes ?? DEFAULT_MAX_LINE;
-      const message = `line is longer than ${limit} bytes (maxLineBytes) and was skipped`;
-      yield { location, problem: problem("error", "line_too_long", message, location) };
-    } else if (isBlank(bytes)) {
+    if (bytes === undefined) yield recordTooLong(location, length, limit);
+    else if (isBlank(bytes)) {
       yield { location, problem: problem("warning", "blank_line", "blank line (skipped)", location) };
     } else {
       yield parseJson(bytes, location);

@@ -1,4 +1,5 @@
 import { problem } from "../problem.js";
+import { type LineOptions, maxRecordBytes, recordTooLong } from "./jsonl.js";
 import type { SourceRecord } from "./record.js";
 
 /** Random access to the bytes of a Parquet file (a file on disk, or a downloaded body). */
@@ -10,9 +11,15 @@ export interface ByteSource {
 /**
  * Reads a Parquet file one row group at a time with hyparquet, so memory follows the largest row
  * group rather than the file. Nested columns (lists of message structs) come back as arrays of
- * objects; 64-bit integers become numbers. A record's location is its 1-based row.
+ * objects; 64-bit integers become numbers. A record's location is its 1-based row. A row whose text
+ * is over `maxRecordBytes` is reported like a long line (the row group it is in is already read).
  */
-export async function* readParquet(source: ByteSource, file: string): AsyncGenerator<SourceRecord> {
+export async function* readParquet(
+  source: ByteSource,
+  file: string,
+  options: LineOptions = {},
+): AsyncGenerator<SourceRecord> {
+  const limit = maxRecordBytes(options);
   const { parquetMetadataAsync, parquetReadObjects } = await import("hyparquet");
   let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
   try {
@@ -35,7 +42,9 @@ export async function* readParquet(source: ByteSource, file: string): AsyncGener
       return;
     }
     for (const [index, row] of rows.entries()) {
-      yield { location: { file, line: rowStart + index + 1 }, value: plain(row) };
+      const location = { file, line: rowStart + index + 1 };
+      const size = textLength(row, limit);
+      yield size > limit ? recordTooLong(location, size, limit) : { location, value: plain(row) };
     }
     rowStart = rowEnd;
   }
@@ -60,4 +69,19 @@ function plain(value: unknown): unknown {
     return result;
   }
   return value;
+}
+
+/** Characters of the strings in a row (walked without recursion), stopping once past `limit`. */
+function textLength(row: unknown, limit: number): number {
+  let total = 0;
+  const stack: unknown[] = [row];
+  while (stack.length > 0 && total <= limit) {
+    const value = stack.pop();
+    if (typeof value === "string") total += value.length;
+    else if (value instanceof Uint8Array) total += value.byteLength;
+    else if (Array.isArray(value)) for (const item of value) stack.push(item);
+    else if (typeof value === "object" && value !== null && !(value instanceof Date))
+      for (const item of Object.values(value)) stack.push(item);
+  }
+  return total;
 }
