@@ -74,6 +74,25 @@ export function configTemplate(config: Record<string, unknown>): string | undefi
   return undefined;
 }
 
+/** The longest token in a tokenizer.json's vocabulary (BPE/WordPiece: an object; Unigram: pairs). */
+function longestToken(json: Record<string, unknown>): number {
+  let longest = 1;
+  const model = json.model as { vocab?: unknown } | undefined;
+  const vocab = model?.vocab;
+  const entries = Array.isArray(vocab)
+    ? vocab.map((entry) => (Array.isArray(entry) ? entry[0] : entry))
+    : typeof vocab === "object" && vocab !== null
+      ? Object.keys(vocab)
+      : [];
+  const added = Array.isArray(json.added_tokens)
+    ? json.added_tokens.map((token) => (token as { content?: unknown })?.content)
+    : [];
+  for (const entry of [...entries, ...added])
+    if (typeof entry === "string" && entry.length > longest) longest = entry.length;
+  // A vocabulary the file does not list (an unknown model type): assume long tokens.
+  return entries.length > 0 ? longest : 256;
+}
+
 /** The tokenizer of a local model. */
 export class LocalTokenizer {
   /** The chat template, or undefined for a base model without one. */
@@ -82,12 +101,25 @@ export class LocalTokenizer {
   readonly eosToken: string | undefined;
   readonly bosTokenId: number | undefined;
   readonly eosTokenId: number | undefined;
+  /**
+   * The most characters of text one token can stand for (the longest vocabulary entry or added
+   * token, as stored; a byte-level entry's length is its bytes, never fewer than its characters).
+   * N tokens never cover more than N × this many characters, which bounds what must be tokenized
+   * to know the first N tokens of a long text.
+   */
+  readonly longestTokenChars: number;
   readonly #tokenizer: Tokenizer;
   readonly #config: TokenizerConfig;
   /** Compiled templates by source: a render per message of every training example reuses them. */
   readonly #templates = new Map<string, Template>();
 
-  private constructor(tokenizer: Tokenizer, config: TokenizerConfig, chatTemplate: string | undefined) {
+  private constructor(
+    tokenizer: Tokenizer,
+    config: TokenizerConfig,
+    chatTemplate: string | undefined,
+    longestTokenChars: number,
+  ) {
+    this.longestTokenChars = longestTokenChars;
     this.#tokenizer = tokenizer;
     this.#config = config;
     this.chatTemplate = chatTemplate;
@@ -123,7 +155,7 @@ export class LocalTokenizer {
         },
       );
     }
-    return new LocalTokenizer(tokenizer, config, template);
+    return new LocalTokenizer(tokenizer, config, template, longestToken(json));
   }
 
   /** Token ids of a text; `addSpecialTokens` (default true) adds what the tokenizer adds, e.g. BOS. */

@@ -6,7 +6,7 @@ import { modelFolder } from "../engine/model-source.js";
 import { LocalTokenizer } from "../engine/tokenizer.js";
 import { TRAIN_DEFAULTS } from "../local/defaults.js";
 import { learnedTokens, tokenizeExample, tokenizeExamples } from "../local/tokenize.js";
-import { exampleTokens, type TokenCounter } from "./tokens.js";
+import { countText, exampleTokens, type TokenCounter } from "./tokens.js";
 
 export interface LocalModelTokens {
   /** Counts with `countExample`: total tokens as trained, `assistant` the tokens the loss learns. */
@@ -24,21 +24,28 @@ export function localTokenCounter(
   name: string,
   trainOn: "assistant" | "all" = "assistant",
 ): TokenCounter {
+  const exact = { count: (text: string) => tokenizer.encode(text, { addSpecialTokens: false }).length };
   // One renderer for every example: it decides the template and its turn markers once.
   let renderer: ChatRenderer | undefined;
   const counter: TokenCounter = {
     name,
-    count: (text) => tokenizer.encode(text, { addSpecialTokens: false }).length,
+    count: (text) => countText(exact, text).tokens,
     countExample(example, contextLimit) {
       const warnings = new Set<string>();
       renderer ??= new ChatRenderer(tokenizer);
-      const tokenized = tokenizeExample(example, renderer, { trainOn, warnings });
+      // Tokenized only as far as the trainer keeps (plus a margin): a huge record costs no more.
+      const tokenized = tokenizeExample(example, renderer, {
+        trainOn,
+        warnings,
+        ...(contextLimit !== undefined ? { maxTokens: contextLimit } : {}),
+      });
       // A kind the trainer skips (a preference pair) has no exact count: estimate it.
-      if (tokenized === undefined) return exampleTokens(counter, example);
+      if (tokenized === undefined) return exampleTokens(counter, example, contextLimit);
       const { inputIds, labels } = tokenized;
       return {
         total: inputIds.length,
         assistant: learnedTokens(contextLimit === undefined ? labels : labels.slice(0, contextLimit)),
+        ...(tokenized.capped ? { precision: "lower-bound" as const } : {}),
         ...(warnings.size > 0 ? { warnings: [...warnings] } : {}),
       };
     },

@@ -10,6 +10,11 @@ export interface ValidationStats {
   missingUser: number;
   /** Examples longer than the model's context limit: they will be truncated. */
   overLimit: number;
+  /**
+   * Examples whose counts are not exact: a run of more than `LONG_RUN` (1,024) characters without a
+   * space, counted in pieces, or counting stopped past the context limit (the count is a lower bound).
+   */
+  approximate: number;
   messages: Distribution;
   totalTokens: Distribution;
   assistantTokens: Distribution;

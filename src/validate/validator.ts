@@ -50,6 +50,9 @@ export interface ValidatorOptions {
   trainOn?: "assistant" | "all";
 }
 
+/** Counting an example stops at this many times the context limit (the report says "at least"). */
+const COUNT_PAST_LIMIT = 4;
+
 /** The local trainer's default epochs. */
 const LOCAL_EPOCHS = 3;
 
@@ -145,6 +148,7 @@ export class Validator {
     let missingSystem = 0;
     let missingUser = 0;
     let overLimit = 0;
+    let approximate = 0;
     let billedTokens = 0;
     // The trainer's notes on the model (no chat template) and on rendering examples, each said once.
     const notes = new Set<string>(local?.warnings);
@@ -163,7 +167,10 @@ export class Validator {
 
       let tokens: ExampleTokens;
       try {
-        tokens = counter.countExample?.(example, contextLimit) ?? exampleTokens(counter, example);
+        // Counting stops at four times the limit: past it, the exact size changes nothing.
+        tokens =
+          counter.countExample?.(example, contextLimit) ??
+          exampleTokens(counter, example, contextLimit && COUNT_PAST_LIMIT * contextLimit);
       } catch (error) {
         // A chat template that refuses the conversation: the trainer would stop on it.
         if (!(error instanceof ValidationError && error.code === "chat_template_error")) throw error;
@@ -177,10 +184,12 @@ export class Validator {
       }
       totalTokens.push(tokens.total);
       assistantTokens.push(tokens.assistant);
+      if (tokens.precision === "estimate" || tokens.precision === "lower-bound") approximate++;
       billedTokens += contextLimit ? Math.min(contextLimit, tokens.total) : tokens.total;
       if (contextLimit && tokens.total > contextLimit) {
         overLimit++;
-        const message = `${tokens.total} tokens, over the ${contextLimit}-token limit${model ? ` of ${model}` : ""}: it will be truncated`;
+        const size = tokens.precision === "lower-bound" ? `at least ${tokens.total}` : String(tokens.total);
+        const message = `${size} tokens, over the ${contextLimit}-token limit${model ? ` of ${model}` : ""}: it will be truncated`;
         log.add(problem("warning", "example_too_long", message, record.location));
       }
       if (rules.target === "local" && tokens.assistant === 0) {
@@ -228,6 +237,7 @@ export class Validator {
         missingSystem,
         missingUser,
         overLimit,
+        approximate,
         messages: distribution(messages.values()),
         totalTokens: distribution(totalTokens.values()),
         assistantTokens: distribution(assistantTokens.values()),
