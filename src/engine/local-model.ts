@@ -911,9 +911,10 @@ export class LocalModel implements ChatTarget {
 
   /**
    * Saves what a resumed run needs to continue exactly: the adapter (PEFT files), AdamW's moments
-   * (`optimizer.safetensors`), the step count and the dropout generator (`trainer_state.json`).
+   * (`optimizer.safetensors`), the step count and the dropout generator (`trainer_state.json`, with
+   * `extra`'s fields: the trainer records the run's settings there).
    */
-  async saveTrainingState(dir: string): Promise<void> {
+  async saveTrainingState(dir: string, extra: Record<string, unknown> = {}): Promise<void> {
     await this.saveAdapter(dir);
     const state = this.#live().getOptimizerState();
     const tensors: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
@@ -931,9 +932,10 @@ export class LocalModel implements ChatTarget {
     await writeSafetensors(join(dir, "optimizer.safetensors"), tensors, { format: "tunekit" });
     await writeJsonAtomically(join(dir, "trainer_state.json"), {
       format: "tunekit-training-state",
-      version: 1,
+      version: 2,
       step: state.step,
       dropoutRandom: state.random,
+      ...extra,
     });
   }
 

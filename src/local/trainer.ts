@@ -3,6 +3,8 @@
  * as options. The loop lives here in TypeScript (what to do next); each micro-batch is one native
  * `forwardBackward`, each optimizer step one `optimizerStep`.
  */
+
+import { createHash } from "node:crypto";
 import { ValidationError } from "../core/errors.js";
 import { writeFolderAtomically } from "../core/files.js";
 import { seededRandom } from "../core/stats.js";
@@ -13,9 +15,18 @@ import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
 import { TRAIN_DEFAULTS } from "./defaults.js";
 import { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
-import { adapterPath, checkpointPath, checkpointStep, latestCheckpoint } from "./run-folder.js";
+import {
+  checkResume,
+  findResumePoint,
+  modelName,
+  modelShape,
+  planChanges,
+  type ResumePoint,
+  type RunSettings,
+} from "./resume.js";
+import { adapterPath, checkpointPath } from "./run-folder.js";
 import { learningRateSchedule, type SchedulerName } from "./schedule.js";
-import { learnedTokens, type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
+import { learnedTokens, noExamplesReason, type TokenizedDataset, tokenizeExamples } from "./tokenize.js";
 import { type EvalEvent, type RunSummary, TrainingRun, type TrainingRunEvent } from "./training-run.js";
 
 export interface TrainOptions {
@@ -52,7 +63,12 @@ export interface TrainOptions {
   seed?: number;
   /** Where checkpoints and the final adapter go. */
   outputDir?: string;
-  /** A checkpoint folder to continue from, or "latest" (the newest in outputDir). */
+  /**
+   * A checkpoint folder to continue from, or "latest" (the newest in outputDir; none there starts
+   * fresh, with a warning). The checkpoint's settings are the truth: adapter settings given here that
+   * differ from its, or a base model of another shape, are refused; changed data is a warning; a
+   * changed schedule is re-planned from its step (`plan.resume` says all of it).
+   */
   resumeFrom?: string;
   /** The adapter. Default: r 16, alpha 32, dropout 0.05 on all seven projections. */
   lora?: LoraOptions;
@@ -72,15 +88,38 @@ export type ModelView = LocalModelView;
 
 export class LocalTrainer {
   readonly #model: LocalModel;
+  /** The model as given to `load`, as a checkpoint records it. */
+  readonly #name: string;
   #running = false;
 
-  private constructor(model: LocalModel) {
+  private constructor(model: LocalModel, name: string) {
     this.#model = model;
+    this.#name = name;
   }
 
   /** Loads a model folder or Hub id for training; quantization defaults to "nf4" (QLoRA). */
   static async load(pathOrHubId: string, options: LoadOptions = {}): Promise<LocalTrainer> {
-    return new LocalTrainer(await LocalModel.load(pathOrHubId, { quantization: "nf4", ...options }));
+    const name = await modelName(pathOrHubId);
+    return new LocalTrainer(await LocalModel.load(pathOrHubId, { quantization: "nf4", ...options }), name);
+  }
+
+  /**
+   * Checks a resume before anything loads (the CLI calls it before the model): finds the checkpoint
+   * `resumeFrom` names and refuses adapter settings or a base model (`config` is its config.json)
+   * that contradict it. Undefined when "latest" finds no checkpoint yet.
+   */
+  static async checkResume(
+    options: Pick<TrainOptions, "resumeFrom" | "outputDir" | "lora">,
+    base: { name: string; config: import("../engine/config.js").ModelConfig },
+  ): Promise<ResumePoint | undefined> {
+    if (options.resumeFrom === undefined) return undefined;
+    const point = await findResumePoint(options.resumeFrom, options.outputDir);
+    if (point)
+      checkResume(point, {
+        baseModel: { name: await modelName(base.name), shape: modelShape(base.config) },
+        lora: options.lora,
+      });
+    return point;
   }
 
   /** Trains an adapter on the examples; the run reports progress as events and ends with a summary. */
@@ -120,12 +159,30 @@ export class LocalTrainer {
 
     const evalSteps =
       options.evalSteps === undefined ? undefined : positiveInteger(options.evalSteps, "evalSteps");
+    // The checkpoint first: a contradiction is refused before any data is tokenized.
+    const baseModel = { name: this.#name, shape: modelShape(model.config) };
+    let point: ResumePoint | undefined;
+    let lora = options.lora;
+    const resumeNotes: string[] = [];
+    if (options.resumeFrom !== undefined) {
+      point = await findResumePoint(options.resumeFrom, options.outputDir);
+      if (point === undefined)
+        resumeNotes.push(`resume: no checkpoint in ${options.outputDir} yet, so this run starts at step 0`);
+      else {
+        const checked = checkResume(point, { baseModel, lora: options.lora });
+        lora = checked.lora;
+        resumeNotes.push(...checked.warnings);
+      }
+    }
     const tokenizeOptions = { maxSeqLength, trainOn: options.trainOn ?? "assistant" } as const;
     // One renderer for the whole run: the template it decides is the one the adapter is saved with.
     const renderer = model.chatRenderer;
     const tokenized = await tokenizeExamples(dataset, renderer, tokenizeOptions);
     if (tokenized.examples.length === 0)
-      throw new ValidationError("no_examples", "nothing to train on: every example was skipped");
+      throw new ValidationError(
+        "no_examples",
+        `nothing to train on: ${noExamplesReason(tokenized, maxSeqLength)}`,
+      );
     const validation = await validationSplit(tokenized, options.validation, seed, (source) =>
       tokenizeExamples(source, renderer, tokenizeOptions),
     );
@@ -144,6 +201,21 @@ export class LocalTrainer {
     const stepsPerEpoch = Math.ceil(blocks.length / perStep);
     const totalSteps = stepsPerEpoch * epochs;
     const trainedTokens = totalLearned(tokenized.examples);
+    const learningRate = options.learningRate ?? TRAIN_DEFAULTS.learningRate;
+    const now: Pick<RunSettings, "data" | "plan"> = {
+      data: { fingerprint: fingerprint(tokenized.examples), examples: tokenized.examples.length },
+      plan: {
+        totalSteps,
+        stepsPerEpoch,
+        epochs,
+        batchSize,
+        gradientAccumulation: accumulation,
+        maxSeqLength,
+        learningRate,
+        seed,
+      },
+    };
+    if (point) resumeNotes.push(...planChanges(point, now));
     emit({
       type: "run-start",
       plan: {
@@ -155,7 +227,8 @@ export class LocalTrainer {
         epochs,
         truncated: tokenized.truncated,
         skipped: tokenized.skipped,
-        warnings: [...new Set([...tokenized.warnings, ...(validation?.warnings ?? [])])],
+        warnings: [...new Set([...resumeNotes, ...tokenized.warnings, ...(validation?.warnings ?? [])])],
+        ...(point ? { resume: { checkpoint: point.folder, step: point.step } } : {}),
         ...(validation !== undefined
           ? {
               validation: {
@@ -169,23 +242,31 @@ export class LocalTrainer {
       },
     });
 
-    model.attachLora({ ...options.lora, seed: options.lora?.seed ?? seed });
+    const adapter = model.attachLora({ ...lora, seed: lora?.seed ?? seed });
     let step = 0;
-    if (options.resumeFrom !== undefined) {
-      const folder = options.resumeFrom === "latest" ? await latestIn(options.outputDir) : options.resumeFrom;
-      if (folder !== undefined) {
-        await model.loadTrainingState(folder);
-        step = await checkpointStep(folder);
-        if (model.chatFormat.template !== renderer.format.template)
-          throw new ValidationError(
-            "invalid_argument",
-            `${folder} was trained with another chat template than this model renders with: resume it on the model it was trained on`,
-            { location: { file: folder } },
-          );
-      }
+    if (point) {
+      await model.loadTrainingState(point.folder);
+      step = point.step;
+      if (model.chatFormat.template !== renderer.format.template)
+        throw new ValidationError(
+          "resume_mismatch",
+          `${point.folder} was trained with another chat template than this model renders with: resume it on the model it was trained on`,
+          { location: { file: point.folder } },
+        );
     }
+    const settings: RunSettings = {
+      baseModel,
+      adapter: {
+        r: adapter.r,
+        alpha: adapter.alpha,
+        dropout: adapter.dropout,
+        targetModules: adapter.targetModules,
+        useRslora: adapter.useRslora,
+      },
+      ...now,
+    };
     const rate = learningRateSchedule({
-      learningRate: options.learningRate ?? TRAIN_DEFAULTS.learningRate,
+      learningRate,
       totalSteps,
       ...(options.scheduler !== undefined ? { scheduler: options.scheduler } : {}),
       ...(options.warmupSteps !== undefined ? { warmupSteps: options.warmupSteps } : {}),
@@ -195,7 +276,7 @@ export class LocalTrainer {
     const save = async () => {
       if (options.outputDir === undefined) return;
       const path = checkpointPath(options.outputDir, step);
-      await writeFolderAtomically(path, (temporary) => model.saveTrainingState(temporary));
+      await writeFolderAtomically(path, (temporary) => model.saveTrainingState(temporary, { run: settings }));
       checkpoints.push(path);
       emit({ type: "checkpoint-saved", step, path });
     };
@@ -291,7 +372,8 @@ export class LocalTrainer {
       if (evaluateNow()) await evaluate();
       if (step % saveSteps === 0 && step < totalSteps) await save();
     }
-    await save();
+    // A resume with nothing left to train saves no new checkpoint: the one it read is the last.
+    if (step > firstStep || point === undefined) await save();
     let finalAdapter: string | undefined;
     if (options.outputDir !== undefined && !aborted) {
       finalAdapter = adapterPath(options.outputDir);
@@ -299,6 +381,7 @@ export class LocalTrainer {
     }
     const summary: RunSummary = {
       steps: step,
+      trainedSteps: step - firstStep,
       epochs: step / stepsPerEpoch,
       finalLoss,
       tokens: tokensSeen,
@@ -415,8 +498,12 @@ function shuffled(n: number, seed: number): number[] {
   return order;
 }
 
-async function latestIn(outputDir: string | undefined): Promise<string | undefined> {
-  if (outputDir === undefined)
-    throw new ValidationError("invalid_argument", 'resumeFrom: "latest" needs outputDir');
-  return latestCheckpoint(outputDir);
+/** sha256 of the training sequences, ids and labels in order: what a checkpoint was trained on. */
+function fingerprint(examples: readonly TokenizedExample[]): string {
+  const hash = createHash("sha256");
+  for (const example of examples) {
+    hash.update(Int32Array.from(example.inputIds));
+    hash.update(Int32Array.from(example.labels));
+  }
+  return hash.digest("hex");
 }

@@ -20,6 +20,8 @@ export interface RunPlan {
   warnings: string[];
   /** The held-out examples, when the run evaluates. */
   validation?: { examples: number; trainedTokens: number; truncated: number; skipped: number };
+  /** The checkpoint the run continues from (what changed since is in `warnings`). */
+  resume?: { checkpoint: string; step: number };
 }
 
 export interface StepEvent {
@@ -51,7 +53,10 @@ export interface EvalEvent {
 }
 
 export interface RunSummary {
+  /** The step the run ended at (counting a resumed checkpoint's steps). */
   steps: number;
+  /** Steps this run trained: `steps` less the checkpoint's; 0 when a resume found nothing left. */
+  trainedSteps: number;
   epochs: number;
   /** Mean loss of the last logged steps. */
   finalLoss: number | undefined;

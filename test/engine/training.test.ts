@@ -119,7 +119,7 @@ describe("training steps", () => {
     sameArrays(other.getLoraWeights(), model.getLoraWeights(), 0);
     const file = join(state, "trainer_state.json");
     const saved = JSON.parse(await readFile(file, "utf8"));
-    expect(saved).toMatchObject({ format: "tunekit-training-state", version: 1, step: 1 });
+    expect(saved).toMatchObject({ format: "tunekit-training-state", version: 2, step: 1 });
     await writeFile(file, JSON.stringify({ ...saved, dropoutRandom: ["xyz", "0", "0", "0"] }));
     await expect(other.loadTrainingState(state)).rejects.toThrow(/random must hold 4 hex words/);
     await expect(model.optimizerStep({ learningRate: -1 })).rejects.toThrow(

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Example } from "../../src/data/example.js";
 import { DEFAULT_CHAT_TEMPLATE } from "../../src/engine/chat-template.js";
+import { readModelConfig } from "../../src/engine/config.js";
 import { LocalModel } from "../../src/engine/local-model.js";
 import { LocalTrainer } from "../../src/local/trainer.js";
 import type { TrainingRunEvent } from "../../src/local/training-run.js";
@@ -97,6 +98,71 @@ describe("LocalTrainer", () => {
     const summary = await resumed.done();
     expect(summary.steps).toBe(expected.length);
     expect(losses).toEqual(expected);
+  });
+});
+
+describe("LocalTrainer resume: the checkpoint's settings are the truth", () => {
+  async function finished(lora = { r: 4 }) {
+    const outputDir = join(await tempDir(), "out");
+    await using trainer = await tinyTrainer();
+    await trainer.train(tinyData, { ...options, outputDir, lora }).done();
+    return outputDir;
+  }
+
+  it("refuses contradicting adapter settings (each named) and another base shape; takes its own otherwise", async () => {
+    const outputDir = await finished();
+    const state = JSON.parse(await readFile(join(outputDir, "checkpoint-12", "trainer_state.json"), "utf8"));
+    expect(state.run.adapter).toMatchObject({ r: 4, alpha: 32, dropout: 0.05 });
+    expect(state.run.plan).toMatchObject({ totalSteps: 12, epochs: 2, batchSize: 2 });
+    expect(state.run.data.examples).toBe(12);
+
+    await using trainer = await tinyTrainer();
+    const refused = trainer.train(tinyData, {
+      ...options,
+      epochs: 3,
+      outputDir,
+      resumeFrom: "latest",
+      lora: { r: 8, dropout: 0.1 },
+    });
+    await expect(refused.done()).rejects.toMatchObject({
+      code: "resume_mismatch",
+      message: expect.stringContaining("r 4 (asked 8); dropout 0.05 (asked 0.1)"),
+    });
+    const other = await writeTinyModel(join(await tempDir(), "other"), TINY_MODELS.qwen2 as TinyConfig);
+    await using wrongBase = await LocalTrainer.load(other, { quantization: "none" });
+    await expect(
+      wrongBase.train(tinyData, { ...options, epochs: 3, outputDir, resumeFrom: "latest" }).done(),
+    ).rejects.toMatchObject({ code: "resume_mismatch", message: expect.stringContaining("base model") });
+
+    // Without lora options the checkpoint's adapter is the one continued.
+    const run = trainer.train(tinyData, { ...options, epochs: 3, outputDir, resumeFrom: "latest" });
+    const events: TrainingRunEvent[] = [];
+    for await (const event of run) events.push(event);
+    const summary = await run.done();
+    expect(summary).toMatchObject({ steps: 18, trainedSteps: 6 });
+    const start = events[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    expect(start.plan.resume).toEqual({ checkpoint: join(outputDir, "checkpoint-12"), step: 12 });
+    expect(start.plan.warnings).toContain(
+      "the plan changed (steps 12 → 18, epochs 2 → 3): the schedule is re-planned from step 12",
+    );
+    const adapter = JSON.parse(await readFile(join(outputDir, "adapter", "adapter_config.json"), "utf8"));
+    expect(adapter.r).toBe(4);
+  });
+
+  it("nothing left: no step, no new checkpoint, the adapter written; a missing folder fails at once", async () => {
+    const outputDir = await finished();
+    await using trainer = await tinyTrainer();
+    const summary = await trainer
+      .train(tinyData, { ...options, epochs: 1, outputDir, resumeFrom: "latest" })
+      .done();
+    expect(summary).toMatchObject({ steps: 12, trainedSteps: 0, checkpoints: [] });
+    expect(summary.adapterPath).toBe(join(outputDir, "adapter"));
+    await expect(
+      LocalTrainer.checkResume(
+        { resumeFrom: join(outputDir, "nope") },
+        { name: tinyFolder, config: await readModelConfig(join(tinyFolder, "config.json")) },
+      ),
+    ).rejects.toMatchObject({ code: "file_not_found" });
   });
 });
 
