@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -219,18 +219,29 @@ describe("tunekit train", () => {
     expect(existsSync(output)).toBe(false);
   });
 
-  it("a failed run ends the JSON lines with run-failed, the error's code and message; exit 1", async () => {
-    const { model, data, output } = await setup();
-    const missing = join(output, "no-such-checkpoint");
-    const argv = ["train", "--model", model, "--data", data, "--output", output, "--json", ...quick];
-    const { code, stdout, stderr } = await cli([...argv, "--resume", missing]);
-    expect(code).toBe(1);
+  it("a failed run ends the JSON lines with run-failed, the error's code and message", async () => {
+    const { model, output } = await setup();
+    const one = await tempFile("one.jsonl", jsonl(rows.slice(0, 1)));
+    const argv = ["train", "--model", model, "--data", one, "--output", output, "--json", ...quick];
+    // Holding out a share of one example fails inside the run, once the model is loaded.
+    const { code, stdout, stderr } = await cli([...argv, "--validation", "0.5"]);
+    expect(code).toBe(2); // invalid_argument: the caller's mistake
     const last = events(stdout).at(-1) as { type: string; error: { code: string; message: string } };
     expect(last.type).toBe("run-failed");
-    expect(last.error.code).toBe("bad_adapter");
-    expect(last.error.message).toContain(missing);
+    expect(last.error.code).toBe("invalid_argument");
+    expect(last.error.message).toContain("needs at least 2 examples");
     expect(stderr).toContain(`tunekit: ${last.error.message}\n`);
     expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it("a --resume folder that is not there fails before the model loads", async () => {
+    const { model, data, output } = await setup();
+    const missing = join(output, "no-such-checkpoint");
+    const argv = ["train", "--model", model, "--data", data, "--output", output, ...quick];
+    const { code, stdout, stderr } = await cli([...argv, "--resume", missing]);
+    expect(code).toBe(2);
+    expect(stderr).toBe(`tunekit: ${missing}: no such checkpoint folder\n`);
+    expect(stdout).not.toContain("loading");
   });
 
   it("exits 2 on usage errors", async () => {
@@ -247,6 +258,84 @@ describe("tunekit train", () => {
     const help = await cli(["train", "--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("Usage: tunekit train --model PATH|HUB_ID --data FILE");
+  });
+
+  describe("tunekit train --resume: the checkpoint's settings are the truth", () => {
+    /** One finished run of 2 epochs (12 steps) to resume from. */
+    async function trained() {
+      const { model, data, output } = await setup();
+      const args = ["train", "--model", model, "--data", data, "--output", output, ...quick];
+      const first = await cli([...args, "--epochs", "2", "--lora-r", "4"]);
+      expect(first.code, first.stderr).toBe(0);
+      return { model, data, output, args };
+    }
+
+    it("refuses adapter settings that contradict the checkpoint, naming each, before the model loads", async () => {
+      const { args } = await trained();
+      const refused = await cli([
+        ...args,
+        "--epochs",
+        "3",
+        "--resume",
+        "--lora-r",
+        "8",
+        "--lora-alpha",
+        "64",
+      ]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(
+        /cannot resume from checkpoint-12: it was trained with r 4 \(asked 8\); alpha 32 \(asked 64\)/,
+      );
+      expect(refused.stdout).not.toContain("loading");
+    });
+
+    it("more epochs: re-planned from the saved step, and said so", async () => {
+      const { args, output } = await trained();
+      const resumed = await cli([...args, "--epochs", "3", "--resume"]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stdout).toContain(`resumed from ${join(output, "checkpoint-12")} (step 12 of 18)`);
+      expect(resumed.stdout).toMatch(/warning: the plan changed \(steps 12 → 18, epochs 2 → 3\)/);
+      expect(resumed.stdout).toMatch(/^done: 18 steps \(3\.00 epochs; 6 in this run\)/m);
+    });
+
+    it("nothing left to train says so, exits 0 and claims no training", async () => {
+      const { args, output } = await trained();
+      const resumed = await cli([...args, "--epochs", "1", "--resume"]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stdout).toContain(
+        `nothing left to train: ${join(output, "checkpoint-12")} is at step 12 and this plan has 6 steps`,
+      );
+      expect(resumed.stdout).not.toMatch(/^done:/m);
+      expect(resumed.stdout).toContain(`adapter: ${join(output, "adapter")}`);
+    });
+
+    it("changed data is a warning; --resume with no checkpoint says it starts fresh", async () => {
+      const { args, model, output } = await trained();
+      const other = await tempFile("other.jsonl", jsonl(rows.slice(0, 10)));
+      const changed = await cli([...args.slice(0, 4), other, ...args.slice(5), "--epochs", "3", "--resume"]);
+      expect(changed.code, changed.stderr).toBe(0);
+      expect(changed.stdout).toMatch(
+        /warning: the training data differs from what checkpoint-12 was trained on/,
+      );
+      const fresh = join(await tempDir(), "fresh");
+      const started = await cli([...args.slice(0, 6), fresh, ...args.slice(7), "--resume"]);
+      expect(started.code, started.stderr).toBe(0);
+      expect(started.stdout).toContain(
+        `warning: resume: no checkpoint in ${fresh} yet, so this run starts at step 0`,
+      );
+      expect(model).toBeDefined();
+      expect(output).toBeDefined();
+    });
+
+    it("a checkpoint from before the recorded settings resumes with a warning", async () => {
+      const { args, output } = await trained();
+      const state = join(output, "checkpoint-12", "trainer_state.json");
+      const { run: _, ...old } = JSON.parse(readFileSync(state, "utf8"));
+      writeFileSync(state, JSON.stringify({ ...old, version: 1 }));
+      const resumed = await cli([...args, "--epochs", "3", "--resume"]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stdout).toContain("checkpoint-12 records no settings (written by an older tunekit)");
+    });
   });
 
   it("Ctrl-C stops after the step with a checkpoint (exit 130); --resume continues to the end", async () => {

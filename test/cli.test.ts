@@ -121,7 +121,7 @@ describe("tunekit convert and stats", () => {
     const output = join(await tempDir(), "out.jsonl");
     const { code, stdout } = await tunekit("convert", input, output, "--to", "sharegpt");
     expect(code).toBe(0);
-    expect(stdout).toContain("wrote 1 examples");
+    expect(stdout).toContain("wrote 1 example ");
     expect(JSON.parse(await readFile(output, "utf8"))).toEqual({
       conversations: [
         { from: "system", value: "s" },

@@ -3,6 +3,11 @@ import type { DatasetStats } from "../data/dataset.js";
 import type { Problem } from "../data/problem.js";
 import type { ValidationReport, ValidationStats } from "../validate/report.js";
 
+/** `1 error`, `2 errors`, `1,024 examples`. */
+export function plural(count: number, noun: string, many = `${noun}s`): string {
+  return `${count.toLocaleString("en-US")} ${count === 1 ? noun : many}`;
+}
+
 const number = (value: number, digits = 0) =>
   value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 
@@ -32,8 +37,15 @@ function table(rows: Array<[string, Distribution]>): string[] {
 }
 
 export function formatStats(stats: ValidationStats): string[] {
+  const approximate =
+    stats.approximate > 0
+      ? [
+          `  token counts approximate for ${plural(stats.approximate, "example")} (a run of over 1,024 characters without a space is counted in pieces; counting stops past the limit)`,
+        ]
+      : [];
   return [
     `  missing a system message: ${stats.missingSystem}   missing a user message: ${stats.missingUser}   over the token limit: ${stats.overLimit}`,
+    ...approximate,
     ...table([
       ["messages", stats.messages],
       ["total tokens", stats.totalTokens],
@@ -52,7 +64,7 @@ export function formatReport(file: string, report: ValidationReport): string {
   const errorCount = report.errors.length + report.omitted.errors;
   const warningCount = report.warnings.length + report.omitted.warnings;
   lines.push(
-    `${report.examples} examples, ${report.valid} valid, ${errorCount} errors, ${warningCount} warnings`,
+    `${plural(report.examples, "example")}, ${report.valid.toLocaleString("en-US")} valid, ${plural(errorCount, "error")}, ${plural(warningCount, "warning")}`,
   );
   for (const [title, list, omitted] of [
     ["Errors", report.errors, report.omitted.errors],
@@ -94,12 +106,10 @@ export function formatDatasetStats(file: string, stats: DatasetStats): string {
       .map(([format, count]) => `${format} ${count}`)
       .join(", ") || "none";
   return [
-    `${file}: ${stats.examples} examples, ${stats.invalid} invalid records`,
+    `${file}: ${plural(stats.examples, "example")}, ${plural(stats.invalid, "invalid record")}`,
     `  kinds: ${kinds}`,
     `  formats: ${formats}`,
-    ...table([
-      ["messages", stats.messages],
-      ["characters", stats.characters],
-    ]).map((line) => `  ${line}`),
+    // Messages per example are in the token table that follows.
+    ...table([["characters", stats.characters]]).map((line) => `  ${line}`),
   ].join("\n");
 }

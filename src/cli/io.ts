@@ -31,5 +31,12 @@ export const processIO: CliIO = {
   exit: (code) => process.exit(code),
 };
 
-/** A wrong flag, argument or value: exit code 2. */
-export class UsageError extends Error {}
+/** A wrong flag, argument or value: exit code 2. `command` says whose `--help` to point to. */
+export class UsageError extends Error {
+  readonly command: string | undefined;
+
+  constructor(message: string, command?: string) {
+    super(message);
+    this.command = command;
+  }
+}

@@ -1,42 +1,62 @@
-import { parseArgs } from "node:util";
 import type { FineTuneJobEvent } from "../jobs/events.js";
 import { FineTuneJob } from "../jobs/fine-tune-job.js";
 import type { FineTuningProvider, Hyperparameters, JobInfo, JobMetrics } from "../providers/spec.js";
 import { InvalidDatasetError } from "../validate/validator.js";
+import { integerFlag, numberFlag, parseFlags, suggestion } from "./args.js";
 import { formatReport } from "./format.js";
 import { type CliIO, UsageError } from "./io.js";
 
-export const JOBS_USAGE = `  jobs create --provider openai|together --model ID --training FILE [--validation FILE]
+export const JOBS_USAGE = `  jobs create --provider openai|together|local --model ID --training FILE [--validation FILE]
               [--epochs N] [--batch-size N] [--learning-rate X] [--learning-rate-multiplier X]
-              [--suffix S] [--seed N] [--watch] [--json]
-      Validate, upload and start a fine-tuning job (keys from OPENAI_API_KEY / TOGETHER_API_KEY).
-  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together [--json]
+              [--suffix S] [--seed N] [--watch] [--json] [--api-key KEY] [--output DIR]
+      Validate, upload and start a fine-tuning job. Keys come from OPENAI_API_KEY / TOGETHER_API_KEY
+      (or --api-key); --provider local trains here, keeping its jobs in --output DIR, and watches.
+  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together|local [--json]
+                [--output DIR] [--limit N]
       List jobs, show one, print its events, follow it live, or cancel it.`;
 
+const PROVIDERS = {
+  openai: { key: "OPENAI_API_KEY", baseURL: "OPENAI_BASE_URL", label: "OpenAI" },
+  together: { key: "TOGETHER_API_KEY", baseURL: "TOGETHER_BASE_URL", label: "Together" },
+} as const;
+
+const ACTIONS = ["create", "list", "get", "events", "watch", "cancel"];
+
 /** The provider a name stands for; adapters load on demand so one provider's code never loads another's. */
-async function providerNamed(name: string | undefined, io: CliIO): Promise<FineTuningProvider> {
-  if (name === "openai") {
-    const { openai } = await import("../providers/openai/index.js");
-    const baseURL = io.env.OPENAI_BASE_URL;
-    const apiKey = io.env.OPENAI_API_KEY;
-    return openai({ ...(baseURL ? { baseURL } : {}), ...(apiKey ? { apiKey } : {}) });
+async function providerNamed(
+  name: string | undefined,
+  io: CliIO,
+  flags: { "api-key"?: string; output?: string },
+): Promise<FineTuningProvider> {
+  if (name === "local") {
+    if (!flags.output)
+      throw new UsageError("--provider local needs --output DIR (the folder its jobs are kept in)", "jobs");
+    const { local } = await import("../providers/local/index.js");
+    return local({ outputDir: flags.output });
   }
-  if (name === "together") {
+  if (name === "openai" || name === "together") {
+    const { key, baseURL: baseVariable, label } = PROVIDERS[name];
+    const apiKey = flags["api-key"] ?? io.env[key];
+    const baseURL = io.env[baseVariable];
+    if (!apiKey && !baseURL)
+      throw new UsageError(
+        `no ${label} API key: set ${key} in the environment, or pass --api-key KEY`,
+        "jobs",
+      );
+    const options = { ...(baseURL ? { baseURL } : {}), ...(apiKey ? { apiKey } : {}) };
+    if (name === "openai") {
+      const { openai } = await import("../providers/openai/index.js");
+      return openai(options);
+    }
     const { together } = await import("../providers/together/index.js");
-    const baseURL = io.env.TOGETHER_BASE_URL;
-    const apiKey = io.env.TOGETHER_API_KEY;
-    return together({ ...(baseURL ? { baseURL } : {}), ...(apiKey ? { apiKey } : {}) });
+    return together(options);
   }
   throw new UsageError(
-    name ? `unknown provider "${name}"; use openai or together` : "--provider openai|together is required",
+    name
+      ? `unknown provider "${name}"; use openai, together or local`
+      : "--provider openai|together|local is required",
+    "jobs",
   );
-}
-
-function number(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${flag} takes a number > 0`);
-  return parsed;
 }
 
 const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19);
@@ -92,52 +112,63 @@ async function watch(job: FineTuneJob, io: CliIO, pollInterval: number | undefin
 
 export async function runJobs(argv: string[], io: CliIO): Promise<number> {
   const [action, ...rest] = argv;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      provider: { type: "string" },
-      model: { type: "string" },
-      training: { type: "string" },
-      validation: { type: "string" },
-      epochs: { type: "string" },
-      "batch-size": { type: "string" },
-      "learning-rate": { type: "string" },
-      "learning-rate-multiplier": { type: "string" },
-      suffix: { type: "string" },
-      seed: { type: "string" },
-      limit: { type: "string" },
-      "poll-interval": { type: "string" },
-      watch: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-    },
+  if (action === undefined || action === "--help" || action === "-h") {
+    io.stdout(`Usage: tunekit${JOBS_USAGE.slice(1)}\n`);
+    return action === undefined ? 2 : 0;
+  }
+  const { values, positionals, help } = parseFlags(`jobs ${action}`, rest, {
+    provider: { type: "string" },
+    model: { type: "string" },
+    training: { type: "string" },
+    validation: { type: "string" },
+    epochs: { type: "string" },
+    "batch-size": { type: "string" },
+    "learning-rate": { type: "string" },
+    "learning-rate-multiplier": { type: "string" },
+    suffix: { type: "string" },
+    seed: { type: "string" },
+    limit: { type: "string" },
+    "poll-interval": { type: "string" },
+    watch: { type: "boolean" },
+    json: { type: "boolean" },
+    "api-key": { type: "string" },
+    output: { type: "string" },
   });
+  if (help) {
+    io.stdout(`Usage: tunekit${JOBS_USAGE.slice(1)}\n`);
+    return 0;
+  }
+  const number = (value: string | undefined, flag: string) => numberFlag(value, flag, { command: "jobs" });
+  const whole = (value: string | undefined, flag: string, min = 1) =>
+    integerFlag(value, flag, { min, command: "jobs" });
+  const provider = () => providerNamed(values.provider, io, values);
   const out = (value: unknown) =>
     io.stdout(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
   const pollSeconds = number(values["poll-interval"], "--poll-interval");
   const pollInterval = pollSeconds === undefined ? undefined : pollSeconds * 1000;
   const jobId = () => {
-    if (positionals.length !== 1) throw new UsageError(`jobs ${action} takes one job id`);
+    if (positionals.length !== 1) throw new UsageError(`jobs ${action} takes one job id`, "jobs");
     return positionals[0] as string;
   };
   switch (action) {
     case "create": {
-      if (!values.model || !values.training) throw new UsageError("jobs create needs --model and --training");
-      const provider = await providerNamed(values.provider, io);
+      if (!values.model || !values.training)
+        throw new UsageError("jobs create needs --model and --training", "jobs");
+      const chosen = await provider();
       const hyperparameters: Hyperparameters = {};
-      const epochs = number(values.epochs, "--epochs");
-      const batchSize = number(values["batch-size"], "--batch-size");
+      const epochs = whole(values.epochs, "--epochs");
+      const batchSize = whole(values["batch-size"], "--batch-size");
       const learningRate = number(values["learning-rate"], "--learning-rate");
       const multiplier = number(values["learning-rate-multiplier"], "--learning-rate-multiplier");
       if (epochs !== undefined) hyperparameters.epochs = epochs;
       if (batchSize !== undefined) hyperparameters.batchSize = batchSize;
       if (learningRate !== undefined) hyperparameters.learningRate = learningRate;
       if (multiplier !== undefined) hyperparameters.learningRateMultiplier = multiplier;
-      const seed = number(values.seed, "--seed");
+      const seed = whole(values.seed, "--seed", 0);
       let job: FineTuneJob;
       try {
         job = await FineTuneJob.create({
-          provider,
+          provider: chosen,
           model: values.model,
           training: values.training,
           ...(values.validation ? { validation: values.validation } : {}),
@@ -153,28 +184,28 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
       }
       for (const warning of job.warnings) io.stderr(`warning: ${warning.message}\n`);
       if (values.json) out(job.info.raw);
-      else out(`created ${job.id} (${job.status}) on ${provider.name}`);
-      if (values.watch) return watch(job, io, pollInterval);
+      else out(`created ${job.id} (${job.status}) on ${chosen.name}`);
+      // A local job trains in this process: it lives only while the command runs.
+      if (values.watch || chosen.name === "local") return watch(job, io, pollInterval);
       job.stop();
       return 0;
     }
     case "list": {
-      const provider = await providerNamed(values.provider, io);
-      const limit = number(values.limit, "--limit") ?? 20;
+      const limit = whole(values.limit, "--limit") ?? 20;
       const jobs: JobInfo[] = [];
-      for await (const info of FineTuneJob.list(provider)) {
+      for await (const info of FineTuneJob.list(await provider())) {
         jobs.push(info);
         if (jobs.length >= limit) break;
       }
       if (values.json) out(jobs.map((info) => info.raw));
+      else if (jobs.length === 0) out("no jobs");
       else
         for (const info of jobs)
           out(`${info.id}  ${info.status.padEnd(10)}  ${info.model}  ${info.fineTunedModel ?? ""}`.trimEnd());
       return 0;
     }
     case "get": {
-      const provider = await providerNamed(values.provider, io);
-      const info = await provider.retrieveJob(jobId());
+      const info = await (await provider()).retrieveJob(jobId());
       if (values.json) out(info.raw);
       else {
         out(`${info.id}: ${info.status} (${info.rawStatus}), model ${info.model}`);
@@ -184,16 +215,14 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
       return 0;
     }
     case "events": {
-      const provider = await providerNamed(values.provider, io);
-      const events = await provider.listEvents(jobId());
+      const events = await (await provider()).listEvents(jobId());
       if (values.json) out(events.map((event) => event.raw));
       else
         for (const event of events) out(`${event.createdAt.toISOString()} ${event.level} ${event.message}`);
       return 0;
     }
     case "watch": {
-      const provider = await providerNamed(values.provider, io);
-      const job = await FineTuneJob.attach(provider, jobId(), pollInterval ? { pollInterval } : {});
+      const job = await FineTuneJob.attach(await provider(), jobId(), pollInterval ? { pollInterval } : {});
       if (values.json) {
         for await (const event of job.events()) io.stdout(`${JSON.stringify(event)}\n`);
         return job.status === "succeeded" ? 0 : 1;
@@ -201,16 +230,14 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
       return watch(job, io, pollInterval);
     }
     case "cancel": {
-      const provider = await providerNamed(values.provider, io);
-      const info = await provider.cancelJob(jobId());
+      const info = await (await provider()).cancelJob(jobId());
       out(`${info.id}: ${info.status} (${info.rawStatus})`);
       return 0;
     }
     default:
       throw new UsageError(
-        action
-          ? `unknown jobs action "${action}"`
-          : "jobs needs an action: create, list, get, events, watch, cancel",
+        `unknown jobs action "${action}"${suggestion(action, ACTIONS, "")}; use ${ACTIONS.join(", ")}`,
+        "jobs",
       );
   }
 }

@@ -2,25 +2,28 @@
  * `tunekit train`: flags → `LocalTrainer` options, the run's events → the terminal (a bar redrawn in
  * place), plain lines, or JSON lines; Ctrl-C → `abort()`. No training logic lives here.
  */
-import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { formatLocation, TunekitError } from "../core/errors.js";
 import { Dataset } from "../data/dataset.js";
 import { type FormatName, isFormatName } from "../data/formats/index.js";
+import { readModelConfig } from "../engine/config.js";
 import type { LoadProgressEvent } from "../engine/local-model.js";
+import { modelFolder } from "../engine/model-source.js";
 import { LocalTrainer, type TrainOptions } from "../local/trainer.js";
 import type { RunPlan, RunSummary, StepEvent, TrainingRunEvent } from "../local/training-run.js";
 import { Validator } from "../validate/validator.js";
-import { formatReport } from "./format.js";
+import { bytesFlag, integerFlag, numberFlag, parseFlags, quoteArg } from "./args.js";
+import { formatReport, plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
 export const TRAIN_USAGE = `  train --model PATH|HUB_ID --data FILE [--output DIR] [--resume [latest|DIR]]
         [--epochs N] [--lr X] [--batch-size N] [--grad-accum N] [--max-seq-length N] [--seed N]
         [--lora-r N] [--lora-alpha N] [--quantization nf4|none] [--threads N]
         [--validation FILE|RATIO] [--eval-steps N] [--logging-steps N] [--save-steps N]
-        [--format F] [--json]
+        [--format F] [--max-record-bytes SIZE] [--json]
       Fine-tune a LoRA adapter on this machine (QLoRA by default); checkpoints and the adapter go
       to --output (default ./tunekit-output). Ctrl-C stops after the current step with a checkpoint;
-      --resume continues from the newest one.`;
+      --resume continues from the newest one (or DIR) with the settings it was trained with.`;
 
 const DEFAULT_OUTPUT = "tunekit-output";
 /** Data warnings printed before training; the rest are counted. */
@@ -31,6 +34,7 @@ interface TrainCommand {
   model: string;
   data: string;
   format: FormatName | undefined;
+  maxRecordBytes: number | undefined;
   quantization: "nf4" | "none";
   threads: number | undefined;
   /** A ratio, or a file to read. */
@@ -39,75 +43,53 @@ interface TrainCommand {
   mode: "tty" | "plain" | "json";
 }
 
-function integer(value: string | undefined, flag: string, min = 1): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < min)
-    throw new UsageError(`${flag} takes a whole number >= ${min}`);
-  return parsed;
-}
-
-function positive(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${flag} takes a number > 0`);
-  return parsed;
-}
+const integer = (value: string | undefined, flag: string, min = 1) =>
+  integerFlag(value, flag, { min, command: "train" });
+const positive = (value: string | undefined, flag: string) => numberFlag(value, flag, { command: "train" });
 
 /** A number in (0, 1) is a share of the training data; anything else names a file. */
 function validationOption(value: string | undefined): number | string | undefined {
   if (value === undefined || !/^[\d.eE+-]+$/.test(value)) return value;
   const ratio = Number(value);
-  if (!(ratio > 0 && ratio < 1)) throw new UsageError("--validation takes a file or a ratio in (0, 1)");
+  if (!(ratio > 0 && ratio < 1))
+    throw new UsageError(`--validation takes a file or a ratio in (0, 1), got "${value}"`, "train");
   return ratio;
 }
 
-/** parseArgs has no optional values: a bare `--resume` (last, or before another flag) means "latest". */
-function bareResume(argv: string[]): string[] {
-  return argv.map((arg, index) => {
-    const next = argv[index + 1];
-    return arg === "--resume" && (next === undefined || next.startsWith("-")) ? "--resume=latest" : arg;
-  });
-}
-
 function parseTrainArgs(argv: string[], io: CliIO): TrainCommand | "help" {
-  const { values, positionals } = parseArgs({
-    args: bareResume(argv),
-    allowPositionals: true,
-    options: {
-      model: { type: "string" },
-      data: { type: "string" },
-      format: { type: "string" },
-      output: { type: "string" },
-      resume: { type: "string" },
-      epochs: { type: "string" },
-      lr: { type: "string" },
-      "batch-size": { type: "string" },
-      "grad-accum": { type: "string" },
-      "max-seq-length": { type: "string" },
-      seed: { type: "string" },
-      "lora-r": { type: "string" },
-      "lora-alpha": { type: "string" },
-      quantization: { type: "string" },
-      threads: { type: "string" },
-      validation: { type: "string" },
-      "eval-steps": { type: "string" },
-      "logging-steps": { type: "string" },
-      "save-steps": { type: "string" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
+  const { values, positionals, help } = parseFlags("train", argv, {
+    model: { type: "string" },
+    data: { type: "string" },
+    format: { type: "string" },
+    output: { type: "string" },
+    resume: { type: "optional", bare: "latest" },
+    "max-record-bytes": { type: "string" },
+    epochs: { type: "string" },
+    lr: { type: "string" },
+    "batch-size": { type: "string" },
+    "grad-accum": { type: "string" },
+    "max-seq-length": { type: "string" },
+    seed: { type: "string" },
+    "lora-r": { type: "string" },
+    "lora-alpha": { type: "string" },
+    quantization: { type: "string" },
+    threads: { type: "string" },
+    validation: { type: "string" },
+    "eval-steps": { type: "string" },
+    "logging-steps": { type: "string" },
+    "save-steps": { type: "string" },
+    json: { type: "boolean" },
   });
-  if (values.help) return "help";
+  if (help) return "help";
   if (positionals.length > 0)
-    throw new UsageError(`train takes no file arguments; use --data ${positionals[0]}`);
-  if (!values.model) throw new UsageError("train needs --model PATH|HUB_ID");
-  if (!values.data) throw new UsageError("train needs --data FILE");
+    throw new UsageError(`train takes no file arguments; use --data ${positionals[0]}`, "train");
+  if (!values.model) throw new UsageError("train needs --model PATH|HUB_ID", "train");
+  if (!values.data) throw new UsageError("train needs --data FILE", "train");
   if (values.format !== undefined && !isFormatName(values.format))
-    throw new UsageError(`unknown format "${values.format}"`);
+    throw new UsageError(`--format: unknown format "${values.format}"`, "train");
   const quantization = values.quantization ?? "nf4";
   if (quantization !== "nf4" && quantization !== "none")
-    throw new UsageError(`unknown quantization "${quantization}"; use nf4 or none`);
+    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "train");
 
   const options: TrainOptions = { outputDir: values.output ?? DEFAULT_OUTPUT };
   const set = <K extends keyof TrainOptions>(key: K, value: TrainOptions[K] | undefined) => {
@@ -131,6 +113,7 @@ function parseTrainArgs(argv: string[], io: CliIO): TrainCommand | "help" {
     model: values.model,
     data: values.data,
     format: values.format,
+    maxRecordBytes: bytesFlag(values["max-record-bytes"], "--max-record-bytes", "train"),
     quantization,
     threads: integer(values.threads, "--threads"),
     validation: validationOption(values.validation),
@@ -160,13 +143,19 @@ function planLines(plan: RunPlan): string[] {
     plan.skipped > 0 ? `${plan.skipped} skipped` : "",
   ].filter(Boolean);
   const lines = [
-    `plan: ${count(plan.examples)} examples${dropped.length > 0 ? ` (${dropped.join(", ")})` : ""}, ` +
+    `plan: ${plural(plan.examples, "example")}${dropped.length > 0 ? ` (${dropped.join(", ")})` : ""}, ` +
       `${count(plan.tokens)} tokens (${count(plan.trainedTokens)} trained) in ${count(plan.blocks)} blocks → ` +
-      `${count(plan.steps)} steps over ${plan.epochs} epoch${plan.epochs === 1 ? "" : "s"}`,
+      `${plural(plan.steps, "step")} over ${plural(plan.epochs, "epoch")}`,
   ];
   if (plan.validation)
     lines.push(
-      `validation: ${count(plan.validation.examples)} examples (${count(plan.validation.trainedTokens)} trained tokens)`,
+      `validation: ${plural(plan.validation.examples, "example")} (${count(plan.validation.trainedTokens)} trained tokens)`,
+    );
+  if (plan.resume)
+    lines.push(
+      plan.resume.step >= plan.steps
+        ? `nothing left to train: ${plan.resume.checkpoint} is at step ${count(plan.resume.step)} and this plan has ${plural(plan.steps, "step")}`
+        : `resumed from ${plan.resume.checkpoint} (step ${count(plan.resume.step)} of ${count(plan.steps)})`,
     );
   return lines;
 }
@@ -195,10 +184,15 @@ function progressBar(event: StepEvent, columns: number): string {
 
 function summaryLines(summary: RunSummary, aborted: boolean): string[] {
   const loss = summary.finalLoss === undefined ? "" : `, final loss ${summary.finalLoss.toFixed(4)}`;
-  const lines = [
-    `${aborted ? "stopped" : "done"}: ${count(summary.steps)} steps (${summary.epochs.toFixed(2)} epochs)${loss}, ` +
-      `${count(summary.tokens)} tokens in ${clock(summary.seconds)}`,
-  ];
+  const resumed = summary.trainedSteps < summary.steps ? `; ${count(summary.trainedSteps)} in this run` : "";
+  // A resume with nothing left has said so in its plan; it trained nothing to report.
+  const lines =
+    summary.trainedSteps === 0 && !aborted
+      ? []
+      : [
+          `${aborted ? "stopped" : "done"}: ${plural(summary.steps, "step")} (${summary.epochs.toFixed(2)} epochs${resumed})${loss}, ` +
+            `${count(summary.tokens)} tokens in ${clock(summary.seconds)}`,
+        ];
   if (summary.eval)
     lines.push(
       `last eval: loss ${summary.eval.loss.toFixed(4)}, perplexity ${summary.eval.perplexity.toFixed(2)}, token accuracy ${(100 * summary.eval.tokenAccuracy).toFixed(1)}%`,
@@ -369,8 +363,17 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
   });
   const { signal } = controller;
   try {
-    const readOptions = command.format ? { format: command.format } : {};
+    const readOptions = {
+      ...(command.format ? { format: command.format } : {}),
+      ...(command.maxRecordBytes ? { maxRecordBytes: command.maxRecordBytes } : {}),
+    };
     const data = await Dataset.fromFile(command.data, readOptions);
+    // A resume that contradicts its checkpoint, or names none, fails before anything loads.
+    if (command.options.resumeFrom !== undefined) {
+      const dir = await modelFolder(command.model, { weights: false, signal });
+      const config = await readModelConfig(join(dir, "config.json"));
+      await LocalTrainer.checkResume(command.options, { name: command.model, config });
+    }
     let validation: TrainOptions["validation"];
     if (typeof command.validation === "string")
       validation = await Dataset.fromFile(command.validation, readOptions);
@@ -391,11 +394,24 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
         io.stderr(`${formatReport(file, report)}\n`);
         return 1;
       }
+      const untrained = report.counts.no_trained_tokens ?? 0;
+      if (report.valid > 0 && untrained >= report.valid) {
+        const first = report.warnings.find((entry) => entry.code === "no_trained_tokens");
+        const limit = maxSeqLength !== undefined ? ` within --max-seq-length ${maxSeqLength}` : "";
+        io.stderr(
+          `tunekit: nothing to train on in ${file}: no example has a trained token${limit}` +
+            `${first ? ` (the first: ${formatLocation(first)}: ${first.message})` : ""}\n`,
+        );
+        return 1;
+      }
       for (const entry of report.warnings.slice(0, SHOWN_WARNINGS))
         display.warning(entry.message, formatLocation(entry));
       const more = report.warnings.length + report.omitted.warnings - SHOWN_WARNINGS;
       if (more > 0)
-        display.warning(`${more} more; \`tunekit validate ${file} --target local\` lists them`, file);
+        display.warning(
+          `${more} more; \`tunekit validate ${quoteArg(file)} --target local --model ${quoteArg(command.model)}\` lists them`,
+          file,
+        );
     }
     signal.throwIfAborted();
 

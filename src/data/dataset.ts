@@ -1,5 +1,11 @@
 import { createHash } from "node:crypto";
-import { DataFormatError, formatLocation, SourceError, TunekitError } from "../core/errors.js";
+import {
+  DataFormatError,
+  formatLocation,
+  SourceError,
+  type SourceLocation,
+  TunekitError,
+} from "../core/errors.js";
 import { writeFileAtomically } from "../core/files.js";
 import { type Distribution, distribution, NumberList, seededRandom } from "../core/stats.js";
 import { type ChatMessage, contentText, type Example, type ExampleKind } from "./example.js";
@@ -26,7 +32,7 @@ export interface UrlOptions extends DatasetOptions {
 export interface DatasetStats {
   /** Records that became examples. */
   examples: number;
-  /** Records with an error (they are not examples). */
+  /** Records (lines, rows) with an error: they are not examples. A whole-file problem is not counted. */
   invalid: number;
   kinds: Partial<Record<ExampleKind, number>>;
   formats: Partial<Record<FormatName, number>>;
@@ -37,6 +43,21 @@ export interface DatasetStats {
 }
 
 type Open = () => AsyncIterable<DatasetRecord>;
+
+export interface WriteOptions {
+  /** The format to write; default each example's natural one (chat, preference, completion, text). */
+  format?: FormatName;
+  /** Skip (and count) the examples `format` cannot hold, instead of stopping at the first. */
+  skipUnfit?: boolean;
+}
+
+export interface WriteResult {
+  path: string;
+  /** Examples written. */
+  examples: number;
+  /** Examples left out by `skipUnfit`, with the first few located. */
+  skipped: { count: number; first: Array<SourceLocation & { message: string }> };
+}
 
 /**
  * A collection of training examples, read lazily from a file, URL, Hugging Face dataset or array.
@@ -290,7 +311,7 @@ export class Dataset implements AsyncIterable<Example> {
     const characters = new NumberList();
     let invalid = 0;
     for await (const record of this.records()) {
-      if (hasError(record)) invalid++;
+      if (hasError(record) && record.location.line !== undefined) invalid++;
       const example = record.example;
       if (!example || hasError(record)) continue;
       kinds[example.kind] = (kinds[example.kind] ?? 0) + 1;
@@ -313,26 +334,63 @@ export class Dataset implements AsyncIterable<Example> {
    * Writes the examples as JSON Lines in `format` (default: chat for chat examples, preference,
    * completion or text for the others). Writes a temporary file beside `path` and renames it when
    * complete, so a failure (a bad record, a full disk) leaves any earlier file at `path` as it was.
+   * A record with an error stops the write with a located `DataFormatError`; so does an example that
+   * `format` cannot hold (a multi-turn chat as a completion), unless `skipUnfit` skips it and counts it.
    */
-  async toJSONL(
-    path: string,
-    options: { format?: FormatName } = {},
-  ): Promise<{ path: string; examples: number }> {
+  toJSONL(path: string, options: WriteOptions = {}): Promise<WriteResult> {
+    return this.#write(path, options, "jsonl");
+  }
+
+  /** Writes the examples as one JSON array (one example a line), as `toJSONL` does otherwise. */
+  toJSON(path: string, options: WriteOptions = {}): Promise<WriteResult> {
+    return this.#write(path, options, "json");
+  }
+
+  async #write(path: string, options: WriteOptions, layout: "jsonl" | "json"): Promise<WriteResult> {
+    const array = layout === "json";
     if (options.format) getFormat(options.format);
     let examples = 0;
+    const skipped: WriteResult["skipped"] = { count: 0, first: [] };
     await writeFileAtomically(path, async (handle) => {
-      let batch = "";
-      for await (const example of this) {
-        batch += `${JSON.stringify(formatExample(example, options.format ?? naturalFormat(example)))}\n`;
+      let batch = array ? "[" : "";
+      for await (const record of this.records()) {
+        const error = record.problems.find((entry) => entry.severity === "error");
+        if (error)
+          throw new DataFormatError(
+            error.code,
+            error.path ? `${error.path}: ${error.message}` : error.message,
+            {
+              location: record.location,
+            },
+          );
+        const example = record.example;
+        if (!example) continue;
+        const format = options.format ?? naturalFormat(example);
+        let row: unknown;
+        try {
+          row = formatExample(example, format);
+        } catch (cause) {
+          const message = `cannot be written as ${format}: ${(cause as Error).message}`;
+          if (!options.skipUnfit)
+            throw new DataFormatError("unsupported_format", `${message} (skipUnfit skips such examples)`, {
+              location: record.location,
+              cause,
+            });
+          skipped.count++;
+          if (skipped.first.length < 5) skipped.first.push({ ...record.location, message });
+          continue;
+        }
+        batch += array ? `${examples > 0 ? "," : ""}\n${JSON.stringify(row)}` : `${JSON.stringify(row)}\n`;
         examples++;
         if (batch.length >= 1 << 20) {
           await handle.write(batch);
           batch = "";
         }
       }
+      if (array) batch += examples > 0 ? "\n]\n" : "]\n";
       await handle.write(batch);
     });
-    return { path, examples };
+    return { path, examples, skipped };
   }
 
   toString(): string {

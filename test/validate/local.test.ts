@@ -289,7 +289,7 @@ describe.skipIf(!HAS_FIXTURES)("Validator (local): exact counts with the Phi-3 t
     expect((await tunekit("validate", pair, "--target", "local", "--model", dir)).code).toBe(1);
     const noModel = await tunekit("validate", file, "--target", "local");
     expect(noModel.code).not.toBe(0);
-    expect(noModel.stderr).toContain("the local target counts tokens with the model's own tokenizer");
+    expect(noModel.stderr).toContain("--target local needs --model PATH|HUB_ID");
   });
 });
 
