@@ -110,6 +110,42 @@ describe("usage errors are one line and a pointer", () => {
   });
 });
 
+describe("jobs --provider local", () => {
+  it("create trains here (and watches); list, get and events read the jobs recorded in --output", async () => {
+    const dir = await tempDir();
+    const model = await writeTinyModel(join(dir, "tiny"), TINY_LLAMA);
+    const data = await tempFile("t.jsonl", jsonl([chatRow("a", "b"), chatRow("c", "d")]));
+    const jobs = join(dir, "jobs");
+    const local = ["--provider", "local", "--output", jobs];
+    const created = await tunekit(
+      "jobs",
+      "create",
+      ...local,
+      "--model",
+      model,
+      "--training",
+      data,
+      "--epochs",
+      "1",
+      "--poll-interval",
+      "0.01",
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const id = /^created (ftjob-local-\w+)/.exec(created.stdout)?.[1] as string;
+    expect(id).toBeDefined();
+    expect(created.stdout).toContain("Training started: 2 examples");
+    expect(created.stdout).toMatch(/over 1 epoch\b/);
+    const listed = await tunekit("jobs", "list", ...local);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`^${id}\\s+succeeded`));
+    expect((await tunekit("jobs", "get", id, ...local)).stdout).toContain(`${id}: succeeded`);
+    expect((await tunekit("jobs", "events", id, ...local)).stdout).toContain("Training finished");
+    expect((await tunekit("jobs", "list", "--provider", "local", "--output", join(dir, "none"))).stdout).toBe(
+      "no jobs\n",
+    );
+  });
+});
+
 describe("words and counts", () => {
   it("plurals are right", async () => {
     // One example, a blank line (a warning) and OpenAI's minimum of ten (an error).

@@ -1,12 +1,10 @@
+import { plural } from "../core/plural.js";
 import type { Distribution } from "../core/stats.js";
 import type { DatasetStats } from "../data/dataset.js";
 import type { Problem } from "../data/problem.js";
 import type { ValidationReport, ValidationStats } from "../validate/report.js";
 
-/** `1 error`, `2 errors`, `1,024 examples`. */
-export function plural(count: number, noun: string, many = `${noun}s`): string {
-  return `${count.toLocaleString("en-US")} ${count === 1 ? noun : many}`;
-}
+export { plural } from "../core/plural.js";
 
 const number = (value: number, digits = 0) =>
   value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
@@ -87,7 +85,7 @@ export function formatReport(file: string, report: ValidationReport): string {
       : "";
   lines.push(
     "",
-    `Cost: ${number(cost.billedTokens)} tokens an epoch × ${cost.epochs} epochs = ${number(cost.totalTokens)} training tokens${price}`,
+    `Cost: ${number(cost.billedTokens)} tokens an epoch × ${plural(cost.epochs, "epoch")} = ${number(cost.totalTokens)} training tokens${price}`,
     "",
     report.ok
       ? "OK: no errors."

@@ -372,6 +372,19 @@ for await (const event of job.events()) if (event.type === "checkpoint-created")
     const steps = events.flatMap((event) => (event.type === "metrics" ? [event.metrics.step] : []));
     expect(steps[0]).toBe(resumedFrom + 1);
     expect(events.at(-1)?.type).toBe("succeeded");
+
+    // The same rules as LocalTrainer: adapter settings that contradict the checkpoint are refused
+    // when the job is created, before any model loads.
+    await expect(
+      FineTuneJob.create({
+        provider: target,
+        model,
+        training: Dataset.fromArray(CONTRACT_ROWS),
+        hyperparameters: { ...short().hyperparameters, lora: { r: 3 } },
+        providerOptions: { ...short().providerOptions, epochs: 4, resumeFrom: resumed.id },
+        ...fast,
+      }),
+    ).rejects.toMatchObject({ code: "resume_mismatch", message: expect.stringContaining("(asked 3)") });
   });
 });
 

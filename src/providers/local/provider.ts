@@ -17,9 +17,11 @@ import {
   ValidationError,
 } from "../../core/errors.js";
 import { writeFileAtomically } from "../../core/files.js";
+import { plural } from "../../core/plural.js";
 import { Dataset } from "../../data/dataset.js";
+import { readModelConfig } from "../../engine/config.js";
 import type { LoraOptions } from "../../engine/lora.js";
-import { modelReference } from "../../engine/model-source.js";
+import { modelFolder, modelReference } from "../../engine/model-source.js";
 import { isCheckpoint, latestCheckpoint } from "../../local/run-folder.js";
 import { LocalTrainer, type TrainOptions } from "../../local/trainer.js";
 import type { TrainingRun, TrainingRunEvent } from "../../local/training-run.js";
@@ -166,8 +168,28 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
     await this.#requireFile(request.trainingFile, "trainingFile");
     if (request.validationFile !== undefined)
       await this.#requireFile(request.validationFile, "validationFile");
-    if (settings.train.resumeFrom !== undefined)
+    if (settings.train.resumeFrom !== undefined) {
       settings.train.resumeFrom = await this.#checkpointFor(settings.train.resumeFrom);
+      // A resume that contradicts its checkpoint is refused now, not once the model has loaded.
+      const dir = await modelFolder(model, {
+        weights: false,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      const config = await readModelConfig(join(dir, "config.json"));
+      const { resumeFrom, lora } = settings.train;
+      const point = await LocalTrainer.checkResume(
+        { resumeFrom, ...(lora ? { lora: defined(lora) } : {}) },
+        { name: model, config },
+      );
+      const adapter = point?.settings?.adapter;
+      if (adapter)
+        settings.hyperparameters.lora = {
+          r: adapter.r,
+          alpha: adapter.alpha,
+          dropout: adapter.dropout,
+          targetModules: adapter.targetModules,
+        };
+    }
     options.signal?.throwIfAborted();
     this.#open();
 
@@ -413,7 +435,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
         addEvent(
           live,
           "info",
-          `Training started: ${plan.examples} examples (${plan.trainedTokens} trained tokens an epoch), ${plan.steps} steps over ${plan.epochs} epochs`,
+          `Training started: ${plural(plan.examples, "example")} (${plan.trainedTokens} trained tokens an epoch), ${plural(plan.steps, "step")} over ${plural(plan.epochs, "epoch")}`,
           { type: event.type, data: { plan } },
         );
         if (plan.validation)
@@ -489,7 +511,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
         end(
           live,
           "succeeded",
-          `Training finished in ${summary.seconds.toFixed(1)} s (${summary.steps} steps${loss}): the adapter is in ${record.fineTunedModel}`,
+          `Training finished in ${summary.seconds.toFixed(1)} s (${plural(summary.steps, "step")}${loss}): the adapter is in ${record.fineTunedModel}`,
         );
         break;
       }

@@ -158,12 +158,14 @@ export function jobSettings(
   train.epochs ??= DEFAULTS.epochs;
   train.batchSize ??= DEFAULTS.batchSize;
   train.learningRate ??= DEFAULTS.learningRate;
-  train.lora = {
+  const filledLora = {
     ...mergedLora,
     r: mergedLora.r ?? DEFAULTS.r,
     alpha: mergedLora.alpha ?? DEFAULTS.alpha,
     dropout: mergedLora.dropout ?? DEFAULTS.dropout,
   };
+  // A resume takes the checkpoint's adapter: only what the request states is checked against it.
+  train.lora = train.resumeFrom !== undefined ? mergedLora : filledLora;
   const load: LoadSettings = { ...defaults, ...defined({ quantization, doubleQuant, threads, revision }) };
   const hyperparameters: Hyperparameters = {
     epochs: train.epochs,
@@ -171,10 +173,10 @@ export function jobSettings(
     learningRate: train.learningRate,
     ...(train.warmupRatio !== undefined ? { warmupRatio: train.warmupRatio } : {}),
     lora: {
-      r: train.lora.r as number,
-      alpha: train.lora.alpha as number,
-      dropout: train.lora.dropout as number,
-      targetModules: train.lora.targetModules ?? "all-linear",
+      r: filledLora.r,
+      alpha: filledLora.alpha,
+      dropout: filledLora.dropout,
+      targetModules: filledLora.targetModules ?? "all-linear",
     },
   };
   return { settings: { train, load, hyperparameters }, warnings };
