@@ -335,6 +335,9 @@ describe("tunekit train", () => {
       const resumed = await cli([...args, "--epochs", "3", "--resume"]);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.stdout).toContain("checkpoint-12 records no settings (written by an older tunekit)");
+      // The checkpoints it writes record the adapter it really continued: the old checkpoint's r 4.
+      const next = JSON.parse(readFileSync(join(output, "checkpoint-18", "trainer_state.json"), "utf8"));
+      expect(next.run.adapter.r).toBe(4);
     });
   });
 

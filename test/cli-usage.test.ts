@@ -61,6 +61,7 @@ describe("usage errors are one line and a pointer", () => {
     );
     expectUsage(await tunekit(...train, "--epochs"), "--epochs needs a value", "train");
     expectUsage(await tunekit(...train, "--epochs", "--json"), "--epochs needs a value", "train");
+    expectUsage(await tunekit(...train, "--resume="), "--resume needs a value", "train");
     expectUsage(
       await tunekit("validate", file, "--max-problems", "0"),
       '--max-problems takes a whole number >= 1, got "0"',

@@ -85,7 +85,7 @@ export function parseFlags<S extends FlagSpec>(
       }
     }
     if (value === undefined && flag.type === "optional") value = flag.bare;
-    if (value === undefined) throw new UsageError(`--${name} needs a value`, command);
+    if (value === undefined || value === "") throw new UsageError(`--${name} needs a value`, command);
     if (name in values) throw new UsageError(`--${name} is given twice`, command);
     values[name] = value;
   }

@@ -254,14 +254,16 @@ export class LocalTrainer {
           { location: { file: point.folder } },
         );
     }
+    // The adapter trained: the checkpoint's once loaded (an old checkpoint's may differ from `lora`).
+    const active = model.lora ?? adapter;
     const settings: RunSettings = {
       baseModel,
       adapter: {
-        r: adapter.r,
-        alpha: adapter.alpha,
-        dropout: adapter.dropout,
-        targetModules: adapter.targetModules,
-        useRslora: adapter.useRslora,
+        r: active.r,
+        alpha: active.alpha,
+        dropout: active.dropout,
+        targetModules: active.targetModules,
+        useRslora: active.useRslora,
       },
       ...now,
     };

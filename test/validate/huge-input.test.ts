@@ -177,6 +177,35 @@ describe("the same guard through every command", () => {
     }
   });
 
+  it("a 50 MB line with the default limit: validate, stats, convert and train report it and exit 1", async () => {
+    const big = join(model, "..", "big.jsonl");
+    await writeFile(big, `${JSON.stringify(chatRow("hi", words(50_000_000)))}\n`);
+    const out = join(model, "..", "out.jsonl");
+    for (const argv of [
+      ["validate", big],
+      ["validate", big, "--target", "local", "--model", model],
+      ["stats", big],
+      ["convert", big, out, "--to", "chat"],
+      [
+        "train",
+        "--model",
+        model,
+        "--data",
+        big,
+        "--output",
+        join(model, "..", "run"),
+        "--quantization",
+        "none",
+      ],
+    ]) {
+      const result = await runCli(argv);
+      expect(result.code, argv.join(" ")).toBe(1);
+      expect(`${result.stdout}${result.stderr}`, argv[0]).toMatch(
+        /(line 1|\.jsonl:1): record is 47\.7 MiB \(\d+ bytes\), over the 16 MiB limit \(maxRecordBytes\); skipped unread/,
+      );
+    }
+  });
+
   it("Dataset iteration throws the located error", async () => {
     const dataset = await Dataset.fromFile(file, { maxRecordBytes: 1024 });
     await expect(dataset.toArray()).rejects.toMatchObject({
