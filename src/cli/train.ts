@@ -144,7 +144,7 @@ function planLines(plan: RunPlan): string[] {
   ].filter(Boolean);
   const lines = [
     `plan: ${plural(plan.examples, "example")}${dropped.length > 0 ? ` (${dropped.join(", ")})` : ""}, ` +
-      `${count(plan.tokens)} tokens (${count(plan.trainedTokens)} trained) in ${count(plan.blocks)} blocks → ` +
+      `${count(plan.tokens)} tokens (${count(plan.trainedTokens)} trained) in ${plural(plan.blocks, "block")} → ` +
       `${plural(plan.steps, "step")} over ${plural(plan.epochs, "epoch")}`,
   ];
   if (plan.validation)

@@ -155,7 +155,7 @@ export function checkResume(
   if (differences.length > 0)
     throw new ValidationError(
       "resume_mismatch",
-      `cannot resume from ${name}: it was trained with ${differences.join("; ")}. Resume with its settings (leave them out to take the checkpoint's), or start a new run in another output folder`,
+      `cannot resume: ${name} was trained with ${differences.join("; ")}. Resume with its settings (leave them out to take the checkpoint's), or start a new run in another output folder`,
       { location: { file: point.folder } },
     );
   const warnings: string[] = [];
@@ -191,7 +191,9 @@ export function planChanges(point: ResumePoint, now: Pick<RunSettings, "data" | 
     .map((key) => `${labels[key]} ${settings.plan[key]} → ${now.plan[key]}`);
   if (changed.length > 0)
     changes.push(
-      `the plan changed (${changed.join(", ")}): the schedule is re-planned from step ${point.step}`,
+      now.plan.totalSteps > point.step
+        ? `the plan changed (${changed.join(", ")}): the schedule is re-planned from step ${point.step}`
+        : `the plan changed (${changed.join(", ")})`,
     );
   return changes;
 }
