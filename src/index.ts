@@ -47,6 +47,8 @@ export {
   type DatasetRecord,
   type DatasetStats,
   type UrlOptions,
+  type WriteOptions,
+  type WriteResult,
 } from "./data/dataset.js";
 export type {
   ChatExample,
@@ -75,6 +77,7 @@ export type { HubOptions } from "./data/hub.js";
 export type { Problem, Severity } from "./data/problem.js";
 export { FILE_TYPES, type FileType, type ReadOptions } from "./data/readers/index.js";
 export * from "./engine/index.js";
+export * from "./eval/index.js";
 export type { FineTuneJobEvent, FineTuneJobEventType } from "./jobs/events.js";
 export {
   type CreateFineTuneJobOptions,

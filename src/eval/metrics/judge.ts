@@ -1,0 +1,85 @@
+/**
+ * `judge`: an LLM grades each output against a rubric, through any ChatTarget. The judge answers in
+ * JSON (`{"reasoning": "...", "score": 0-10}`); the score is parsed and validated (an answer that is
+ * not such JSON is asked again, then recorded as the case's error), divided by 10, and `pass` is
+ * tunekit's threshold on it: a pass flag the judge writes is not trusted. The reasoning is kept.
+ * Threshold 0.7.
+ */
+import { z } from "zod";
+import type { ChatTarget } from "../../core/chat.js";
+import { contentText } from "../../data/example.js";
+import { defineMetric, type MetricOptions } from "./metric.js";
+
+const VERDICT = z.object({ reasoning: z.string(), score: z.number().min(0).max(10) });
+
+export interface JudgeOptions extends MetricOptions {
+  /** The model that judges (temperature 0). */
+  target: ChatTarget;
+  /** What a good answer is, in words. */
+  rubric: string;
+  /** Attempts at a parseable verdict. Default 2. */
+  attempts?: number;
+}
+
+/** The verdict in a judge's reply: the JSON object in it (fenced or not), checked. */
+export function parseVerdict(reply: string): { reasoning: string; score: number } | undefined {
+  const start = reply.indexOf("{");
+  const end = reply.lastIndexOf("}");
+  if (start === -1 || end <= start) return undefined;
+  try {
+    const parsed = VERDICT.safeParse(JSON.parse(reply.slice(start, end + 1)));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function judgePrompt(rubric: string, question: string, answer: string, expected?: string): string {
+  return [
+    "You grade an assistant's answer against a rubric. Be strict and consistent.",
+    "",
+    `Rubric: ${rubric}`,
+    "",
+    `Conversation so far:\n${question}`,
+    "",
+    ...(expected !== undefined ? [`A reference answer: ${expected}`, ""] : []),
+    `The answer to grade:\n${answer}`,
+    "",
+    'Reply with JSON only: {"reasoning": "<one or two sentences>", "score": <an integer from 0 (fails the rubric) to 10 (meets it fully)>}',
+  ].join("\n");
+}
+
+export function judge(options: JudgeOptions) {
+  const attempts = options.attempts ?? 2;
+  return defineMetric({
+    name: "judge",
+    threshold: 0.7,
+    kind: "score",
+    options,
+    score: async ({ output, testCase, signal }) => {
+      const question = testCase.input
+        .map((message) => `${message.role}: ${contentText(message.content)}`)
+        .join("\n");
+      const prompt = judgePrompt(options.rubric, question, output, testCase.expected);
+      let last = "";
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        const reply = await options.target.complete([{ role: "user", content: prompt }], {
+          temperature: 0,
+          maxTokens: 400,
+          signal,
+        });
+        last = reply.text;
+        const verdict = parseVerdict(reply.text);
+        if (verdict)
+          return {
+            score: verdict.score / 10,
+            reason: verdict.reasoning,
+            details: { judge: options.target.identity },
+          };
+      }
+      throw new Error(
+        `the judge gave no verdict in ${attempts} attempts (last reply: ${JSON.stringify(last.slice(0, 200))})`,
+      );
+    },
+  });
+}
