@@ -158,7 +158,7 @@ for await (const event of run) {
     const line = `   step ${event.step}/${event.totalSteps}  loss ${event.loss.toFixed(3)}  ${Math.round(event.tokensPerSecond)} tok/s  ETA ${Math.round(event.eta)} s`;
     if (live) process.stdout.write(`\r${line}`);
     else console.log(line);
-  } else if (event.type === "eval") {
+  } else if (event.type === "eval" && event.loss !== undefined && event.tokenAccuracy !== undefined) {
     if (live) process.stdout.write("\n");
     console.log(
       `   eval at step ${event.step}: loss ${event.loss.toFixed(3)}, token accuracy ${(event.tokenAccuracy * 100).toFixed(1)}%`,

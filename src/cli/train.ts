@@ -304,11 +304,15 @@ class Display {
         if (this.#mode === "tty") this.#draw(progressBar(event, this.#columns), true);
         else this.line(stepLine(event));
         return;
-      case "eval":
+      case "eval": {
+        const { loss, perplexity, tokenAccuracy } = event;
+        // The CLI's runs always have validation data at their eval points.
+        if (loss === undefined || perplexity === undefined || tokenAccuracy === undefined) return;
         this.line(
-          `eval at step ${event.step}: loss ${event.loss.toFixed(4)}, perplexity ${event.perplexity.toFixed(2)}, token accuracy ${(100 * event.tokenAccuracy).toFixed(1)}%`,
+          `eval at step ${event.step}: loss ${loss.toFixed(4)}, perplexity ${perplexity.toFixed(2)}, token accuracy ${(100 * tokenAccuracy).toFixed(1)}%`,
         );
         return;
+      }
       case "checkpoint-saved":
         this.line(`checkpoint at step ${event.step}: ${event.path}`);
         return;

@@ -28,7 +28,11 @@ export type TargetFunction = ((
 ) => Promise<string>) & {
   cacheKey?: string;
 };
-export type EvalTarget = ChatTarget | TargetFunction;
+/**
+ * What answers the cases: any ChatTarget, a function, or an earlier report (its recorded outputs for
+ * the target of the same name, or its only target, are reused: a baseline run compared again).
+ */
+export type EvalTarget = ChatTarget | TargetFunction | EvaluationReport;
 
 export interface EvaluatorOptions {
   metrics: Metric[];
@@ -55,6 +59,8 @@ export interface EvaluatorOptions {
 
 export interface RunOptions {
   signal?: AbortSignal;
+  /** false: neither read nor write the output cache in this run (a model whose weights change). */
+  cache?: boolean;
 }
 
 export type EvaluationEvent =
@@ -202,12 +208,16 @@ export class Evaluator {
     if (names.length === 0)
       throw new ValidationError("invalid_argument", "compare needs at least one target");
     for (const [name, target] of Object.entries(targets))
-      if (!isChatTarget(target) && typeof target !== "function")
+      if (!isChatTarget(target) && typeof target !== "function" && !(target instanceof EvaluationReport))
         throw new ValidationError(
           "invalid_argument",
-          `target "${name}" is neither a ChatTarget nor a function`,
+          `target "${name}" is neither a ChatTarget, a function nor an EvaluationReport`,
         );
-    return new EvaluationRun((emit, signal) => this.#evaluate(targets, cases, emit, signal), options.signal);
+    const useCache = options.cache !== false;
+    return new EvaluationRun(
+      (emit, signal) => this.#evaluate(targets, cases, emit, signal, useCache),
+      options.signal,
+    );
   }
 
   async #evaluate(
@@ -215,6 +225,7 @@ export class Evaluator {
     source: CaseSource,
     emit: (event: EvaluationEvent) => void,
     signal: AbortSignal,
+    useCache: boolean,
   ): Promise<EvaluationReport> {
     const cases = await loadCases(source);
     const names = Object.keys(targets);
@@ -227,30 +238,74 @@ export class Evaluator {
     }));
     for (const name of names) {
       const target = targets[name] as EvalTarget;
-      const finished = async (index: number, output: Omit<TargetOutput, "scores">) => {
+      const finished = async (
+        index: number,
+        output: Omit<TargetOutput, "scores">,
+        recorded?: TargetOutput["scores"],
+      ) => {
         const testCase = cases[index] as EvalCase;
-        const scored = await this.#score(name, target, testCase, output, signal);
+        const scored = await this.#score(name, target, testCase, output, signal, recorded);
         (reports[index] as CaseReport).outputs[name] = scored;
         emit({ type: "case-end", caseId: testCase.id, target: name, output: scored });
       };
-      await this.#generate(name, target, cases, emit, signal, finished);
+      if (target instanceof EvaluationReport) await this.#reuse(name, target, cases, emit, signal, finished);
+      else await this.#generate(name, target, cases, emit, signal, finished, useCache);
       signal.throwIfAborted();
     }
     return this.#report(names, cases, reports);
   }
 
+  /** The outputs an earlier report recorded for this target (or its only one), case by case id. */
+  async #reuse(
+    name: string,
+    report: EvaluationReport,
+    cases: EvalCase[],
+    emit: (event: EvaluationEvent) => void,
+    signal: AbortSignal,
+    finished: (
+      index: number,
+      output: Omit<TargetOutput, "scores">,
+      recorded?: TargetOutput["scores"],
+    ) => Promise<void>,
+  ): Promise<void> {
+    const recordedName = report.data.targets.includes(name)
+      ? name
+      : report.data.targets.length === 1
+        ? (report.data.targets[0] as string)
+        : undefined;
+    if (recordedName === undefined)
+      throw new ValidationError(
+        "invalid_argument",
+        `the report given as "${name}" has no target of that name (it has ${report.data.targets.join(", ")})`,
+      );
+    const byId = new Map(report.data.cases.map((entry) => [entry.id, entry]));
+    for (const [index, testCase] of cases.entries()) {
+      signal.throwIfAborted();
+      emit({ type: "case-start", caseId: testCase.id, target: name });
+      const output = byId.get(testCase.id)?.outputs[recordedName];
+      if (!output)
+        await finished(index, {
+          text: "",
+          latencyMs: 0,
+          error: `case ${testCase.id} is not in the report given as "${name}"`,
+        });
+      else await finished(index, { ...output, cached: true }, output.scores);
+    }
+  }
+
   /** Every case's output from one target: from the cache, in batches, or `concurrency` at a time. */
   async #generate(
     name: string,
-    target: EvalTarget,
+    target: ChatTarget | TargetFunction,
     cases: EvalCase[],
     emit: (event: EvaluationEvent) => void,
     signal: AbortSignal,
     finished: (index: number, output: Omit<TargetOutput, "scores">) => Promise<void>,
+    useCache: boolean,
   ): Promise<void> {
     const generation = this.#generation;
     const identity = isChatTarget(target) ? target.identity : target.cacheKey;
-    const cache = identity === undefined ? undefined : this.#cache;
+    const cache = identity === undefined || !useCache ? undefined : this.#cache;
     const pending: number[] = [];
     for (const [index, testCase] of cases.entries()) {
       const cached = cache
@@ -337,7 +392,7 @@ export class Evaluator {
 
   /** One answer, tried again with backoff on transient errors. */
   async #attempt(
-    target: EvalTarget,
+    target: ChatTarget | TargetFunction,
     input: ChatMessage[],
     signal: AbortSignal,
   ): Promise<{ text: string; usage?: ChatUsage; finishReason?: ChatResult["finishReason"] }> {
@@ -364,6 +419,7 @@ export class Evaluator {
     testCase: EvalCase,
     output: Omit<TargetOutput, "scores">,
     signal: AbortSignal,
+    recorded?: TargetOutput["scores"],
   ): Promise<TargetOutput> {
     const scores: TargetOutput["scores"] = {};
     const errors: string[] = output.error ? [output.error] : [];
@@ -380,6 +436,12 @@ export class Evaluator {
           : {}),
       };
       for (const metric of this.options.metrics) {
+        // A reused output keeps the scores it was given (its model may not be here to score again).
+        const kept = recorded?.[metric.name];
+        if (kept) {
+          scores[metric.name] = kept;
+          continue;
+        }
         try {
           scores[metric.name] = await metric.score({ output: output.text, testCase, target: handle, signal });
         } catch (error) {

@@ -13,6 +13,9 @@ import type { LocalModelView } from "../engine/local-chat.js";
 import { type LoadOptions, LocalModel } from "../engine/local-model.js";
 import type { LoraOptions } from "../engine/lora.js";
 import type { MergeOptions } from "../engine/merge.js";
+import type { CaseSource } from "../eval/cases.js";
+import type { Evaluator } from "../eval/evaluator.js";
+import type { EvaluationReport } from "../eval/report.js";
 import { TRAIN_DEFAULTS } from "./defaults.js";
 import { type PackedBlock, packExamples, type TokenizedExample } from "./packing.js";
 import {
@@ -76,6 +79,12 @@ export interface TrainOptions {
   packing?: boolean;
   /** Default "assistant". */
   trainOn?: "assistant" | "all";
+  /**
+   * Test cases evaluated at the run's eval points (`evalSteps`, else each epoch, and the end), the
+   * tuned model against the base: the eval events carry the summary and the comparisons. The base's
+   * outputs are generated once; the tuned model's are never cached (its weights change).
+   */
+  evalCases?: { evaluator: Evaluator; cases: CaseSource };
   signal?: AbortSignal;
 }
 
@@ -284,6 +293,23 @@ export class LocalTrainer {
     };
 
     let lastEval: EvalEvent | undefined;
+    // The base model's outputs are the same at every eval point: generated once, then reused.
+    let baseReport: EvaluationReport | undefined;
+    const evaluateCases = async (): Promise<EvalEvent["cases"]> => {
+      if (!options.evalCases) return undefined;
+      const { evaluator, cases } = options.evalCases;
+      const base = baseReport ?? this.baseModel();
+      // The tuned model's weights change between eval points: its outputs are never cached.
+      const report = await evaluator
+        .compare({ base, tuned: this.model() }, cases, { signal, cache: false })
+        .done();
+      baseReport ??= report;
+      return {
+        summary: report.data.summary,
+        comparisons: report.data.comparisons,
+        warnings: report.data.warnings,
+      };
+    };
     const evaluate = async (): Promise<void> => {
       let lossSum = 0;
       let tokens = 0;
@@ -301,19 +327,20 @@ export class LocalTrainer {
         correct += result.correct;
       }
       const loss = tokens > 0 ? lossSum / tokens : 0;
+      const cases = await evaluateCases();
       lastEval = {
         type: "eval",
         step,
         epoch: step / stepsPerEpoch,
-        loss,
-        perplexity: Math.exp(loss),
-        tokenAccuracy: tokens > 0 ? correct / tokens : 0,
-        tokens,
+        ...(validationBlocks.length > 0
+          ? { loss, perplexity: Math.exp(loss), tokenAccuracy: tokens > 0 ? correct / tokens : 0, tokens }
+          : {}),
+        ...(cases ? { cases } : {}),
       };
       emit(lastEval);
     };
     const evaluateNow = () =>
-      validationBlocks.length > 0 &&
+      (validationBlocks.length > 0 || options.evalCases !== undefined) &&
       (step === totalSteps ||
         (evalSteps === undefined ? step % stepsPerEpoch === 0 : step % evalSteps === 0));
 
@@ -390,12 +417,12 @@ export class LocalTrainer {
       seconds: (performance.now() - started) / 1000,
       adapterPath: finalAdapter,
       checkpoints,
-      ...(lastEval !== undefined
+      ...(lastEval?.loss !== undefined
         ? {
             eval: {
               loss: lastEval.loss,
-              perplexity: lastEval.perplexity,
-              tokenAccuracy: lastEval.tokenAccuracy,
+              perplexity: lastEval.perplexity as number,
+              tokenAccuracy: lastEval.tokenAccuracy as number,
             },
           }
         : {}),

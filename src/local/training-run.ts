@@ -5,6 +5,7 @@
  * final checkpoint.
  */
 import { EventLog } from "../core/event-log.js";
+import type { ReportData } from "../eval/report.js";
 
 /** The plan of a run, once its data is tokenized and packed. */
 export interface RunPlan {
@@ -37,19 +38,24 @@ export interface StepEvent {
   eta: number;
 }
 
-/** The adapter measured on the validation examples (dropout off). */
+/**
+ * The adapter measured at an eval point (dropout off): on the validation examples (`loss` …
+ * `tokens`, when the run has validation data) and on `evalCases` (`cases`, when given).
+ */
 export interface EvalEvent {
   type: "eval";
   step: number;
   epoch: number;
   /** Mean cross-entropy over the labelled tokens. */
-  loss: number;
+  loss?: number;
   /** exp(loss). */
-  perplexity: number;
+  perplexity?: number;
   /** Share of labelled tokens the greedy choice predicts. */
-  tokenAccuracy: number;
+  tokenAccuracy?: number;
   /** Labelled tokens evaluated. */
-  tokens: number;
+  tokens?: number;
+  /** The evaluation of `evalCases`: tuned against base. */
+  cases?: Pick<ReportData, "summary" | "comparisons" | "warnings">;
 }
 
 export interface RunSummary {

@@ -185,7 +185,7 @@ describe("LocalTrainer evaluation", () => {
     );
     expect(order.indexOf(`eval:${perEpoch}`)).toBe(order.indexOf(`step:${perEpoch}`) + 1);
     const last = evals.at(-1) as Extract<TrainingRunEvent, { type: "eval" }>;
-    expect(last.perplexity).toBeCloseTo(Math.exp(last.loss), 10);
+    expect(last.perplexity).toBeCloseTo(Math.exp(last.loss as number), 10);
     expect(last.tokenAccuracy).toBeGreaterThanOrEqual(0);
     expect(last.tokenAccuracy).toBeLessThanOrEqual(1);
     expect(last.tokens).toBe(start.plan.validation?.trainedTokens);

@@ -470,18 +470,21 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
         break;
       }
       case "eval": {
+        const { loss, perplexity, tokenAccuracy } = event;
+        // A job's eval points always have validation data.
+        if (loss === undefined || perplexity === undefined || tokenAccuracy === undefined) break;
         const totalSteps = typeof record.plan?.steps === "number" ? record.plan.steps : undefined;
         const metrics: JobMetrics = {
           step: event.step,
           ...(totalSteps !== undefined ? { totalSteps } : {}),
           epoch: event.epoch,
-          validLoss: event.loss,
-          validTokenAccuracy: event.tokenAccuracy,
+          validLoss: loss,
+          validTokenAccuracy: tokenAccuracy,
         };
         addEvent(
           live,
           "info",
-          `Step ${event.step}${totalSteps !== undefined ? `/${totalSteps}` : ""}: validation loss=${event.loss.toFixed(4)}, perplexity=${event.perplexity.toFixed(2)}, token accuracy=${event.tokenAccuracy.toFixed(3)}`,
+          `Step ${event.step}${totalSteps !== undefined ? `/${totalSteps}` : ""}: validation loss=${loss.toFixed(4)}, perplexity=${perplexity.toFixed(2)}, token accuracy=${tokenAccuracy.toFixed(3)}`,
           { type: event.type, metrics, data: { perplexity: event.perplexity, tokens: event.tokens } },
         );
         break;
