@@ -4,10 +4,20 @@
  */
 import { UsageError } from "./io.js";
 
-/** `optional`: a string flag whose value may be left out (`--resume` alone), then `bare` is its value. */
-export type FlagSpec = Record<string, { type: "string" | "boolean" } | { type: "optional"; bare: string }>;
+/**
+ * `optional`: a string flag whose value may be left out (`--resume` alone), then `bare` is its value;
+ * `multiple`: a string flag given any number of times, its values in order.
+ */
+export type FlagSpec = Record<
+  string,
+  { type: "string" | "boolean" | "multiple" } | { type: "optional"; bare: string }
+>;
 export type FlagValues<S extends FlagSpec> = {
-  [K in keyof S]?: S[K]["type"] extends "boolean" ? boolean : string;
+  [K in keyof S]?: S[K]["type"] extends "boolean"
+    ? boolean
+    : S[K]["type"] extends "multiple"
+      ? string[]
+      : string;
 };
 
 /** Edit distance, for "did you mean". */
@@ -46,7 +56,7 @@ export function parseFlags<S extends FlagSpec>(
   argv: readonly string[],
   spec: S,
 ): { values: FlagValues<S>; positionals: string[]; help: boolean } {
-  const values: Record<string, string | boolean> = {};
+  const values: Record<string, string | boolean | string[]> = {};
   const positionals: string[] = [];
   let help = false;
   const names = Object.keys(spec);
@@ -86,6 +96,10 @@ export function parseFlags<S extends FlagSpec>(
     }
     if (value === undefined && flag.type === "optional") value = flag.bare;
     if (value === undefined || value === "") throw new UsageError(`--${name} needs a value`, command);
+    if (flag.type === "multiple") {
+      values[name] = [...((values[name] as string[] | undefined) ?? []), value];
+      continue;
+    }
     if (name in values) throw new UsageError(`--${name} is given twice`, command);
     values[name] = value;
   }
