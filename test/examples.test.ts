@@ -49,6 +49,20 @@ describe("examples", () => {
     expect(stdout).toMatch(/listed: ftjob-local-\w+ succeeded/);
   }, 120_000);
 
+  it("07-evaluate trains eight facts, compares base and tuned with paired tests, and the gate passes", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/07-evaluate.ts")],
+      { cwd: ROOT, timeout: 120_000 },
+    );
+    expect(stdout).toMatch(/^step 80: answerLoss of the tuned model \d/m);
+    expect(stdout).toMatch(
+      /^contains {3}base 0\.000 {2}tuned 1\.000 {2}difference 1\.000 \[1\.000, 1\.000\] {2}p = 0\.0078 \(sign\)$/m,
+    );
+    expect(stdout).toMatch(/^gate passed: tuned − base on answerLoss/m);
+    expect(stdout).toMatch(/^report: .*report\.html$/m);
+  }, 120_000);
+
   it("06-chat asks the same question through every local chat target, and they agree", async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
