@@ -4,6 +4,7 @@
  * for every pair of targets, the paired difference with a paired test. Long work comes as an
  * `EvaluationRun`: typed events, `done()`, `abort()`.
  */
+import { setMaxListeners } from "node:events";
 import type { ChatResult, ChatTarget, ChatUsage } from "../core/chat.js";
 import { TunekitError, ValidationError } from "../core/errors.js";
 import { EventLog } from "../core/event-log.js";
@@ -82,16 +83,19 @@ export class EvaluationRun {
     body: (emit: (event: EvaluationEvent) => void, signal: AbortSignal) => Promise<EvaluationReport>,
     signal?: AbortSignal,
   ) {
+    const forward = () => this.#controller.abort(signal?.reason);
     if (signal) {
       if (signal.aborted) this.#controller.abort(signal.reason);
-      else signal.addEventListener("abort", () => this.#controller.abort(signal.reason), { once: true });
+      else signal.addEventListener("abort", forward, { once: true });
     }
     this.#done = body((event) => this.#log.push(event), this.#controller.signal).then(
       (report) => {
+        signal?.removeEventListener("abort", forward);
         this.#log.close();
         return report;
       },
       (error: unknown) => {
+        signal?.removeEventListener("abort", forward);
         this.#log.push(
           this.#controller.signal.aborted ? { type: "run-aborted" } : { type: "run-failed", error },
         );
@@ -227,6 +231,8 @@ export class Evaluator {
     signal: AbortSignal,
     useCache: boolean,
   ): Promise<EvaluationReport> {
+    // Every request under way listens to the run's signal: as many as `concurrency` at once.
+    setMaxListeners(Math.max(10, 4 * (this.options.concurrency ?? 4)), signal);
     const cases = await loadCases(source);
     const names = Object.keys(targets);
     emit({ type: "run-start", targets: names, cases: cases.length });

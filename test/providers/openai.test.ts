@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { HttpResponse, http } from "msw";
 import { setupServer } from "msw/node";
 import OpenAI, { APIConnectionError, APIError, toFile } from "openai";
@@ -770,6 +771,15 @@ describe("openai(): chat", () => {
       max_completion_tokens: 50,
       temperature: 0,
     });
+  });
+
+  it("many calls with one signal leave no listener on it (the SDK's go with each call)", async () => {
+    serve();
+    const target = provider().chat(MODEL);
+    const controller = new AbortController();
+    for (let index = 0; index < 12; index++)
+      await target.complete([{ role: "user", content: `hi ${index}` }], { signal: controller.signal });
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 
   it("answers with the fine-tuned model once the job succeeded, and 404 before", async () => {

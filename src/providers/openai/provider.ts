@@ -245,7 +245,18 @@ export class OpenAIProvider implements FineTuningProvider {
     try {
       const client = this.#clientOrThrow();
       apiKey = client.apiKey ?? undefined;
-      return signal ? await untilAborted(run(client, { signal }), signal) : await run(client, {});
+      if (!signal) return await run(client, {});
+      // The SDK gets a signal of its own for this call: a listener it leaves behind (one per request)
+      // then goes with the call instead of piling up on the caller's signal.
+      const own = new AbortController();
+      const forward = () => own.abort(signal.reason);
+      if (signal.aborted) forward();
+      else signal.addEventListener("abort", forward, { once: true });
+      try {
+        return await untilAborted(run(client, { signal: own.signal }), signal);
+      } finally {
+        signal.removeEventListener("abort", forward);
+      }
     } catch (error) {
       throw toTunekitError(error, { apiKey: apiKey ?? this.#options.apiKey, signal });
     }
