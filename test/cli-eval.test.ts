@@ -29,9 +29,11 @@ const server = setupServer(
     chatReply: ({ model, messages }) =>
       model === "judge-model"
         ? '{"reasoning": "it names a code", "score": 9}'
-        : model === "good-model"
-          ? knows(messages)
-          : "I have no idea.",
+        : model === "pair-judge"
+          ? '{"reasoning": "as good", "winner": "tie"}'
+          : model === "good-model"
+            ? knows(messages)
+            : "I have no idea.",
   }).handlers,
   ...togetherFineTuningHandlers({
     apiKey: TOGETHER_KEY,
@@ -88,6 +90,7 @@ describe("tunekit eval", () => {
           { name: "judge", target: "openai:judge-model", rubric: "Names the box's code." },
           { name: "regex", pattern: "code \\d{3}", label: "has-code" },
         ],
+        pairwise: [{ target: "openai:pair-judge", rubric: "Names the code." }],
         generation: { maxTokens: 32 },
         cache: false,
       }),
@@ -114,6 +117,14 @@ describe("tunekit eval", () => {
     expect(json.summary["has-code"].base.mean).toBe(0);
     expect(json.comparisons[0]).toMatchObject({ a: "served", b: "base", metric: "judge" });
     expect(json.gates).toEqual([]);
+    expect(
+      json.comparisons.find((entry: { metric: string }) => entry.metric === "pairwise-judge"),
+    ).toMatchObject({
+      a: "served",
+      b: "base",
+      ties: 4,
+      pValue: 1,
+    });
     expect(await readFile(report, "utf8")).toContain('<svg id="chart"');
   });
 

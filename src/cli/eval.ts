@@ -70,6 +70,18 @@ const metricEntry = z.union([
 const configSchema = z
   .object({
     metrics: z.array(metricEntry).optional(),
+    pairwise: z
+      .array(
+        z
+          .object({
+            target: z.string(),
+            rubric: z.string(),
+            name: z.string().optional(),
+            attempts: z.number().int().min(1).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
     generation: z
       .object({
         maxTokens: z.number().int().min(1).optional(),
@@ -341,8 +353,20 @@ export async function runEval(argv: string[], io: CliIO): Promise<number> {
       targets.build(spec, new Map()),
     );
     const { Evaluator } = await import("../eval/evaluator.js");
+    const { pairwiseJudge } = await import("../eval/metrics/judge.js");
+    const pairwise = [];
+    for (const entry of config.pairwise ?? [])
+      pairwise.push(
+        pairwiseJudge({
+          target: await targets.build(entry.target, new Map()),
+          rubric: entry.rubric,
+          ...(entry.name !== undefined ? { name: entry.name } : {}),
+          ...(entry.attempts !== undefined ? { attempts: entry.attempts } : {}),
+        }),
+      );
     const options: EvaluatorOptions = {
       metrics: metricList,
+      ...(pairwise.length > 0 ? { pairwise } : {}),
       ...(config.generation || maxTokens
         ? { generation: { ...config.generation, ...(maxTokens ? { maxTokens } : {}) } }
         : {}),

@@ -12,6 +12,7 @@ import { isRetryableError } from "../core/http.js";
 import type { ChatMessage } from "../data/example.js";
 import { cacheKey, defaultCacheDir, OutputCache } from "./cache.js";
 import { type CaseSource, loadCases } from "./cases.js";
+import type { PairwiseJudge } from "./metrics/judge.js";
 import {
   type CaseReport,
   type Comparison,
@@ -37,6 +38,11 @@ export type EvalTarget = ChatTarget | TargetFunction | EvaluationReport;
 
 export interface EvaluatorOptions {
   metrics: Metric[];
+  /**
+   * Judges of two targets' answers to the same case (`metrics.pairwiseJudge`), run for every pair of
+   * targets in both orders; their preferences join the comparisons (test: sign).
+   */
+  pairwise?: PairwiseJudge[];
   /** How every target answers. Default: greedy (temperature 0), 256 new tokens. */
   generation?: GenerationOptions;
   /** Cases a remote target answers at once. Default 4. */
@@ -170,6 +176,20 @@ async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Pr
   await Promise.all(workers);
 }
 
+/** Every pair of targets, in order, `base` against `tuned` first when both are there. */
+function orientedPairs(names: readonly string[]): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i < names.length; i++)
+    for (let j = i + 1; j < names.length; j++) pairs.push([names[i] as string, names[j] as string]);
+  const baseFirst = pairs.findIndex(
+    ([a, b]) => (a === "base" && b === "tuned") || (a === "tuned" && b === "base"),
+  );
+  if (baseFirst > 0) pairs.unshift(...pairs.splice(baseFirst, 1));
+  return pairs.map(([a, b]): [string, string] =>
+    a === "tuned" && b === "base" ? ["base", "tuned"] : [a, b],
+  );
+}
+
 export class Evaluator {
   readonly options: Readonly<EvaluatorOptions>;
   readonly #generation: GenerationOptions;
@@ -258,7 +278,13 @@ export class Evaluator {
       else await this.#generate(name, target, cases, emit, signal, finished, useCache);
       signal.throwIfAborted();
     }
-    return this.#report(names, cases, reports);
+    const failures = await this.#judgePairs(orientedPairs(names), cases, reports, signal);
+    const report = this.#report(names, cases, reports);
+    if (failures.length > 0)
+      report.data.warnings.push(
+        `the pairwise judge failed on ${failures.length} case${failures.length === 1 ? "" : "s"} (first: ${failures[0]})`,
+      );
+    return report;
   }
 
   /** The outputs an earlier report recorded for this target (or its only one), case by case id. */
@@ -459,6 +485,36 @@ export class Evaluator {
     return { ...output, scores, ...(errors.length > 0 ? { error: errors.join("; ") } : {}) };
   }
 
+  /** Every pairwise judge on every pair of answers both targets gave; returns what failed. */
+  async #judgePairs(
+    pairs: Array<[string, string]>,
+    cases: EvalCase[],
+    reports: CaseReport[],
+    signal: AbortSignal,
+  ): Promise<string[]> {
+    const judges = this.options.pairwise ?? [];
+    const failures: string[] = [];
+    const work = judges.flatMap((judge) =>
+      pairs.flatMap(([a, b]) =>
+        reports.map((report, index) => ({ judge, a, b, report, testCase: cases[index] as EvalCase })),
+      ),
+    );
+    await pool(work, this.options.concurrency ?? 4, async ({ judge, a, b, report, testCase }) => {
+      const first = report.outputs[a];
+      const second = report.outputs[b];
+      if (!first || !second || first.error !== undefined || second.error !== undefined) return;
+      try {
+        const { preference, reasons } = await judge.compare(testCase, first.text, second.text, signal);
+        report.judgements ??= [];
+        report.judgements.push({ judge: judge.name, a, b, preference, reasons });
+      } catch (error) {
+        if (signal.aborted) throw error;
+        failures.push(`${report.id}: ${describeError(error)}`);
+      }
+    });
+    return failures;
+  }
+
   #report(names: string[], cases: EvalCase[], reports: CaseReport[]): EvaluationReport {
     const resamples = this.options.resamples ?? 10_000;
     const seed = this.options.seed ?? 0;
@@ -488,16 +544,7 @@ export class Evaluator {
         (summary[metric.name] as Record<string, MetricSummary>)[name] = entry;
       }
     }
-    const pairs: Array<[string, string]> = [];
-    for (let i = 0; i < names.length; i++)
-      for (let j = i + 1; j < names.length; j++) pairs.push([names[i] as string, names[j] as string]);
-    const baseFirst = pairs.findIndex(
-      ([a, b]) => (a === "base" && b === "tuned") || (a === "tuned" && b === "base"),
-    );
-    if (baseFirst > 0) pairs.unshift(...pairs.splice(baseFirst, 1));
-    const oriented = pairs.map(([a, b]): [string, string] =>
-      a === "tuned" && b === "base" ? ["base", "tuned"] : [a, b],
-    );
+    const oriented = orientedPairs(names);
     const comparisons: Comparison[] = [];
     for (const [a, b] of oriented)
       for (const metric of metrics) {
@@ -522,6 +569,31 @@ export class Evaluator {
           pValue: metric.kind === "pass" ? signTest(wins, losses) : wilcoxon(differences).pValue,
           test: metric.kind === "pass" ? "sign" : "wilcoxon",
           n: differences.length,
+        });
+      }
+    for (const [a, b] of oriented)
+      for (const judge of this.options.pairwise ?? []) {
+        const preferences = reports.flatMap(
+          (entry) =>
+            entry.judgements
+              ?.filter((item) => item.judge === judge.name && item.a === a && item.b === b)
+              .map((item) => item.preference) ?? [],
+        );
+        if (preferences.length === 0) continue;
+        const wins = preferences.filter((value) => value > 0).length;
+        const losses = preferences.filter((value) => value < 0).length;
+        comparisons.push({
+          a,
+          b,
+          metric: judge.name,
+          meanDifference: mean(preferences),
+          ci95: bootstrapInterval(preferences, { resamples, seed }),
+          wins,
+          ties: preferences.length - wins - losses,
+          losses,
+          pValue: signTest(wins, losses),
+          test: "sign",
+          n: preferences.length,
         });
       }
     const warnings: string[] = [];

@@ -28,6 +28,8 @@ export interface CaseReport {
   input: ChatMessage[];
   expected?: string;
   outputs: Record<string, TargetOutput>;
+  /** The pairwise judges' verdicts: `preference` > 0 when b's answer is the better one. */
+  judgements?: Array<{ judge: string; a: string; b: string; preference: number; reasons: [string, string] }>;
 }
 
 export interface MetricSummary {

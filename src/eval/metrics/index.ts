@@ -7,7 +7,7 @@ import { custom } from "./custom.js";
 import { exactMatch } from "./exact-match.js";
 import { lengthScore, repetition, topicCoverage } from "./guide.js";
 import { jsonSchema, jsonValid } from "./json.js";
-import { judge } from "./judge.js";
+import { judge, pairwiseJudge } from "./judge.js";
 import { levenshtein } from "./levenshtein.js";
 import { regex } from "./regex.js";
 import { rouge1, rouge2, rougeL } from "./rouge.js";
@@ -32,12 +32,13 @@ export const metrics = {
   chrf,
   answerLoss,
   judge,
+  pairwiseJudge,
   custom,
 };
 
 export { type BleuScore, corpusBleu, sentenceBleu, tokenize13a } from "./bleu.js";
 export { corpusChrf, sentenceChrf } from "./chrf.js";
-export { parseVerdict } from "./judge.js";
+export { type PairwiseJudge, pairwiseJudge, parsePairVerdict, parseVerdict } from "./judge.js";
 export { levenshteinDistance } from "./levenshtein.js";
 export { defineMetric, type MetricOptions } from "./metric.js";
 export { type RougeFigure, rouge } from "./rouge.js";

@@ -83,3 +83,90 @@ export function judge(options: JudgeOptions) {
     },
   });
 }
+
+const PAIR_VERDICT = z.object({ reasoning: z.string(), winner: z.enum(["A", "B", "tie"]) });
+
+/** A pairwise verdict in a judge's reply, checked. */
+export function parsePairVerdict(
+  reply: string,
+): { reasoning: string; winner: "A" | "B" | "tie" } | undefined {
+  const start = reply.indexOf("{");
+  const end = reply.lastIndexOf("}");
+  if (start === -1 || end <= start) return undefined;
+  try {
+    const parsed = PAIR_VERDICT.safeParse(JSON.parse(reply.slice(start, end + 1)));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A judge of two answers to the same case: which is better, and by the rubric. */
+export interface PairwiseJudge {
+  readonly name: string;
+  /**
+   * +1 when `second` is better in both orders, −1 when `first` is, 0.5 / −0.5 when the orders
+   * disagree with a tie, 0 when they cancel: position bias averages out.
+   */
+  compare(
+    testCase: import("../types.js").EvalCase,
+    first: string,
+    second: string,
+    signal: AbortSignal,
+  ): Promise<{ preference: number; reasons: [string, string] }>;
+}
+
+/**
+ * The judge in pairwise mode: A against B in both orders (A first, then B first), each answer a
+ * parsed `{"reasoning", "winner": "A" | "B" | "tie"}`; the preference is the mean of the two orders'
+ * verdicts for the second target. Given to the Evaluator as `pairwise: [...]`.
+ */
+export function pairwiseJudge(options: Omit<JudgeOptions, "threshold"> & { name?: string }): PairwiseJudge {
+  const attempts = options.attempts ?? 2;
+  const ask = async (testCase: import("../types.js").EvalCase, a: string, b: string, signal: AbortSignal) => {
+    const question = testCase.input
+      .map((message) => `${message.role}: ${contentText(message.content)}`)
+      .join("\n");
+    const prompt = [
+      "You compare two assistants' answers to the same conversation against a rubric. Judge the content, not the order or the length.",
+      "",
+      `Rubric: ${options.rubric}`,
+      "",
+      `Conversation so far:\n${question}`,
+      "",
+      ...(testCase.expected !== undefined ? [`A reference answer: ${testCase.expected}`, ""] : []),
+      `Answer A:\n${a}`,
+      "",
+      `Answer B:\n${b}`,
+      "",
+      'Reply with JSON only: {"reasoning": "<one or two sentences>", "winner": "A" | "B" | "tie"}',
+    ].join("\n");
+    let last = "";
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      const reply = await options.target.complete([{ role: "user", content: prompt }], {
+        temperature: 0,
+        maxTokens: 400,
+        signal,
+      });
+      last = reply.text;
+      const verdict = parsePairVerdict(reply.text);
+      if (verdict) return verdict;
+    }
+    throw new Error(
+      `the judge gave no verdict in ${attempts} attempts (last reply: ${JSON.stringify(last.slice(0, 200))})`,
+    );
+  };
+  return {
+    name: options.name ?? "pairwise-judge",
+    async compare(testCase, first, second, signal) {
+      const forward = await ask(testCase, first, second, signal); // second is B
+      const backward = await ask(testCase, second, first, signal); // second is A
+      const score = (winner: "A" | "B" | "tie", secondIs: "A" | "B") =>
+        winner === "tie" ? 0 : winner === secondIs ? 1 : -1;
+      return {
+        preference: (score(forward.winner, "B") + score(backward.winner, "A")) / 2,
+        reasons: [forward.reasoning, backward.reasoning],
+      };
+    },
+  };
+}
