@@ -94,6 +94,8 @@ export interface AnswerLoss {
   tokens: number;
   /** Tokens that greedy decoding would have chosen. */
   correct: number;
+  /** With `perToken`: each scored token's text and loss (nats), in order. */
+  perToken?: Array<{ token: string; loss: number }>;
 }
 
 /** What a target supports beyond `complete` and `completeStream`; callers test these before relying on them. */
@@ -129,6 +131,6 @@ export interface ChatTarget {
   answerLoss?(
     messages: ChatMessage[],
     expected: string,
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; perToken?: boolean },
   ): Promise<AnswerLoss>;
 }

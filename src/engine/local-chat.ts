@@ -152,7 +152,7 @@ export class LocalModelView implements ChatTarget {
   async answerLoss(
     messages: ChatMessage[],
     expected: string,
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; perToken?: boolean } = {},
   ): Promise<AnswerLoss> {
     if (typeof expected !== "string")
       throw new ValidationError("invalid_argument", "answerLoss needs the expected reply as text", {
@@ -169,7 +169,32 @@ export class LocalModelView implements ChatTarget {
       { role: "assistant", content: expected },
     ]);
     const { loss, tokens, correct } = await this.loss(inputIds, labels);
-    return { loss, tokens, correct };
+    if (!options.perToken) return { loss, tokens, correct };
+    // One more forward pass for the logits: each labelled token's own loss, as the mean is made of.
+    const logits = await this.logits(inputIds);
+    const vocab = logits.length / inputIds.length;
+    const perToken: Array<{ token: string; loss: number }> = [];
+    const tokenizer = this.#model.chatRenderer.tokenizer;
+    // A token's text is what it adds to the decoded reply (a SentencePiece token alone loses its space).
+    const scored: number[] = [];
+    let decoded = "";
+    for (let position = 1; position < labels.length; position++) {
+      const label = labels[position] as number;
+      if (label === -100) continue;
+      scored.push(label);
+      const text = tokenizer.decode(scored, { skipSpecialTokens: false });
+      const token = text.startsWith(decoded)
+        ? text.slice(decoded.length)
+        : tokenizer.decode([label], { skipSpecialTokens: false });
+      decoded = text;
+      const row = logits.subarray((position - 1) * vocab, position * vocab);
+      let max = Number.NEGATIVE_INFINITY;
+      for (const value of row) if (value > max) max = value;
+      let sum = 0;
+      for (const value of row) sum += Math.exp(value - max);
+      perToken.push({ token, loss: max + Math.log(sum) - (row[label] as number) });
+    }
+    return { loss, tokens, correct, perToken };
   }
 
   // ---- Helpers ----------------------------------------------------------------------------------

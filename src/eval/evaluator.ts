@@ -460,8 +460,8 @@ export class Evaluator {
         name,
         ...(isChatTarget(target) && target.answerLoss
           ? {
-              answerLoss: (messages: ChatMessage[], expected: string) =>
-                target.answerLoss?.(messages, expected, { signal }) as Promise<
+              answerLoss: (messages: ChatMessage[], expected: string, options: { perToken?: boolean } = {}) =>
+                target.answerLoss?.(messages, expected, { ...options, signal }) as Promise<
                   import("../core/chat.js").AnswerLoss
                 >,
             }
@@ -545,6 +545,31 @@ export class Evaluator {
       }
     }
     const oriented = orientedPairs(names);
+    // Which expected tokens b made more likely than a, where both targets kept per-token losses.
+    for (const [a, b] of oriented)
+      for (const metric of metrics)
+        for (const entry of reports) {
+          const first = entry.outputs[a]?.scores[metric.name];
+          const second = entry.outputs[b]?.scores[metric.name];
+          const before = isApplicable(first)
+            ? (first.details?.perToken as Array<{ token: string; loss: number }> | undefined)
+            : undefined;
+          const after = isApplicable(second)
+            ? (second.details?.perToken as Array<{ token: string; loss: number }> | undefined)
+            : undefined;
+          if (!before || !after || before.length !== after.length) continue;
+          if (!before.every((token, index) => token.token === after[index]?.token)) continue;
+          entry.tokenChanges ??= [];
+          entry.tokenChanges.push({
+            metric: metric.name,
+            a,
+            b,
+            tokens: before.map((token, index) => ({
+              token: token.token,
+              change: token.loss - (after[index]?.loss ?? 0),
+            })),
+          });
+        }
     const comparisons: Comparison[] = [];
     for (const [a, b] of oriented)
       for (const metric of metrics) {

@@ -28,6 +28,16 @@ export interface CaseReport {
   input: ChatMessage[];
   expected?: string;
   outputs: Record<string, TargetOutput>;
+  /**
+   * With `answerLoss({ perToken: true })`, per pair of targets: each expected token's loss under a
+   * less its loss under b (positive: b made the token more likely).
+   */
+  tokenChanges?: Array<{
+    metric: string;
+    a: string;
+    b: string;
+    tokens: Array<{ token: string; change: number }>;
+  }>;
   /** The pairwise judges' verdicts: `preference` > 0 when b's answer is the better one. */
   judgements?: Array<{ judge: string; a: string; b: string; preference: number; reasons: [string, string] }>;
 }

@@ -48,7 +48,14 @@ export interface MetricInput {
   output: string;
   testCase: EvalCase;
   /** The target's name in the run, and its loss of an expected answer when it has one. */
-  target: { name: string; answerLoss?: (messages: ChatMessage[], expected: string) => Promise<AnswerLoss> };
+  target: {
+    name: string;
+    answerLoss?: (
+      messages: ChatMessage[],
+      expected: string,
+      options?: { perToken?: boolean },
+    ) => Promise<AnswerLoss>;
+  };
   signal: AbortSignal;
 }
 

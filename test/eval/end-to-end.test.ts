@@ -78,6 +78,27 @@ describe.skipIf(!HAS_FIXTURES)("Evaluator on stories260K taught eight facts", ()
     }
     console.log(report.toMarkdown().split("## Cases")[0]);
 
+    // Token by token: the expected answer's tokens, each made more likely by the adapter.
+    const perToken = new Evaluator({ metrics: [metrics.answerLoss({ perToken: true })], cache: false });
+    const tokens = await perToken
+      .compare({ base: trainer.baseModel(), tuned: trainer.model() }, cases.slice(0, 2))
+      .done();
+    const first = tokens.toJSON().cases[0];
+    const change = first?.tokenChanges?.[0];
+    expect(change).toMatchObject({ metric: "answerLoss", a: "base", b: "tuned" });
+    expect(change?.tokens.map((token) => token.token).join("")).toContain("The ball is red.");
+    expect(change?.tokens.filter((token) => token.change > 0).length).toBeGreaterThan(
+      (change?.tokens.length ?? 0) / 2,
+    );
+    const details = first?.outputs.tuned?.scores.answerLoss;
+    const losses = (details as unknown as { details: { perToken: Array<{ loss: number }>; loss: number } })
+      .details;
+    // The per-token losses average to the mean loss the engine computes.
+    expect(losses.perToken.reduce((sum, token) => sum + token.loss, 0) / losses.perToken.length).toBeCloseTo(
+      losses.loss,
+      4,
+    );
+
     // The same model against itself: the warning that the adapter changed nothing.
     const same = await evaluator
       .compare({ base: trainer.baseModel(), tuned: trainer.baseModel() }, cases)

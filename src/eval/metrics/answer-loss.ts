@@ -7,7 +7,11 @@
  */
 import { defineMetric, expectedOf, type MetricOptions, notApplicable } from "./metric.js";
 
-export function answerLoss(options: MetricOptions = {}) {
+/**
+ * With `perToken`, each expected token's loss is kept too (one more forward pass), and a comparison's
+ * report says, token by token, how much the second model made each expected word more likely.
+ */
+export function answerLoss(options: MetricOptions & { perToken?: boolean } = {}) {
   return defineMetric({
     name: "answerLoss",
     threshold: 0.5,
@@ -17,7 +21,11 @@ export function answerLoss(options: MetricOptions = {}) {
       const expected = expectedOf(testCase, "answerLoss");
       if (typeof expected !== "string") return expected;
       if (!target.answerLoss) return notApplicable(`${target.name} cannot score an answer (no answerLoss)`);
-      const result = await target.answerLoss(testCase.input, expected);
+      const result = await target.answerLoss(
+        testCase.input,
+        expected,
+        options.perToken ? { perToken: true } : {},
+      );
       return {
         score: Math.exp(-result.loss),
         reason: `loss ${result.loss.toFixed(4)} over ${result.tokens} tokens`,
@@ -26,6 +34,7 @@ export function answerLoss(options: MetricOptions = {}) {
           perplexity: Math.exp(result.loss),
           tokens: result.tokens,
           correct: result.correct,
+          ...(result.perToken ? { perToken: result.perToken } : {}),
         },
       };
     },
