@@ -176,8 +176,8 @@ describe("tunekit eval", () => {
     await bad(["--cases", cases, "--target", "openai:x"], /--target takes NAME=SPEC/);
     await bad(["--cases", cases, "--target", "a=ftp:x"], /unknown kind in "ftp:x"/);
     await bad(
-      ["--cases", cases, "--target", "a=openai:x", "--gate", "contains"],
-      /--gate takes METRIC:BETTER>THAN/,
+      ["--cases", cases, "--target", "a=openai:x", "--gate", "contains:tuned"],
+      /--gate takes 'METRIC:BETTER>THAN\[:MARGIN\]' .*\(quote it: a shell reads > as a redirect\)/,
     );
     await bad(
       ["--cases", cases, "--target", "a=openai:x", "--metric", "bleuu"],

@@ -13,7 +13,7 @@ import { integerFlag, parseFlags } from "./args.js";
 import { type CliIO, UsageError } from "./io.js";
 
 export const EVAL_USAGE = `  eval --cases FILE --target NAME=SPEC [--target NAME=SPEC …] [--metric NAME …] [--config FILE]
-       [--report FILE.html|.md|.json] [--json] [--gate METRIC:tuned>base[:MARGIN] …]
+       [--report FILE.html|.md|.json] [--json] [--gate 'METRIC:tuned>base[:MARGIN]' …]
        [--max-tokens N] [--concurrency N] [--quantization nf4|none] [--no-cache]
       Evaluate targets on test cases and compare every pair with paired statistics. SPEC is
       local:PATH[+ADAPTER_DIR], openai:MODEL, together:MODEL or compat:MODEL@URL (an OpenAI-compatible
@@ -112,11 +112,14 @@ interface Gate {
 
 function parseGate(text: string): Gate {
   const match = /^([^:]+):([^:>]+)>([^:>]+)(?::([\d.]+))?$/.exec(text);
-  if (!match)
+  if (!match) {
+    // `--gate contains:tuned>base` unquoted: the shell took `>base` for a redirect.
+    const hint = text.includes(">") ? "" : " (quote it: a shell reads > as a redirect)";
     throw new UsageError(
-      `--gate takes METRIC:BETTER>THAN[:MARGIN] (e.g. contains:tuned>base), got "${text}"`,
+      `--gate takes 'METRIC:BETTER>THAN[:MARGIN]' (e.g. 'contains:tuned>base'), got "${text}"${hint}`,
       "eval",
     );
+  }
   const margin = match[4] === undefined ? 0 : Number(match[4]);
   if (!(margin >= 0))
     throw new UsageError(`--gate: the margin must be a number >= 0, got "${match[4]}"`, "eval");

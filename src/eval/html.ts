@@ -17,8 +17,10 @@ const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948"
 
 /** A word-level diff of a against b: `<del>` for words only in a, `<ins>` for words only in b. */
 export function wordDiff(a: string, b: string): string {
-  const x = a.split(/(\s+)/);
-  const y = b.split(/(\s+)/);
+  // Words with the whitespace after them: an inserted or deleted word keeps its space.
+  const words = (text: string) => text.match(/^\s+|\S+\s*/g) ?? [];
+  const x = words(a);
+  const y = words(b);
   if (x.length * y.length > 4_000_000) return escapeHtml(b); // too long to diff in a page
   const table = Array.from({ length: x.length + 1 }, () => new Uint32Array(y.length + 1));
   for (let i = x.length - 1; i >= 0; i--)

@@ -263,7 +263,7 @@ describe("the report", () => {
     const html = await readFile(join(dir, "r.html"), "utf8");
     expect(html).toContain('<svg id="chart"');
     expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)=/);
-    expect(html).toContain("<ins>It</ins>");
+    expect(html).toContain("<ins>It </ins>");
     await expect(report.save(join(dir, "r.csv"))).rejects.toThrow(/use \.json, \.md or \.html/);
   });
 });
