@@ -109,6 +109,7 @@ export {
   type UploadRequest,
 } from "./providers/spec.js";
 export { type TogetherProviderOptions, together } from "./providers/together/index.js";
+export { HttpError, type ServeOptions, type Server, serve } from "./serve/index.js";
 export { defaultEpochs } from "./validate/cost.js";
 export {
   DEFAULT_OPENAI_MODEL,

@@ -8,8 +8,8 @@ export interface CliIO {
   columns?: number;
   env: Record<string, string | undefined>;
   /**
-   * Calls `listener` on each Ctrl-C until the returned function is called; while subscribed, Ctrl-C
-   * no longer ends the process. Default: the process's SIGINT.
+   * Calls `listener` on each Ctrl-C (or SIGTERM) until the returned function is called; while
+   * subscribed, neither ends the process. Default: the process's SIGINT and SIGTERM.
    */
   onInterrupt?: (listener: () => void) => () => void;
   /** Ends the process at once (a second Ctrl-C). Default: `process.exit`. */
@@ -26,7 +26,11 @@ export const processIO: CliIO = {
   env: process.env,
   onInterrupt: (listener) => {
     process.on("SIGINT", listener);
-    return () => process.off("SIGINT", listener);
+    process.on("SIGTERM", listener);
+    return () => {
+      process.off("SIGINT", listener);
+      process.off("SIGTERM", listener);
+    };
   },
   exit: (code) => process.exit(code),
 };

@@ -1,0 +1,313 @@
+/**
+ * `serve` on loopback, called with the official `openai` client: plain and streamed answers, the
+ * shapes OpenAI sends, errors as OpenAI error objects, the queue, disconnects and shutdown.
+ */
+import { request as httpRequest } from "node:http";
+import { join } from "node:path";
+import OpenAI from "openai";
+import { describe, expect, it } from "vitest";
+import { LocalModel } from "../../src/engine/local-model.js";
+import { serve } from "../../src/serve/index.js";
+import { MockChatTarget } from "../../src/testing/mock-chat-target.js";
+import { TINY_LLAMA, writeTinyModel } from "../../src/testing/tiny-model.js";
+import { tempDir } from "../helpers.js";
+
+const client = (baseURL: string, apiKey = "none") => new OpenAI({ baseURL, apiKey, maxRetries: 0 });
+
+describe("serve({ target })", () => {
+  it("answers chat completions whole and streamed, as OpenAI does, with usage in the stream", async () => {
+    const lines: string[] = [];
+    await using server = await serve({
+      target: new MockChatTarget({ modelId: "mock" }),
+      port: 0,
+      log: (line) => lines.push(line),
+    });
+    await server.ready;
+    const openai = client(server.url);
+    const models = await openai.models.list();
+    expect(models.data.map((model) => model.id)).toEqual(["mock"]);
+    const whole = await openai.chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "where is my order" }],
+      max_tokens: 50,
+    });
+    expect(whole.object).toBe("chat.completion");
+    expect(whole.choices[0]?.message).toMatchObject({
+      role: "assistant",
+      content: "echo: where is my order",
+    });
+    expect(whole.choices[0]?.finish_reason).toBe("stop");
+    expect(whole.usage?.completion_tokens).toBeGreaterThan(0);
+
+    const stream = await openai.chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "where is my order" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks[0]?.choices[0]?.delta).toEqual({ role: "assistant", content: "" });
+    const text = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("");
+    expect(text).toBe(whole.choices[0]?.message.content);
+    expect(chunks.at(-2)?.choices[0]?.finish_reason).toBe("stop");
+    expect(chunks.at(-1)?.choices).toEqual([]);
+    expect(chunks.at(-1)?.usage).toEqual(whole.usage);
+  });
+
+  it("stop, max_tokens and finish_reason; tool calls whole and streamed", async () => {
+    const target = new MockChatTarget({
+      modelId: "mock",
+      reply: ({ options }) =>
+        options.tools?.length
+          ? {
+              text: "",
+              finishReason: "tool_calls",
+              toolCalls: [
+                {
+                  id: "call_1",
+                  type: "function",
+                  function: { name: "track", arguments: '{"order":"20481"}' },
+                },
+              ],
+            }
+          : "one two three four five",
+    });
+    await using server = await serve({ target, port: 0 });
+    await server.ready;
+    const openai = client(server.url);
+    const cut = await openai.chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 2,
+    });
+    expect(cut.choices[0]).toMatchObject({ message: { content: "one two" }, finish_reason: "length" });
+    const stopped = await openai.chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "x" }],
+      stop: " three",
+    });
+    expect(stopped.choices[0]?.message.content).toBe("one two");
+    const tools = [
+      {
+        type: "function" as const,
+        function: { name: "track", parameters: { type: "object", properties: {} } },
+      },
+    ];
+    const called = await openai.chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "track 20481" }],
+      tools,
+    });
+    expect(called.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(called.choices[0]?.message.tool_calls?.[0]).toMatchObject({
+      id: "call_1",
+      function: { name: "track", arguments: '{"order":"20481"}' },
+    });
+    const streamed = await openai.chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "track" }],
+      tools,
+      stream: true,
+    });
+    const calls: Record<number, { name: string; arguments: string }> = {};
+    let finish: string | null | undefined;
+    for await (const chunk of streamed) {
+      for (const delta of chunk.choices[0]?.delta.tool_calls ?? []) {
+        calls[delta.index] ??= { name: "", arguments: "" };
+        const call = calls[delta.index] as { name: string; arguments: string };
+        call.name += delta.function?.name ?? "";
+        call.arguments += delta.function?.arguments ?? "";
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(calls[0]).toEqual({ name: "track", arguments: '{"order":"20481"}' });
+    expect(finish).toBe("tool_calls");
+  });
+
+  it("errors are OpenAI error objects: bad bodies, unsupported fields, unknown models, a wrong key, an over-long body", async () => {
+    const lines: string[] = [];
+    await using server = await serve({
+      target: new MockChatTarget({ modelId: "mock" }),
+      port: 0,
+      apiKey: "sk-serve-secret-0123456789",
+      maxBodyBytes: 2048,
+      log: (line) => lines.push(line),
+    });
+    await server.ready;
+    const openai = client(server.url, "sk-serve-secret-0123456789");
+    const failure = (promise: Promise<unknown>) =>
+      promise.then(
+        () => undefined,
+        (error) => error as InstanceType<typeof OpenAI.APIError>,
+      );
+    const messages = [{ role: "user" as const, content: "hi" }];
+    const unknown = await failure(openai.chat.completions.create({ model: "nope", messages }));
+    expect(unknown?.status).toBe(404);
+    expect(unknown?.error).toMatchObject({
+      type: "invalid_request_error",
+      param: "model",
+      code: "model_not_found",
+    });
+    const n = await failure(openai.chat.completions.create({ model: "mock", messages, n: 2 }));
+    expect(n?.status).toBe(400);
+    expect(n?.error).toMatchObject({ param: "n", code: "unsupported_parameter" });
+    const penalty = await failure(
+      openai.chat.completions.create({ model: "mock", messages, presence_penalty: 0.5 }),
+    );
+    expect((penalty?.error as { param?: string } | undefined)?.param).toBe("presence_penalty");
+    const format = await failure(
+      openai.chat.completions.create({ model: "mock", messages, response_format: { type: "json_object" } }),
+    );
+    expect((format?.error as { param?: string } | undefined)?.param).toBe("response_format");
+    // Fields that change nothing are accepted.
+    const fine = await openai.chat.completions.create({
+      model: "mock",
+      messages,
+      user: "u1",
+      presence_penalty: 0,
+      logit_bias: {},
+    });
+    expect(fine.choices[0]?.message.content).toBe("echo: hi");
+    const bad = await failure(openai.chat.completions.create({ model: "mock", messages: [] }));
+    expect(bad?.status).toBe(400);
+    const big = await failure(
+      openai.chat.completions.create({
+        model: "mock",
+        messages: [{ role: "user", content: "x".repeat(5000) }],
+      }),
+    );
+    expect(big?.status).toBe(413);
+    const wrongKey = await failure(
+      client(server.url, "sk-wrong").chat.completions.create({ model: "mock", messages }),
+    );
+    expect(wrongKey?.status).toBe(401);
+    // Still up, and no key in any log line.
+    expect((await openai.chat.completions.create({ model: "mock", messages })).choices).toHaveLength(1);
+    expect(lines.join("\n")).not.toContain("sk-serve-secret");
+    const health = await fetch(server.url.replace("/v1", "/health"));
+    expect(health.status).toBe(200);
+  });
+
+  it("a full queue answers 429 with retry-after; a client that disconnects cancels its request", async () => {
+    let aborted = 0;
+    const slow = new MockChatTarget({
+      modelId: "slow",
+      reply: "a b c d e f g h i j k l m n o p",
+      delayMs: 30,
+    });
+    const original = slow.completeStream.bind(slow);
+    slow.completeStream = (messages, options = {}) => {
+      options.signal?.addEventListener("abort", () => aborted++, { once: true });
+      return original(messages, options);
+    };
+    await using server = await serve({ target: slow, port: 0, maxBatch: 1, maxQueue: 1 });
+    await server.ready;
+    const body = JSON.stringify({ model: "slow", messages: [{ role: "user", content: "x" }], stream: true });
+    const url = new URL(`${server.url}/chat/completions`);
+    // The first holds the only slot; the second waits; the third finds the queue full.
+    const first = httpRequest(url, { method: "POST", headers: { "content-type": "application/json" } });
+    first.end(body);
+    await new Promise((resolve) => first.once("response", resolve));
+    const second = fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const third = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    expect(third.status).toBe(429);
+    expect(third.headers.get("retry-after")).toBe("1");
+    expect(((await third.json()) as { error: { code: string } }).error.code).toBe("queue_full");
+    first.destroy(); // the client goes away mid-stream
+    const answer = await second;
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toContain("data: [DONE]");
+    expect(aborted).toBe(1);
+  });
+
+  it("close() lets a request in flight finish, then stops", async () => {
+    const slow = new MockChatTarget({ modelId: "slow", reply: "a b c d e", delayMs: 20 });
+    const server = await serve({ target: slow, port: 0 });
+    await server.ready;
+    const pending = client(server.url).chat.completions.create({
+      model: "slow",
+      messages: [{ role: "user", content: "x" }],
+      stream: true,
+    });
+    const stream = await pending;
+    const closing = server.close();
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    await closing;
+    expect(text).toBe("a b c d e");
+    await expect(fetch(`${server.url}/models`)).rejects.toThrow();
+  });
+
+  it("/metrics is Prometheus text", async () => {
+    await using server = await serve({ target: new MockChatTarget({ modelId: "mock" }), port: 0 });
+    await server.ready;
+    await client(server.url).chat.completions.create({
+      model: "mock",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    const text = await (await fetch(server.url.replace("/v1", "/metrics"))).text();
+    const samples = text.split("\n").filter((line) => line && !line.startsWith("#"));
+    for (const line of samples) expect(line).toMatch(/^[a-z_]+(\{[a-z]+="[^"]*"\})? -?[\d.e+-]+$/);
+    expect(text).toContain('tunekit_requests_total{status="200"} 1');
+    expect(text).toMatch(/tunekit_completion_tokens_total [1-9]/);
+  });
+});
+
+describe("serve({ model, adapters })", () => {
+  it("the base and two adapters, picked by model; an adapter of another base is refused", {
+    timeout: 60_000,
+  }, async () => {
+    const dir = await tempDir();
+    const model = await writeTinyModel(join(dir, "tiny"), TINY_LLAMA);
+    const adapters: Record<string, string> = {};
+    for (const [name, seed] of [
+      ["support", 1],
+      ["sales", 2],
+    ] as const) {
+      await using loaded = await LocalModel.load(model, { quantization: "none" });
+      loaded.attachLora({ r: 2, seed });
+      // Make the adapter change something: one training step on a fixed batch.
+      const ids = Array.from({ length: 12 }, (_, index) => 5 + ((index * (seed + 2)) % 20));
+      await loaded.forwardBackward({ inputIds: ids, labels: ids });
+      await loaded.optimizerStep({ learningRate: 0.5 });
+      adapters[name] = join(dir, name);
+      await loaded.saveAdapter(adapters[name] as string);
+    }
+    await using server = await serve({ model, adapters, port: 0, quantization: "none" });
+    const health = await fetch(server.url.replace("/v1", "/health"));
+    expect([200, 503]).toContain(health.status);
+    await server.ready;
+    const openai = client(server.url);
+    const listed = await openai.models.list();
+    expect(listed.data.map((entry) => [entry.id, (entry as { parent?: string }).parent])).toEqual([
+      ["tiny", undefined],
+      ["support", "tiny"],
+      ["sales", "tiny"],
+    ]);
+    const ask = async (name: string) =>
+      (
+        await openai.chat.completions.create({
+          model: name,
+          messages: [{ role: "user", content: "hello" }],
+          max_tokens: 8,
+          temperature: 0,
+        })
+      ).choices[0]?.message.content;
+    const [base, support, sales] = await Promise.all([ask("tiny"), ask("support"), ask("sales")]);
+    expect(await ask("tiny")).toBe(base);
+    expect(new Set([base, support, sales]).size).toBeGreaterThan(1);
+
+    const other = await writeTinyModel(join(dir, "other"), TINY_LLAMA);
+    const foreign = join(dir, "foreign");
+    {
+      await using loaded = await LocalModel.load(other, { quantization: "none" });
+      loaded.attachLora({ r: 2 });
+      await loaded.saveAdapter(foreign);
+    }
+    const refused = await serve({ model, adapters: { foreign }, port: 0, quantization: "none" });
+    await expect(refused.ready).rejects.toThrow(/adapter foreign was trained on .*other, not on .*tiny/);
+    await refused.close();
+  });
+});
