@@ -63,6 +63,17 @@ describe("examples", () => {
     expect(stdout).toMatch(/^report: .*report\.html$/m);
   }, 120_000);
 
+  it("08-serve trains, serves the base and the adapter, and the openai client gets the trained reply", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/08-serve.ts")],
+      { cwd: ROOT, timeout: 120_000 },
+    );
+    expect(stdout).toMatch(/^serving model, support at http:\/\/127\.0\.0\.1:\d+\/v1$/m);
+    expect(stdout).toContain('support  "it ships tomorrow" (stop)');
+    expect(stdout).toMatch(/^streamed: "it ships tomorrow", \d+ tokens$/m);
+  }, 120_000);
+
   it("06-chat asks the same question through every local chat target, and they agree", async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
