@@ -63,6 +63,10 @@ interface Served {
   target: ChatTarget;
   parent?: string;
   created: number;
+  /** A local model answers one request at a time (concurrent calls only fight over its threads). */
+  exclusive: boolean;
+  /** The end of the last request queued on this model. */
+  turn: Promise<void>;
 }
 
 const digest = (text: string) => createHash("sha256").update(text).digest();
@@ -181,7 +185,13 @@ export async function serve(options: ServeOptions): Promise<Server> {
   const load = async () => {
     const created = Math.floor(Date.now() / 1000);
     if (options.target) {
-      served.set(options.target.modelId, { id: options.target.modelId, target: options.target, created });
+      served.set(options.target.modelId, {
+        id: options.target.modelId,
+        target: options.target,
+        created,
+        exclusive: options.target.provider === "local",
+        turn: Promise.resolve(),
+      });
       return;
     }
     const model = options.model as string;
@@ -193,7 +203,13 @@ export async function serve(options: ServeOptions): Promise<Server> {
     const base = await LocalModel.load(model, loadOptions);
     loaded.push(base);
     const id = await baseId(model);
-    served.set(id, { id, target: base.view({ adapter: false, modelId: id }), created });
+    served.set(id, {
+      id,
+      target: base.view({ adapter: false, modelId: id }),
+      created,
+      exclusive: true,
+      turn: Promise.resolve(),
+    });
     // One model per adapter for now: the engine holds one adapter per loaded model.
     for (const [name, dir] of Object.entries(options.adapters ?? {})) {
       if (served.has(name))
@@ -207,6 +223,8 @@ export async function serve(options: ServeOptions): Promise<Server> {
         target: withAdapter.view({ adapter: true, modelId: name }),
         parent: id,
         created,
+        exclusive: true,
+        turn: Promise.resolve(),
       });
     }
   };
@@ -268,7 +286,20 @@ export async function serve(options: ServeOptions): Promise<Server> {
       throw new HttpError(400, `logprobs: the model "${entry.id}" does not report log-probabilities`, {
         param: "logprobs",
       });
-    const release = await admit();
+    const admitted = await admit();
+    // One request at a time on a local model: wait for the one before on it.
+    let endTurn: () => void = () => undefined;
+    if (entry.exclusive) {
+      const previous = entry.turn;
+      entry.turn = new Promise<void>((done) => {
+        endTurn = done;
+      });
+      await previous;
+    }
+    const release = () => {
+      endTurn();
+      admitted();
+    };
     const controller = new AbortController();
     inFlight.add(controller);
     const onClose = () => {
