@@ -3,7 +3,7 @@ import { integerFlag, parseFlags } from "./args.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
 export const SERVE_USAGE = `  serve --model PATH|HUB_ID [--adapter NAME=DIR …] [--port N] [--host H] [--api-key KEY]
-        [--quantization nf4|none] [--threads N] [--max-batch N] [--max-queue N]
+        [--quantization nf4|none] [--threads N] [--max-batch N] [--max-queue N] [--allow-adapter-updates]
       Serve the model and its adapters behind an OpenAI-compatible API (/v1/chat/completions,
       /v1/models, /health, /metrics); a request's "model" picks the base or an adapter. The key also
       comes from TUNEKIT_API_KEY. Ctrl-C or SIGTERM stops it, letting requests in flight finish.`;
@@ -19,6 +19,7 @@ export async function runServe(argv: string[], io: CliIO): Promise<number> {
     threads: { type: "string" },
     "max-batch": { type: "string" },
     "max-queue": { type: "string" },
+    "allow-adapter-updates": { type: "boolean" },
   });
   if (help) {
     io.stdout(`Usage: tunekit${SERVE_USAGE.slice(1)}\n`);
@@ -54,6 +55,7 @@ export async function runServe(argv: string[], io: CliIO): Promise<number> {
     ...(threads !== undefined ? { threads } : {}),
     ...(maxBatch !== undefined ? { maxBatch } : {}),
     ...(maxQueue !== undefined ? { maxQueue } : {}),
+    ...(values["allow-adapter-updates"] ? { allowAdapterUpdates: true } : {}),
     log: (line) => io.stderr(`${line}\n`),
   });
   io.stdout(`listening on ${server.url} (loading ${values.model}…)\n`);

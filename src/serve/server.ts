@@ -12,9 +12,19 @@ import type { AddressInfo } from "node:net";
 import { basename, join, resolve } from "node:path";
 import type { ChatTarget } from "../core/chat.js";
 import { TunekitError, ValidationError } from "../core/errors.js";
+import type { LocalModelView } from "../engine/local-chat.js";
 import type { LocalModel } from "../engine/local-model.js";
 import { Metrics } from "./metrics.js";
-import { ChunkWriter, completionBody, completionId, HttpError, parseChatRequest, toChat } from "./wire.js";
+import {
+  ChunkWriter,
+  completionBody,
+  completionId,
+  HttpError,
+  parseChatRequest,
+  parseCompletionRequest,
+  textCompletion,
+  toChat,
+} from "./wire.js";
 
 export interface ServeOptions {
   /** Any ChatTarget, served under its `modelId`. */
@@ -43,6 +53,11 @@ export interface ServeOptions {
   shutdownTimeoutMs?: number;
   /** Largest request body. Default 4 MiB (a 413 past it). */
   maxBodyBytes?: number;
+  /**
+   * Accept `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter` (vLLM's routes and bodies).
+   * Default false. Needs `model`.
+   */
+  allowAdapterUpdates?: boolean;
   /** Where log lines go (never with a key in them). Default: nowhere. */
   log?: (line: string) => void;
 }
@@ -210,23 +225,92 @@ export async function serve(options: ServeOptions): Promise<Server> {
       exclusive: true,
       turn: Promise.resolve(),
     });
-    // One model per adapter for now: the engine holds one adapter per loaded model.
-    for (const [name, dir] of Object.entries(options.adapters ?? {})) {
-      if (served.has(name))
-        throw new ValidationError("invalid_argument", `adapter name "${name}" is already served`);
-      await checkAdapterBase(name, dir, model);
-      const withAdapter = await LocalModel.load(model, loadOptions);
-      loaded.push(withAdapter);
+    baseName = id;
+    for (const [name, dir] of Object.entries(options.adapters ?? {})) await addAdapter(name, dir);
+  };
+
+  let baseName: string | undefined;
+  const adapterModels = new Map<string, LocalModel>();
+  /** Loads an adapter under `name`: one model per adapter for now (the engine holds one per model). */
+  const addAdapter = async (name: string, dir: string) => {
+    const model = options.model as string;
+    if (served.has(name))
+      throw new ValidationError("invalid_argument", `adapter name "${name}" is already served`);
+    await checkAdapterBase(name, dir, model);
+    const { LocalModel } = await import("../engine/local-model.js");
+    const withAdapter = await LocalModel.load(model, {
+      quantization: options.quantization ?? "nf4",
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    });
+    try {
       await withAdapter.loadAdapter(dir);
-      served.set(name, {
-        id: name,
-        target: withAdapter.view({ adapter: true, modelId: name }),
-        parent: id,
-        created,
-        exclusive: true,
-        turn: Promise.resolve(),
-      });
+    } catch (error) {
+      withAdapter.dispose();
+      throw error;
     }
+    loaded.push(withAdapter);
+    adapterModels.set(name, withAdapter);
+    served.set(name, {
+      id: name,
+      target: withAdapter.view({ adapter: true, modelId: name }),
+      parent: baseName as string,
+      created: Math.floor(Date.now() / 1000),
+      exclusive: true,
+      turn: Promise.resolve(),
+    });
+  };
+
+  /** vLLM's runtime adapter routes: `{ lora_name, lora_path }` to load, `{ lora_name }` to unload. */
+  const updateAdapters = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    load: boolean,
+  ): Promise<number> => {
+    if (!options.allowAdapterUpdates || !options.model)
+      throw new HttpError(
+        404,
+        "adapter updates are off (start with allowAdapterUpdates / --allow-adapter-updates)",
+        {
+          code: "not_found",
+        },
+      );
+    const body = parseJson(await readBody(request, maxBody)) as {
+      lora_name?: unknown;
+      lora_path?: unknown;
+    } | null;
+    const name = body?.lora_name;
+    if (typeof name !== "string" || name === "")
+      throw new HttpError(400, "lora_name: a name is needed", { param: "lora_name" });
+    if (load) {
+      if (typeof body?.lora_path !== "string" || body.lora_path === "")
+        throw new HttpError(400, "lora_path: an adapter folder is needed", { param: "lora_path" });
+      if (served.has(name))
+        throw new HttpError(400, `the adapter "${name}" is already loaded`, { param: "lora_name" });
+      try {
+        await addAdapter(name, body.lora_path);
+      } catch (error) {
+        throw new HttpError(400, error instanceof Error ? error.message : String(error), {
+          param: "lora_path",
+        });
+      }
+      log(`loaded adapter ${name}`);
+      response.writeHead(200, { "content-type": "text/plain" });
+      response.end(`Success: LoRA adapter '${name}' added successfully.`);
+      return 200;
+    }
+    const entry = served.get(name);
+    const model = adapterModels.get(name);
+    if (!entry?.parent || !model)
+      throw new HttpError(404, `no adapter "${name}" is loaded`, { param: "lora_name" });
+    served.delete(name);
+    adapterModels.delete(name);
+    await entry.turn; // requests already on it finish first
+    model.dispose();
+    loaded.splice(loaded.indexOf(model), 1);
+    log(`unloaded adapter ${name}`);
+    response.writeHead(200, { "content-type": "text/plain" });
+    response.end(`Success: LoRA adapter '${name}' removed successfully.`);
+    return 200;
   };
 
   /** Waits for a free slot (a 429 when the queue is full); returns the release. */
@@ -250,6 +334,23 @@ export async function serve(options: ServeOptions): Promise<Server> {
       running--;
       waiting.shift()?.();
       metrics.queue(waiting.length);
+    };
+  };
+
+  /** A slot in the server, then this model's turn (one request at a time on a local model). */
+  const take = async (entry: Served): Promise<() => void> => {
+    const admitted = await admit();
+    let endTurn: () => void = () => undefined;
+    if (entry.exclusive) {
+      const previous = entry.turn;
+      entry.turn = new Promise<void>((done) => {
+        endTurn = done;
+      });
+      await previous;
+    }
+    return () => {
+      endTurn();
+      admitted();
     };
   };
 
@@ -286,20 +387,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       throw new HttpError(400, `logprobs: the model "${entry.id}" does not report log-probabilities`, {
         param: "logprobs",
       });
-    const admitted = await admit();
-    // One request at a time on a local model: wait for the one before on it.
-    let endTurn: () => void = () => undefined;
-    if (entry.exclusive) {
-      const previous = entry.turn;
-      entry.turn = new Promise<void>((done) => {
-        endTurn = done;
-      });
-      await previous;
-    }
-    const release = () => {
-      endTurn();
-      admitted();
-    };
+    const release = await take(entry);
     const controller = new AbortController();
     inFlight.add(controller);
     const onClose = () => {
@@ -353,6 +441,121 @@ export async function serve(options: ServeOptions): Promise<Server> {
     }
   };
 
+  /** `POST /v1/completions`: a prompt as it is, no chat template (local models only). */
+  const complete = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    started: number,
+  ): Promise<number> => {
+    const body = parseCompletionRequest(parseJson(await readBody(request, maxBody)));
+    const entry = served.get(body.model);
+    if (!entry)
+      throw new HttpError(
+        404,
+        `the model "${body.model}" does not exist; this server has ${[...served.keys()].join(", ")}`,
+        {
+          param: "model",
+          code: "model_not_found",
+        },
+      );
+    const model = entry.target as Partial<LocalModelView>;
+    if (typeof model.generate !== "function" || typeof model.stream !== "function")
+      throw new HttpError(
+        400,
+        `the model "${entry.id}" answers chat completions only (/v1/chat/completions)`,
+        {
+          param: "model",
+          code: "unsupported_model",
+        },
+      );
+    const prompt = typeof body.prompt === "string" ? body.prompt : (body.prompt[0] as string);
+    // OpenAI's default for this route is 16 new tokens.
+    const maxTokens = body.max_tokens ?? Math.min(16, options.maxTokensLimit ?? 16);
+    if (options.maxTokensLimit !== undefined && maxTokens > options.maxTokensLimit)
+      throw new HttpError(400, `max_tokens: at most ${options.maxTokensLimit}`, { param: "max_tokens" });
+    const release = await take(entry);
+    const controller = new AbortController();
+    inFlight.add(controller);
+    const onClose = () => {
+      if (!response.writableFinished) controller.abort(new Error("the client disconnected"));
+    };
+    response.on("close", onClose);
+    const timer = setTimeout(
+      () => controller.abort(new HttpError(504, `no answer within ${timeoutMs} ms`, { code: "timeout" })),
+      timeoutMs,
+    );
+    const generate = {
+      maxTokens,
+      ...(body.temperature != null ? { temperature: body.temperature } : {}),
+      ...(body.top_p != null ? { topP: body.top_p } : {}),
+      ...(body.stop != null ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
+      ...(body.seed != null ? { seed: body.seed } : {}),
+      signal: controller.signal,
+    };
+    const id = `cmpl-${completionId().slice(9)}`;
+    const created = Math.floor(Date.now() / 1000);
+    try {
+      if (!body.stream) {
+        const result = await (model.generate as LocalModelView["generate"])(prompt, generate);
+        if (controller.signal.aborted) throw controller.signal.reason;
+        const usage = { promptTokens: result.promptTokens, completionTokens: result.tokenIds.length };
+        metrics.tokens(usage);
+        send(
+          response,
+          200,
+          textCompletion(
+            id,
+            entry.id,
+            created,
+            result.text,
+            result.finishReason === "abort" ? "stop" : result.finishReason,
+            usage,
+          ),
+        );
+        return 200;
+      }
+      response.writeHead(200, {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+      });
+      const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
+      const stream = (model.stream as LocalModelView["stream"])(prompt, generate);
+      let first = true;
+      let next = await stream.next();
+      while (!next.done) {
+        if (first) {
+          metrics.firstToken((performance.now() - started) / 1000);
+          first = false;
+        }
+        if (next.value.text) event(textCompletion(id, entry.id, created, next.value.text, null));
+        next = await stream.next();
+      }
+      const result = next.value;
+      const usage = { promptTokens: result.promptTokens, completionTokens: result.tokenIds.length };
+      metrics.tokens(usage);
+      if (controller.signal.aborted && response.destroyed) return 499;
+      event(
+        textCompletion(
+          id,
+          entry.id,
+          created,
+          "",
+          result.finishReason === "abort" ? "stop" : result.finishReason,
+        ),
+      );
+      if (body.stream_options?.include_usage)
+        event({ ...textCompletion(id, entry.id, created, "", null, usage), choices: [] });
+      response.end("data: [DONE]\n\n");
+      return 200;
+    } finally {
+      clearTimeout(timer);
+      response.off("close", onClose);
+      inFlight.delete(controller);
+      release();
+    }
+  };
+
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<number> => {
     const url = new URL(request.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
@@ -396,6 +599,14 @@ export async function serve(options: ServeOptions): Promise<Server> {
     if (path === "/v1/chat/completions") {
       if (request.method !== "POST") throw new HttpError(405, "use POST", { code: "method_not_allowed" });
       return chat(request, response, performance.now());
+    }
+    if (path === "/v1/load_lora_adapter" || path === "/v1/unload_lora_adapter") {
+      if (request.method !== "POST") throw new HttpError(405, "use POST", { code: "method_not_allowed" });
+      return updateAdapters(request, response, path === "/v1/load_lora_adapter");
+    }
+    if (path === "/v1/completions") {
+      if (request.method !== "POST") throw new HttpError(405, "use POST", { code: "method_not_allowed" });
+      return complete(request, response, performance.now());
     }
     throw new HttpError(404, `no route ${request.method} ${url.pathname}`, { code: "not_found" });
   };

@@ -299,3 +299,77 @@ export class ChunkWriter {
     return this.#chunk([], { usage: wireUsage(result.usage) });
   }
 }
+
+/** The legacy completions request: a prompt, no chat template. */
+export const completionRequestSchema = z
+  .object({
+    model: z.string().min(1),
+    prompt: z.union([z.string(), z.array(z.string()).length(1)]),
+    max_tokens: z.number().int().min(1).nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().gt(0).max(1).nullish(),
+    stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
+    seed: z.number().int().nullish(),
+    n: z.number().int().nullish(),
+    stream: z.boolean().nullish(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().nullish(),
+    echo: z.boolean().nullish(),
+    logprobs: z.number().int().nullish(),
+    best_of: z.number().int().nullish(),
+    suffix: z.string().nullish(),
+    presence_penalty: z.number().nullish(),
+    frequency_penalty: z.number().nullish(),
+    logit_bias: z.record(z.string(), z.number()).nullish(),
+    user: z.string().nullish(),
+  })
+  .strict();
+
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+export function parseCompletionRequest(json: unknown): CompletionRequest {
+  const parsed = completionRequestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param =
+      issue?.path.map(String).join(".") ||
+      (issue?.code === "unrecognized_keys" ? String((issue as { keys?: string[] }).keys?.[0]) : null);
+    throw new HttpError(400, `${param ? `${param}: ` : ""}${issue?.message ?? "invalid body"}`, {
+      param,
+      code: "invalid_value",
+    });
+  }
+  const body = parsed.data;
+  const refuse = (param: string, why: string): never => {
+    throw new HttpError(400, `${param}: ${why}`, { param, code: "unsupported_parameter" });
+  };
+  if (body.n != null && body.n !== 1) refuse("n", "only n = 1 is supported");
+  if (body.best_of != null && body.best_of !== 1) refuse("best_of", "only best_of = 1 is supported");
+  if (body.echo) refuse("echo", "echo is not supported");
+  if (body.logprobs != null)
+    refuse("logprobs", "logprobs are not supported on /v1/completions (use chat completions)");
+  if (body.suffix) refuse("suffix", "suffix is not supported");
+  if (body.presence_penalty) refuse("presence_penalty", "penalties are not supported (0 is accepted)");
+  if (body.frequency_penalty) refuse("frequency_penalty", "penalties are not supported (0 is accepted)");
+  if (body.logit_bias && Object.keys(body.logit_bias).length > 0)
+    refuse("logit_bias", "logit_bias is not supported");
+  return body;
+}
+
+/** A `text_completion` object, whole (`finish` set) or as a stream chunk. */
+export function textCompletion(
+  id: string,
+  model: string,
+  created: number,
+  text: string,
+  finish: string | null,
+  usage?: { promptTokens: number; completionTokens: number },
+) {
+  return {
+    id,
+    object: "text_completion",
+    created,
+    model,
+    choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
+    ...(usage ? { usage: wireUsage(usage) } : {}),
+  };
+}

@@ -240,6 +240,23 @@ describe("serve({ target })", () => {
     await expect(fetch(`${server.url}/models`)).rejects.toThrow();
   });
 
+  it("/v1/completions needs a model that takes a prompt; its unsupported fields are refused by name", async () => {
+    await using server = await serve({ target: new MockChatTarget({ modelId: "mock" }), port: 0 });
+    await server.ready;
+    const failure = (promise: Promise<unknown>) =>
+      promise.then(
+        () => undefined,
+        (error) => error as InstanceType<typeof OpenAI.APIError>,
+      );
+    const chatOnly = await failure(client(server.url).completions.create({ model: "mock", prompt: "x" }));
+    expect(chatOnly?.status).toBe(400);
+    expect(chatOnly?.error).toMatchObject({ code: "unsupported_model" });
+    const echo = await failure(
+      client(server.url).completions.create({ model: "mock", prompt: "x", echo: true }),
+    );
+    expect(echo?.error).toMatchObject({ param: "echo", code: "unsupported_parameter" });
+  });
+
   it("/metrics is Prometheus text", async () => {
     await using server = await serve({ target: new MockChatTarget({ modelId: "mock" }), port: 0 });
     await server.ready;
@@ -299,6 +316,42 @@ describe("serve({ model, adapters })", () => {
     expect(await ask("tiny")).toBe(base);
     expect(new Set([base, support, sales]).size).toBeGreaterThan(1);
 
+    // /v1/completions: the prompt as it is, whole and streamed agree; OpenAI's default of 16 tokens.
+    const whole = await openai.completions.create({
+      model: "support",
+      prompt: "Once upon a time",
+      max_tokens: 6,
+      temperature: 0,
+    });
+    expect(whole.object).toBe("text_completion");
+    expect(whole.usage?.completion_tokens).toBe(6);
+    expect(whole.choices[0]?.finish_reason).toBe("length");
+    const streamed = await openai.completions.create({
+      model: "support",
+      prompt: "Once upon a time",
+      max_tokens: 6,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage: { completion_tokens: number } | undefined;
+    for await (const chunk of streamed) {
+      text += chunk.choices[0]?.text ?? "";
+      usage = chunk.usage ?? usage;
+    }
+    expect(text).toBe(whole.choices[0]?.text);
+    expect(usage?.completion_tokens).toBe(6);
+    const defaulted = await openai.completions.create({ model: "tiny", prompt: "Once", temperature: 0 });
+    expect(defaulted.usage?.completion_tokens).toBeLessThanOrEqual(16);
+
+    // Adapter updates are off unless asked for.
+    const off = await fetch(`${server.url}/load_lora_adapter`, {
+      method: "POST",
+      body: JSON.stringify({ lora_name: "x", lora_path: dir }),
+    });
+    expect(off.status).toBe(404);
+
     const other = await writeTinyModel(join(dir, "other"), TINY_LLAMA);
     const foreign = join(dir, "foreign");
     {
@@ -309,5 +362,49 @@ describe("serve({ model, adapters })", () => {
     const refused = await serve({ model, adapters: { foreign }, port: 0, quantization: "none" });
     await expect(refused.ready).rejects.toThrow(/adapter foreign was trained on .*other, not on .*tiny/);
     await refused.close();
+  });
+
+  it("loads and unloads an adapter at run time with vLLM's routes, when allowed", {
+    timeout: 60_000,
+  }, async () => {
+    const dir = await tempDir();
+    const model = await writeTinyModel(join(dir, "tiny"), TINY_LLAMA);
+    const adapter = join(dir, "late");
+    {
+      await using loaded = await LocalModel.load(model, { quantization: "none" });
+      loaded.attachLora({ r: 2 });
+      await loaded.saveAdapter(adapter);
+    }
+    await using server = await serve({ model, port: 0, quantization: "none", allowAdapterUpdates: true });
+    await server.ready;
+    const post = (route: string, body: unknown) =>
+      fetch(`${server.url}/${route}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const added = await post("load_lora_adapter", { lora_name: "late", lora_path: adapter });
+    expect(added.status).toBe(200);
+    expect(await added.text()).toBe("Success: LoRA adapter 'late' added successfully.");
+    expect(server.models).toEqual(["tiny", "late"]);
+    const openai = client(server.url);
+    const reply = await openai.chat.completions.create({
+      model: "late",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 3,
+    });
+    expect(reply.model).toBe("late");
+    expect((await post("load_lora_adapter", { lora_name: "late", lora_path: adapter })).status).toBe(400);
+    expect((await post("load_lora_adapter", { lora_name: "bad", lora_path: join(dir, "nope") })).status).toBe(
+      400,
+    );
+    const removed = await post("unload_lora_adapter", { lora_name: "late" });
+    expect(removed.status).toBe(200);
+    expect(server.models).toEqual(["tiny"]);
+    expect((await post("unload_lora_adapter", { lora_name: "late" })).status).toBe(404);
+    const gone = await openai.chat.completions
+      .create({ model: "late", messages: [{ role: "user", content: "hi" }] })
+      .catch((error) => error);
+    expect(gone.status).toBe(404);
   });
 });
