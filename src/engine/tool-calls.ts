@@ -4,7 +4,7 @@
  * - Hermes / Qwen 2.5: `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>` (the closing tag
  *   may be missing when the reply stopped at the end of turn);
  * - a JSON object alone on a line, `{"name": …, "arguments": {…}}` (tunekit's default template writes
- *   calls so) or `{"name": …, "parameters": {…}}` (Llama 3.1 and 3.2).
+ *   calls so) or `{"name": …, "parameters": {…}}` (Llama 3.1 and 3.2, after `<|python_tag|>` or not).
  *
  * Only calls of the tools offered count. The calls' text is taken out of the reply's content.
  */
@@ -27,7 +27,8 @@ export function parseToolCalls(
   if (found.length === 0) {
     let offset = 0;
     for (const line of text.split("\n")) {
-      const trimmed = line.trim();
+      // Llama 3.1 may open a call with its <|python_tag|> token, when special tokens are kept.
+      const trimmed = line.trim().replace(/^<\|python_tag\|>/, "");
       const call = trimmed.startsWith("{") ? readCall(trimmed, names) : undefined;
       if (call) found.push({ start: offset, end: offset + line.length, ...call });
       offset += line.length + 1;
