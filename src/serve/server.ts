@@ -354,6 +354,46 @@ export async function serve(options: ServeOptions): Promise<Server> {
     };
   };
 
+  /** The served model a request names, or a 404 listing them. */
+  const servedModel = (id: string): Served => {
+    const entry = served.get(id);
+    if (!entry)
+      throw new HttpError(
+        404,
+        `the model "${id}" does not exist; this server has ${[...served.keys()].join(", ")}`,
+        {
+          param: "model",
+          code: "model_not_found",
+        },
+      );
+    return entry;
+  };
+
+  /**
+   * A request's life on a model: its turn, a signal that a disconnect or the timeout aborts, and
+   * `end()` to give everything back.
+   */
+  const begin = async (entry: Served, response: ServerResponse) => {
+    const release = await take(entry);
+    const controller = new AbortController();
+    inFlight.add(controller);
+    const onClose = () => {
+      if (!response.writableFinished) controller.abort(new Error("the client disconnected"));
+    };
+    response.on("close", onClose);
+    const timer = setTimeout(
+      () => controller.abort(new HttpError(504, `no answer within ${timeoutMs} ms`, { code: "timeout" })),
+      timeoutMs,
+    );
+    const end = () => {
+      clearTimeout(timer);
+      response.off("close", onClose);
+      inFlight.delete(controller);
+      release();
+    };
+    return { controller, end };
+  };
+
   const authorized = (request: IncomingMessage): boolean => {
     if (!keyDigest) return true;
     const header = request.headers.authorization ?? "";
@@ -367,16 +407,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
     started: number,
   ): Promise<number> => {
     const body = parseChatRequest(parseJson(await readBody(request, maxBody)));
-    const entry = served.get(body.model);
-    if (!entry)
-      throw new HttpError(
-        404,
-        `the model "${body.model}" does not exist; this server has ${[...served.keys()].join(", ")}`,
-        {
-          param: "model",
-          code: "model_not_found",
-        },
-      );
+    const entry = servedModel(body.model);
     const { messages, options: chatOptions } = toChat(body);
     if (options.maxTokensLimit !== undefined && (chatOptions.maxTokens ?? 0) > options.maxTokensLimit)
       throw new HttpError(400, `max_tokens: at most ${options.maxTokensLimit}`, { param: "max_tokens" });
@@ -387,17 +418,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       throw new HttpError(400, `logprobs: the model "${entry.id}" does not report log-probabilities`, {
         param: "logprobs",
       });
-    const release = await take(entry);
-    const controller = new AbortController();
-    inFlight.add(controller);
-    const onClose = () => {
-      if (!response.writableFinished) controller.abort(new Error("the client disconnected"));
-    };
-    response.on("close", onClose);
-    const timer = setTimeout(
-      () => controller.abort(new HttpError(504, `no answer within ${timeoutMs} ms`, { code: "timeout" })),
-      timeoutMs,
-    );
+    const { controller, end } = await begin(entry, response);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);
     try {
@@ -434,10 +455,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       response.end("data: [DONE]\n\n");
       return 200;
     } finally {
-      clearTimeout(timer);
-      response.off("close", onClose);
-      inFlight.delete(controller);
-      release();
+      end();
     }
   };
 
@@ -448,16 +466,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
     started: number,
   ): Promise<number> => {
     const body = parseCompletionRequest(parseJson(await readBody(request, maxBody)));
-    const entry = served.get(body.model);
-    if (!entry)
-      throw new HttpError(
-        404,
-        `the model "${body.model}" does not exist; this server has ${[...served.keys()].join(", ")}`,
-        {
-          param: "model",
-          code: "model_not_found",
-        },
-      );
+    const entry = servedModel(body.model);
     const model = entry.target as Partial<LocalModelView>;
     if (typeof model.generate !== "function" || typeof model.stream !== "function")
       throw new HttpError(
@@ -473,17 +482,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
     const maxTokens = body.max_tokens ?? Math.min(16, options.maxTokensLimit ?? 16);
     if (options.maxTokensLimit !== undefined && maxTokens > options.maxTokensLimit)
       throw new HttpError(400, `max_tokens: at most ${options.maxTokensLimit}`, { param: "max_tokens" });
-    const release = await take(entry);
-    const controller = new AbortController();
-    inFlight.add(controller);
-    const onClose = () => {
-      if (!response.writableFinished) controller.abort(new Error("the client disconnected"));
-    };
-    response.on("close", onClose);
-    const timer = setTimeout(
-      () => controller.abort(new HttpError(504, `no answer within ${timeoutMs} ms`, { code: "timeout" })),
-      timeoutMs,
-    );
+    const { controller, end } = await begin(entry, response);
     const generate = {
       maxTokens,
       ...(body.temperature != null ? { temperature: body.temperature } : {}),
@@ -549,10 +548,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       response.end("data: [DONE]\n\n");
       return 200;
     } finally {
-      clearTimeout(timer);
-      response.off("close", onClose);
-      inFlight.delete(controller);
-      release();
+      end();
     }
   };
 

@@ -23,11 +23,16 @@ export interface JudgeOptions extends MetricOptions {
 
 /** The verdict in a judge's reply: the JSON object in it (fenced or not), checked. */
 export function parseVerdict(reply: string): { reasoning: string; score: number } | undefined {
+  return jsonIn(reply, VERDICT);
+}
+
+/** The JSON object in a reply (fenced or not, text around it), checked by `schema`. */
+function jsonIn<T>(reply: string, schema: z.ZodType<T>): T | undefined {
   const start = reply.indexOf("{");
   const end = reply.lastIndexOf("}");
   if (start === -1 || end <= start) return undefined;
   try {
-    const parsed = VERDICT.safeParse(JSON.parse(reply.slice(start, end + 1)));
+    const parsed = schema.safeParse(JSON.parse(reply.slice(start, end + 1)));
     return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;
@@ -90,15 +95,7 @@ const PAIR_VERDICT = z.object({ reasoning: z.string(), winner: z.enum(["A", "B",
 export function parsePairVerdict(
   reply: string,
 ): { reasoning: string; winner: "A" | "B" | "tie" } | undefined {
-  const start = reply.indexOf("{");
-  const end = reply.lastIndexOf("}");
-  if (start === -1 || end <= start) return undefined;
-  try {
-    const parsed = PAIR_VERDICT.safeParse(JSON.parse(reply.slice(start, end + 1)));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  return jsonIn(reply, PAIR_VERDICT);
 }
 
 /** A judge of two answers to the same case: which is better, and by the rubric. */
