@@ -571,6 +571,31 @@ export class Evaluator {
           });
         }
     const comparisons: Comparison[] = [];
+    /** b − a over the cases both have: the mean, its interval, wins and losses, the paired test. */
+    const compare = (
+      a: string,
+      b: string,
+      metric: string,
+      differences: number[],
+      test: "sign" | "wilcoxon",
+    ) => {
+      if (differences.length === 0) return;
+      const wins = differences.filter((value) => value > 0).length;
+      const losses = differences.filter((value) => value < 0).length;
+      comparisons.push({
+        a,
+        b,
+        metric,
+        meanDifference: mean(differences),
+        ci95: bootstrapInterval(differences, { resamples, seed }),
+        wins,
+        ties: differences.length - wins - losses,
+        losses,
+        pValue: test === "sign" ? signTest(wins, losses) : wilcoxon(differences).pValue,
+        test,
+        n: differences.length,
+      });
+    };
     for (const [a, b] of oriented)
       for (const metric of metrics) {
         const differences: number[] = [];
@@ -579,22 +604,7 @@ export class Evaluator {
           const second = entry.outputs[b]?.scores[metric.name];
           if (isApplicable(first) && isApplicable(second)) differences.push(second.score - first.score);
         }
-        if (differences.length === 0) continue;
-        const wins = differences.filter((value) => value > 0).length;
-        const losses = differences.filter((value) => value < 0).length;
-        comparisons.push({
-          a,
-          b,
-          metric: metric.name,
-          meanDifference: mean(differences),
-          ci95: bootstrapInterval(differences, { resamples, seed }),
-          wins,
-          ties: differences.length - wins - losses,
-          losses,
-          pValue: metric.kind === "pass" ? signTest(wins, losses) : wilcoxon(differences).pValue,
-          test: metric.kind === "pass" ? "sign" : "wilcoxon",
-          n: differences.length,
-        });
+        compare(a, b, metric.name, differences, metric.kind === "pass" ? "sign" : "wilcoxon");
       }
     for (const [a, b] of oriented)
       for (const judge of this.options.pairwise ?? []) {
@@ -604,22 +614,7 @@ export class Evaluator {
               ?.filter((item) => item.judge === judge.name && item.a === a && item.b === b)
               .map((item) => item.preference) ?? [],
         );
-        if (preferences.length === 0) continue;
-        const wins = preferences.filter((value) => value > 0).length;
-        const losses = preferences.filter((value) => value < 0).length;
-        comparisons.push({
-          a,
-          b,
-          metric: judge.name,
-          meanDifference: mean(preferences),
-          ci95: bootstrapInterval(preferences, { resamples, seed }),
-          wins,
-          ties: preferences.length - wins - losses,
-          losses,
-          pValue: signTest(wins, losses),
-          test: "sign",
-          n: preferences.length,
-        });
+        compare(a, b, judge.name, preferences, "sign");
       }
     const warnings: string[] = [];
     if (cases.length < 10)

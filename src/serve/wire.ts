@@ -84,20 +84,25 @@ const tool = z
   })
   .passthrough();
 
+/** What both routes take to sample and stream. */
+const SAMPLING = {
+  max_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
+  seed: z.number().int().nullish(),
+  n: z.number().int().nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().nullish(),
+};
+
 /** The fields of a chat completions request that tunekit reads; the rest are checked below. */
 export const chatRequestSchema = z
   .object({
     model: z.string().min(1),
     messages: z.array(message).min(1),
-    max_tokens: z.number().int().min(1).nullish(),
+    ...SAMPLING,
     max_completion_tokens: z.number().int().min(1).nullish(),
-    temperature: z.number().min(0).max(2).nullish(),
-    top_p: z.number().gt(0).max(1).nullish(),
-    stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
-    seed: z.number().int().nullish(),
-    n: z.number().int().nullish(),
-    stream: z.boolean().nullish(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
     tools: z.array(tool).nullish(),
@@ -305,14 +310,7 @@ export const completionRequestSchema = z
   .object({
     model: z.string().min(1),
     prompt: z.union([z.string(), z.array(z.string()).length(1)]),
-    max_tokens: z.number().int().min(1).nullish(),
-    temperature: z.number().min(0).max(2).nullish(),
-    top_p: z.number().gt(0).max(1).nullish(),
-    stop: z.union([z.string(), z.array(z.string()).max(16)]).nullish(),
-    seed: z.number().int().nullish(),
-    n: z.number().int().nullish(),
-    stream: z.boolean().nullish(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().nullish(),
+    ...SAMPLING,
     echo: z.boolean().nullish(),
     logprobs: z.number().int().nullish(),
     best_of: z.number().int().nullish(),
