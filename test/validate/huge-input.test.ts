@@ -206,6 +206,32 @@ describe("the same guard through every command", () => {
     }
   });
 
+  it("through the CLI: validate on a 400 KB run and train on a 5 MB record end normally, saying so", async () => {
+    const run = join(model, "..", "run.jsonl");
+    await writeFile(run, jsonl([chatRow("hi", "a".repeat(400_000))]));
+    const validated = await runCli(["validate", run, "--target", "together"]);
+    expect(validated.code).toBe(0);
+    expect(validated.stdout).toContain("token counts approximate for 1 example");
+    const words5 = join(model, "..", "words.jsonl");
+    await writeFile(words5, jsonl([chatRow("hi", words(5_000_000))]));
+    const trained = await runCli([
+      "train",
+      "--model",
+      model,
+      "--data",
+      words5,
+      "--output",
+      join(model, "..", "out5"),
+      "--epochs",
+      "1",
+      "--quantization",
+      "none",
+    ]);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(trained.stdout).toMatch(/at least \d+ tokens, over the \d+-token limit/);
+    expect(trained.stdout).toMatch(/^plan: 1 example \(1 truncated\)/m);
+  });
+
   it("Dataset iteration throws the located error", async () => {
     const dataset = await Dataset.fromFile(file, { maxRecordBytes: 1024 });
     await expect(dataset.toArray()).rejects.toMatchObject({
