@@ -46,6 +46,10 @@ const MAX_RETRY_AFTER_MS = 60_000;
 const MAX_MESSAGE_LENGTH = 500;
 const REDACTED = "[redacted]";
 
+/** A signal that follows `signal` (AbortSignal.any, Node 20.3+; the signal itself before). */
+const ownSignal = (signal: AbortSignal): AbortSignal =>
+  typeof AbortSignal.any === "function" ? AbortSignal.any([signal]) : signal;
+
 /** The default `Sleep`: a timer that the signal cancels. */
 export const sleep: Sleep = (ms, signal) =>
   new Promise((resolve, reject) => {
@@ -99,7 +103,9 @@ export async function request(options: HttpRequest): Promise<Response> {
         method,
         headers,
         ...(body === undefined ? {} : { body }),
-        ...(options.signal ? { signal: options.signal } : {}),
+        // fetch leaves an abort listener on the signal it is given, one per request: give it a signal
+        // of its own that follows the caller's (held weakly by it), so none piles up on a reused one.
+        ...(options.signal ? { signal: ownSignal(options.signal) } : {}),
         ...(options.redirect ? { redirect: options.redirect } : {}),
       });
     } catch (error) {

@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { HttpResponse, http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
@@ -617,6 +618,15 @@ describe("estimatePrice", () => {
 });
 
 describe("chat", () => {
+  it("many calls with one signal leave no listener on it", async () => {
+    serve({ chatReply: "ok" });
+    const target = provider().provider.chat("my-org/model-ft");
+    const controller = new AbortController();
+    for (let index = 0; index < 12; index++)
+      await target.complete([{ role: "user", content: `hi ${index}` }], { signal: controller.signal });
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+  });
+
   it("completes over the OpenAI-compatible endpoint", async () => {
     const fake = serve({ chatReply: (messages) => `you sent ${messages.length} messages` });
     const target = provider().provider.chat("my-org/model-ft");
