@@ -8,6 +8,7 @@
 import { z } from "zod";
 import type { ChatTarget } from "../../core/chat.js";
 import { contentText } from "../../data/example.js";
+import type { EvalCase } from "../types.js";
 import { defineMetric, type MetricOptions } from "./metric.js";
 
 const VERDICT = z.object({ reasoning: z.string(), score: z.number().min(0).max(10) });
@@ -39,6 +40,35 @@ function jsonIn<T>(reply: string, schema: z.ZodType<T>): T | undefined {
   }
 }
 
+/** The conversation a judge reads: one "role: text" line per message. */
+function conversationText(testCase: EvalCase): string {
+  return testCase.input.map((message) => `${message.role}: ${contentText(message.content)}`).join("\n");
+}
+
+/** Asks a judge (temperature 0) until `parse` finds a verdict in its reply, `attempts` times at most. */
+async function askJudge<T>(
+  target: ChatTarget,
+  prompt: string,
+  parse: (reply: string) => T | undefined,
+  attempts: number,
+  signal: AbortSignal,
+): Promise<T> {
+  let last = "";
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const reply = await target.complete([{ role: "user", content: prompt }], {
+      temperature: 0,
+      maxTokens: 400,
+      signal,
+    });
+    last = reply.text;
+    const verdict = parse(reply.text);
+    if (verdict !== undefined) return verdict;
+  }
+  throw new Error(
+    `the judge gave no verdict in ${attempts} attempts (last reply: ${JSON.stringify(last.slice(0, 200))})`,
+  );
+}
+
 export function judgePrompt(rubric: string, question: string, answer: string, expected?: string): string {
   return [
     "You grade an assistant's answer against a rubric. Be strict and consistent.",
@@ -62,29 +92,14 @@ export function judge(options: JudgeOptions) {
     kind: "score",
     options,
     score: async ({ output, testCase, signal }) => {
-      const question = testCase.input
-        .map((message) => `${message.role}: ${contentText(message.content)}`)
-        .join("\n");
+      const question = conversationText(testCase);
       const prompt = judgePrompt(options.rubric, question, output, testCase.expected);
-      let last = "";
-      for (let attempt = 0; attempt < attempts; attempt++) {
-        const reply = await options.target.complete([{ role: "user", content: prompt }], {
-          temperature: 0,
-          maxTokens: 400,
-          signal,
-        });
-        last = reply.text;
-        const verdict = parseVerdict(reply.text);
-        if (verdict)
-          return {
-            score: verdict.score / 10,
-            reason: verdict.reasoning,
-            details: { judge: options.target.identity },
-          };
-      }
-      throw new Error(
-        `the judge gave no verdict in ${attempts} attempts (last reply: ${JSON.stringify(last.slice(0, 200))})`,
-      );
+      const verdict = await askJudge(options.target, prompt, parseVerdict, attempts, signal);
+      return {
+        score: verdict.score / 10,
+        reason: verdict.reasoning,
+        details: { judge: options.target.identity },
+      };
     },
   });
 }
@@ -106,7 +121,7 @@ export interface PairwiseJudge {
    * disagree with a tie, 0 when they cancel: position bias averages out.
    */
   compare(
-    testCase: import("../types.js").EvalCase,
+    testCase: EvalCase,
     first: string,
     second: string,
     signal: AbortSignal,
@@ -120,10 +135,8 @@ export interface PairwiseJudge {
  */
 export function pairwiseJudge(options: Omit<JudgeOptions, "threshold"> & { name?: string }): PairwiseJudge {
   const attempts = options.attempts ?? 2;
-  const ask = async (testCase: import("../types.js").EvalCase, a: string, b: string, signal: AbortSignal) => {
-    const question = testCase.input
-      .map((message) => `${message.role}: ${contentText(message.content)}`)
-      .join("\n");
+  const ask = async (testCase: EvalCase, a: string, b: string, signal: AbortSignal) => {
+    const question = conversationText(testCase);
     const prompt = [
       "You compare two assistants' answers to the same conversation against a rubric. Judge the content, not the order or the length.",
       "",
@@ -138,20 +151,7 @@ export function pairwiseJudge(options: Omit<JudgeOptions, "threshold"> & { name?
       "",
       'Reply with JSON only: {"reasoning": "<one or two sentences>", "winner": "A" | "B" | "tie"}',
     ].join("\n");
-    let last = "";
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const reply = await options.target.complete([{ role: "user", content: prompt }], {
-        temperature: 0,
-        maxTokens: 400,
-        signal,
-      });
-      last = reply.text;
-      const verdict = parsePairVerdict(reply.text);
-      if (verdict) return verdict;
-    }
-    throw new Error(
-      `the judge gave no verdict in ${attempts} attempts (last reply: ${JSON.stringify(last.slice(0, 200))})`,
-    );
+    return askJudge(options.target, prompt, parsePairVerdict, attempts, signal);
   };
   return {
     name: options.name ?? "pairwise-judge",
