@@ -9,6 +9,7 @@
         "src/kernels/gemm.cc",
         "src/kernels/scalar.cc",
         "src/kernels/nf4.cc",
+        "src/model/batch.cc",
         "src/model/decoder.cc",
         "src/model/llama.cc",
         "src/model/ops.cc",

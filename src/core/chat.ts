@@ -75,6 +75,8 @@ export interface ToolCallDelta {
 export interface ChatDelta {
   text: string;
   toolCalls?: ToolCallDelta[];
+  /** With `logprobs`: those of the tokens this delta's text comes from (targets that stream them). */
+  logprobs?: TokenLogprob[];
 }
 
 /**

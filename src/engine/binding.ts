@@ -63,8 +63,54 @@ export interface NativeGenerateOptions {
   seed: number;
   stopTokens: Int32Array;
   collectLogits?: boolean;
-  /** Apply the LoRA adapters. Default true. */
+  /** Apply the attached LoRA adapters (generate only; a batch's sequences name theirs). Default true. */
   adapter?: boolean;
+  /** ≥ 0: each token's log-probability and this many most likely alternatives (batches only). */
+  topLogprobs?: number;
+}
+
+/**
+ * Which adapters a call runs through: true (or undefined) the attached ones, false or null none, or a
+ * `NativeLoraSet` this model made.
+ */
+export type NativeAdapter = boolean | null | NativeLoraSet;
+
+/** A set of adapters held apart from the attached one (model.createLora); many can share one base. */
+export interface NativeLoraSet {
+  readonly __nativeLoraSet?: never;
+}
+
+/** What one step did to one sequence of a batch. */
+export interface NativeStepEvent {
+  id: number;
+  /** The new token (absent when a stop or cancel request ended the sequence). */
+  tokenId?: number;
+  /** Its log-softmax under the raw logits, with topLogprobs ≥ 0. */
+  logprob?: number;
+  /** The most likely tokens and their log-probabilities, best first (topLogprobs > 0). */
+  topIds?: Int32Array;
+  topLogprobs?: Float32Array;
+  /** The step's logits (collectLogits). */
+  logits?: Float32Array;
+  /** Set when the sequence ended at this step. */
+  finishReason?: "stop" | "length" | "abort";
+}
+
+/**
+ * Continuous batching: sequences join (add) and leave between steps; each step decodes one token of
+ * every running sequence (a new one's whole prompt) as one batch, each through its own adapters.
+ */
+export interface NativeBatch {
+  /** Queues a sequence for the next step; its id. Throws on a bad prompt. */
+  add(inputIds: Int32Array, options: NativeGenerateOptions, adapter?: NativeAdapter): number;
+  /** Ends a sequence at the next step with "stop" (a stop string) … */
+  stop(id: number): void;
+  /** … or "abort". */
+  cancel(id: number): void;
+  /** One step (one at a time); if it rejects, every sequence is dropped. */
+  step(): Promise<NativeStepEvent[]>;
+  /** Sequences added and not yet reported finished. */
+  size(): number;
 }
 
 export interface NativeGeneration {
@@ -105,17 +151,20 @@ export interface NativeOptimizerState {
 }
 
 export interface NativeModel {
-  logits(inputIds: Int32Array, adapter?: boolean): Promise<Float32Array>;
+  logits(inputIds: Int32Array, adapter?: NativeAdapter): Promise<Float32Array>;
   /** `correct`: labelled tokens whose first argmax is the label. */
   loss(
     inputIds: Int32Array,
     labels: Int32Array,
-    adapter?: boolean,
+    adapter?: NativeAdapter,
     sequenceLengths?: Int32Array,
   ): Promise<{ loss: number; tokens: number; correct: number }>;
   /** Replaces every adapter (null: none). */
   setLora(adapters: NativeLora[] | null): void;
   getLora(): NativeLora[];
+  /** The same entries as setLora, held apart instead of attached. */
+  createLora(adapters: NativeLora[]): NativeLoraSet;
+  createBatch(): NativeBatch;
   /** Mean loss of a packed batch and its gradients for every LoRA A and B (no dropout). */
   lossAndGradients(
     inputIds: Int32Array,

@@ -22,12 +22,14 @@ import type { ChatMessage, ToolDefinition } from "../data/example.js";
 import { tokenizeConversation } from "./assistant-mask.js";
 import { DEFAULT_CHAT_TEMPLATE } from "./chat-template.js";
 import type {
+  AdapterChoice,
   GenerateInput,
   GenerateOptions,
   GenerateResult,
   LocalModel,
   LossResult,
   StreamChunk,
+  TokenLogprobIds,
 } from "./local-model.js";
 import { contentSoFar, parseToolCalls } from "./tool-calls.js";
 
@@ -47,10 +49,10 @@ export class LocalModelView implements ChatTarget {
   readonly provider: string;
   readonly modelId: string;
   readonly #model: LocalModel;
-  readonly #adapter: boolean;
+  readonly #adapter: AdapterChoice;
 
-  /** `adapter`: apply the LoRA adapter (when one is attached). */
-  constructor(model: LocalModel, options: { adapter: boolean; provider?: string; modelId?: string }) {
+  /** `adapter`: the attached adapter (true, applied when one is attached), none, or a resident one. */
+  constructor(model: LocalModel, options: { adapter: AdapterChoice; provider?: string; modelId?: string }) {
     this.#model = model;
     this.#adapter = options.adapter;
     this.provider = options.provider ?? "local";
@@ -61,6 +63,21 @@ export class LocalModelView implements ChatTarget {
     return this.#model.tokenizer;
   }
 
+  /** The adapter this view answers with: the attached one (true), none (false), or a resident one. */
+  get adapter(): AdapterChoice {
+    return this.#adapter;
+  }
+
+  /** The model this view answers with. */
+  get model(): LocalModel {
+    return this.#model;
+  }
+
+  /** How this view renders conversations (a resident adapter's own template, when it has one). */
+  get chatRenderer(): LocalModel["chatRenderer"] {
+    return this.#model.rendererFor(this.#adapter);
+  }
+
   /** The model folder, quantization, template and (adapter on) the adapter's content hash. */
   get identity(): string {
     return this.#model.identityFor({ adapter: this.#adapter });
@@ -68,7 +85,7 @@ export class LocalModelView implements ChatTarget {
 
   /** Tools where the template renders them (or is tunekit's default, which writes calls as JSON lines). */
   get capabilities(): ChatCapabilities {
-    const template = this.#model.chatFormat.template;
+    const template = this.chatRenderer.format.template;
     return { tools: template === DEFAULT_CHAT_TEMPLATE || /\btools\b/.test(template), logprobs: true };
   }
 
@@ -105,21 +122,30 @@ export class LocalModelView implements ChatTarget {
     return chatStream(async (emit, signal) => {
       const request = this.#request(messages, options);
       const tokens = this.stream({ inputIds: request.inputIds }, { ...request.generate, signal });
-      // With tools, text from where a call may start is held back until the reply is complete.
+      // With tools, text from where a call may start is held back until the reply is complete. Each
+      // token's log-probabilities go out with the first delta that carries its text.
       let text = "";
       let emitted = 0;
+      let pending: TokenLogprob[] = [];
+      const withLogprobs = (delta: ChatDelta): ChatDelta => {
+        if (pending.length === 0) return delta;
+        const out = { ...delta, logprobs: pending };
+        pending = [];
+        return out;
+      };
       let step = await tokens.next();
       while (!step.done) {
         text += step.value.text;
+        if (step.value.logprobs) pending.push(this.#tokenLogprob(step.value.logprobs));
         const upTo = request.tools ? contentSoFar(text) : text.length;
         if (upTo > emitted) {
-          emit({ text: text.slice(emitted, upTo) });
+          emit(withLogprobs({ text: text.slice(emitted, upTo) }));
           emitted = upTo;
         }
         step = await tokens.next();
       }
       const result = this.#result(step.value, request);
-      const rest: ChatDelta = { text: result.text.slice(emitted) };
+      const rest: ChatDelta = withLogprobs({ text: result.text.slice(emitted) });
       if (result.toolCalls)
         rest.toolCalls = result.toolCalls.map((call, index) => ({
           index,
@@ -127,7 +153,7 @@ export class LocalModelView implements ChatTarget {
           name: call.function.name,
           arguments: call.function.arguments,
         }));
-      if (rest.text !== "" || rest.toolCalls) emit(rest);
+      if (rest.text !== "" || rest.toolCalls || rest.logprobs) emit(rest);
       return result;
     }, options.signal);
   }
@@ -164,7 +190,7 @@ export class LocalModelView implements ChatTarget {
     const context = messages.map((message) =>
       message.role === "assistant" ? { ...message, weight: 0 as const } : message,
     );
-    const { inputIds, labels } = tokenizeConversation(this.#model.chatRenderer, [
+    const { inputIds, labels } = tokenizeConversation(this.chatRenderer, [
       ...context,
       { role: "assistant", content: expected },
     ]);
@@ -174,7 +200,7 @@ export class LocalModelView implements ChatTarget {
     const logits = await this.logits(inputIds);
     const vocab = logits.length / inputIds.length;
     const perToken: Array<{ token: string; loss: number }> = [];
-    const tokenizer = this.#model.chatRenderer.tokenizer;
+    const tokenizer = this.chatRenderer.tokenizer;
     // A token's text is what it adds to the decoded reply (a SentencePiece token alone loses its space).
     const scored: number[] = [];
     let decoded = "";
@@ -224,12 +250,13 @@ export class LocalModelView implements ChatTarget {
       throw new ValidationError("invalid_argument", "stop must be a list of strings", {
         location: { path: "stop" },
       });
-    const { inputIds } = this.#model.chatRenderer.encodePrompt(messages, tools ? { tools } : {});
-    const stops = this.#model.chatStops();
+    const { inputIds } = this.chatRenderer.encodePrompt(messages, tools ? { tools } : {});
+    const stops = this.#model.chatStops(this.#adapter);
     const generate: GenerateOptions = {
       stop: [...(options.stop ?? []), ...stops.stopStrings],
       stopTokens: stops.stopTokens,
-      returnLogits: options.logprobs === true,
+      logprobs: options.logprobs === true,
+      ...(options.logprobs ? { topLogprobs: top ?? 0 } : {}),
       ...(options.maxTokens !== undefined ? { maxTokens: options.maxTokens } : {}),
       ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
       ...(options.topP !== undefined ? { topP: options.topP } : {}),
@@ -253,39 +280,21 @@ export class LocalModelView implements ChatTarget {
         if (generation.finishReason === "stop") result.finishReason = "tool_calls";
       }
     }
-    if (request.topLogprobs !== undefined && generation.logits)
-      result.logprobs = this.#logprobs(generation.tokenIds, generation.logits, request.topLogprobs);
+    if (request.topLogprobs !== undefined && generation.logprobs)
+      result.logprobs = generation.logprobs.map((entry) => this.#tokenLogprob(entry));
     return result;
   }
 
-  /** Each chosen token's log-softmax under the model (before temperature), and the `top` most likely. */
-  #logprobs(tokenIds: number[], logits: Float32Array, top: number): TokenLogprob[] {
-    const vocab = this.#model.config.vocabSize;
+  /** A token's log-probabilities with the tokens' texts. */
+  #tokenLogprob(entry: TokenLogprobIds): TokenLogprob {
     const text = (id: number) => this.tokenizer.decode([id], { skipSpecialTokens: false });
-    return tokenIds.map((id, step) => {
-      const row = logits.subarray(step * vocab, (step + 1) * vocab);
-      let maximum = Number.NEGATIVE_INFINITY;
-      for (const value of row) if (value > maximum) maximum = value;
-      let sum = 0;
-      for (const value of row) sum += Math.exp(value - maximum);
-      const lse = maximum + Math.log(sum);
-      const entry: TokenLogprob = { token: text(id), logprob: (row[id] as number) - lse };
-      if (top > 0) {
-        const best: number[] = [];
-        for (let candidate = 0; candidate < vocab; candidate++) {
-          if (best.length < top || (row[candidate] as number) > (row[best.at(-1) as number] as number)) {
-            best.push(candidate);
-            best.sort((a, b) => (row[b] as number) - (row[a] as number));
-            if (best.length > top) best.pop();
-          }
-        }
-        entry.topLogprobs = best.map((candidate) => ({
-          token: text(candidate),
-          logprob: (row[candidate] as number) - lse,
-        }));
-      }
-      return entry;
-    });
+    const out: TokenLogprob = { token: text(entry.tokenId), logprob: entry.logprob };
+    if (entry.top)
+      out.topLogprobs = entry.top.map((alternative) => ({
+        token: text(alternative.tokenId),
+        logprob: alternative.logprob,
+      }));
+    return out;
   }
 }
 

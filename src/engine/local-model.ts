@@ -23,14 +23,17 @@ import {
   type KernelPath,
   kernelPathFromEnv,
   loadBinding,
+  type NativeAdapter,
   type NativeDType,
-  type NativeGeneration,
   type NativeLora,
+  type NativeLoraSet,
   type NativeModel,
+  type NativeStepEvent,
   type NativeTensor,
 } from "./binding.js";
 import { type ChatFormat, ChatRenderer, templateMessage } from "./chat-template.js";
 import { type ModelConfig, nativeConfig, readModelConfig } from "./config.js";
+import { DecodeLoop, type DecodeStats } from "./decode-loop.js";
 import { decodeFloats } from "./dtype.js";
 import type { DownloadProgressEvent } from "./hub.js";
 import { LocalModelView } from "./local-chat.js";
@@ -109,9 +112,29 @@ export interface GenerateOptions {
   stopTokens?: number[];
   /** Also return the logits each new token was chosen from (`GenerateResult.logits`). Default false. */
   returnLogits?: boolean;
-  /** Apply the LoRA adapter. Default: on when one is attached. */
-  adapter?: boolean;
+  /**
+   * Also report each new token's log-probability under the model's own logits, before temperature,
+   * top-k and top-p (`GenerateResult.logprobs`, `StreamChunk.logprobs`). Default false.
+   */
+  logprobs?: boolean;
+  /** With `logprobs`: this many most likely tokens at each step as well (0–20). Default 0. */
+  topLogprobs?: number;
+  /**
+   * Which adapter answers: true (the default) the attached one when there is one, false none, or a
+   * resident adapter (`openAdapter`).
+   */
+  adapter?: AdapterChoice;
   signal?: AbortSignal;
+}
+
+/** The adapter a call runs through: the attached one (true), none (false), or a resident one. */
+export type AdapterChoice = boolean | ResidentAdapter;
+
+/** A token's log-probability and, with `topLogprobs`, the most likely tokens at its step, best first. */
+export interface TokenLogprobIds {
+  tokenId: number;
+  logprob: number;
+  top?: Array<{ tokenId: number; logprob: number }>;
 }
 
 export interface GenerateResult {
@@ -122,12 +145,60 @@ export interface GenerateResult {
   promptTokens: number;
   /** With `returnLogits`: [tokenIds.length × vocab], the distribution each new token was chosen from. */
   logits?: Float32Array;
+  /** With `logprobs`: one entry per token of `tokenIds`. */
+  logprobs?: TokenLogprobIds[];
 }
 
 export interface StreamChunk {
   tokenId: number;
   /** The text this token completes; "" while a multi-byte character is still incomplete. */
   text: string;
+  /** With `logprobs`: this token's. */
+  logprobs?: TokenLogprobIds;
+}
+
+/**
+ * A PEFT adapter held beside others on one loaded base (`LocalModel.openAdapter`): the frozen weights
+ * are shared, and requests on different adapters are decoded in one batch.
+ */
+export class ResidentAdapter {
+  /** The adapter folder. */
+  readonly dir: string;
+  readonly config: LoraConfig;
+  /** Content hash of its configuration and weights. */
+  readonly hash: string;
+  /** Its `chat_template.jinja`, when it has one. */
+  readonly template: string | undefined;
+  /** @internal */
+  readonly native: NativeLoraSet;
+  /** @internal */
+  renderer: ChatRenderer | undefined;
+
+  /** @internal */
+  constructor(
+    dir: string,
+    config: LoraConfig,
+    hash: string,
+    template: string | undefined,
+    native: NativeLoraSet,
+  ) {
+    this.dir = dir;
+    this.config = config;
+    this.hash = hash;
+    this.template = template;
+    this.native = native;
+  }
+}
+
+/** The content hash of an adapter: its configuration and every weight. */
+function adapterHash(config: LoraConfig, modules: readonly NativeLora[]): string {
+  const hash = createHash("sha256").update(JSON.stringify(config));
+  for (const module of modules) {
+    hash.update(`${module.layer}.${module.projection}:${module.rank}:${module.scale}`);
+    hash.update(new Uint8Array(module.a.buffer, module.a.byteOffset, module.a.byteLength));
+    hash.update(new Uint8Array(module.b.buffer, module.b.byteOffset, module.b.byteLength));
+  }
+  return hash.digest("hex").slice(0, 32);
 }
 
 /** What `loss` measures. */
@@ -187,12 +258,6 @@ export interface TrainingBatch {
   sequenceLengths?: ArrayLike<number>;
 }
 
-/**
- * A generation's end as #run reports it, with the whole text: the chunks may have held back its end
- * when it could have begun a stop string and the generation was cut short (an abort).
- */
-type RunResult = Omit<GenerateResult, "tokenIds">;
-
 /** How many characters at the end of `text` begin one of `stops` (a stop string may be on its way). */
 function stopPrefixAtEnd(text: string, stops: readonly string[]): number {
   let longest = 0;
@@ -205,9 +270,26 @@ function stopPrefixAtEnd(text: string, stops: readonly string[]): number {
   return longest;
 }
 
-/** The first `steps` rows of [steps × vocab] logits, or undefined. */
-function firstRows(logits: Float32Array | undefined, steps: number, vocab: number): Float32Array | undefined {
-  return logits?.subarray(0, steps * vocab);
+/** Rows of logits, one per step, as one [steps × vocab] array (undefined when none were kept). */
+function joinRows(rows: Float32Array[], vocab: number): Float32Array | undefined {
+  if (rows.length === 0) return undefined;
+  const joined = new Float32Array(rows.length * vocab);
+  for (const [step, row] of rows.entries()) joined.set(row, step * vocab);
+  return joined;
+}
+
+/** A step event's log-probabilities, when it has them. */
+function eventLogprobs(event: NativeStepEvent): TokenLogprobIds | undefined {
+  if (event.logprob === undefined || event.tokenId === undefined) return undefined;
+  const entry: TokenLogprobIds = { tokenId: event.tokenId, logprob: event.logprob };
+  if (event.topIds && event.topLogprobs) {
+    const logprobs = event.topLogprobs;
+    entry.top = Array.from(event.topIds, (tokenId, index) => ({
+      tokenId,
+      logprob: logprobs[index] as number,
+    }));
+  }
+  return entry;
 }
 
 interface GenerationDefaults {
@@ -221,6 +303,17 @@ interface GenerationDefaults {
 const SUPPORTED_DTYPES = new Set<string>(["F32", "F16", "BF16"]);
 /** transformers' name for the chat template saved beside a tokenizer (and so beside an adapter). */
 const CHAT_TEMPLATE_FILE = "chat_template.jinja";
+
+/** An adapter folder's `chat_template.jinja`, or undefined when it has none. */
+async function readAdapterTemplate(dir: string): Promise<string | undefined> {
+  return readFile(join(dir, CHAT_TEMPLATE_FILE), "utf8").catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw new ModelFormatError("read_failed", `cannot read the adapter's chat template (${error.message})`, {
+      location: { file: join(dir, CHAT_TEMPLATE_FILE) },
+      cause: error,
+    });
+  });
+}
 
 async function generationDefaults(dir: string, config: ModelConfig): Promise<GenerationDefaults> {
   let json: Record<string, unknown> = {};
@@ -260,6 +353,10 @@ export class LocalModel implements ChatTarget {
   /** The chat template saved with the loaded adapter (`chat_template.jinja`), if it had one. */
   #adapterTemplate: string | undefined;
   #renderer: ChatRenderer | undefined;
+  /** The model's own template (no adapter's), for resident adapters without one. */
+  #ownRenderer: ChatRenderer | undefined;
+  /** Every generation on this model runs in this loop, batched with the others. */
+  #loop: DecodeLoop | undefined;
   /** Counts changes of the adapter's weights; the adapter's content hash is kept for one value of it. */
   #loraVersion = 0;
   #adapterHash: { version: number; hash: string } | undefined;
@@ -402,7 +499,7 @@ export class LocalModel implements ChatTarget {
    * The model as a chat target with the adapter on (default: applied when attached) or off (the base
    * model); `provider` and `modelId` name it as the caller knows it.
    */
-  view(options: { adapter?: boolean; provider?: string; modelId?: string } = {}): LocalModelView {
+  view(options: { adapter?: AdapterChoice; provider?: string; modelId?: string } = {}): LocalModelView {
     return new LocalModelView(this, { ...options, adapter: options.adapter ?? true });
   }
 
@@ -449,9 +546,26 @@ export class LocalModel implements ChatTarget {
     return this.chatRenderer.format;
   }
 
-  /** What ends a chat reply by default: the model's EOS ids and the template's end-of-turn token and text. */
-  chatStops(): { stopTokens: number[]; stopStrings: string[] } {
-    const format = this.chatFormat;
+  /**
+   * The renderer a call on `adapter` uses: `chatRenderer` for the attached adapter (or none); for a
+   * resident adapter, its own template, else the model's.
+   */
+  rendererFor(adapter: AdapterChoice = true): ChatRenderer {
+    if (!(adapter instanceof ResidentAdapter)) return this.chatRenderer;
+    if (adapter.template === undefined) {
+      this.#ownRenderer ??= new ChatRenderer(this.tokenizer);
+      return this.#ownRenderer;
+    }
+    adapter.renderer ??= new ChatRenderer(this.tokenizer, { template: adapter.template, source: "adapter" });
+    return adapter.renderer;
+  }
+
+  /**
+   * What ends a chat reply by default: the model's EOS ids and the template's end-of-turn token and
+   * text (the template `adapter` renders with).
+   */
+  chatStops(adapter: AdapterChoice = true): { stopTokens: number[]; stopStrings: string[] } {
+    const format = this.rendererFor(adapter).format;
     return {
       stopTokens: [...new Set([...this.#defaults.eosTokenIds, ...format.stopTokens])],
       stopStrings: format.stopStrings,
@@ -463,28 +577,29 @@ export class LocalModel implements ChatTarget {
    * and with the adapter on, the adapter's content hash (its configuration and every weight), which
    * changes whenever its weights do.
    */
-  identityFor(options: { adapter: boolean }): string {
-    const template = createHash("sha256").update(this.chatFormat.template).digest("hex").slice(0, 16);
+  identityFor(options: { adapter: AdapterChoice }): string {
+    const format = this.rendererFor(options.adapter).format;
+    const template = createHash("sha256").update(format.template).digest("hex").slice(0, 16);
     const base = `local:${this.path}?quantization=${this.quantization}&template=${template}`;
+    if (options.adapter instanceof ResidentAdapter) return `${base}&adapter=${options.adapter.hash}`;
     if (!options.adapter || this.#lora === undefined) return base;
-    if (this.#adapterHash?.version !== this.#loraVersion) {
-      const hash = createHash("sha256").update(JSON.stringify(this.#lora));
-      for (const module of this.#live().getLora()) {
-        hash.update(`${module.layer}.${module.projection}:${module.rank}:${module.scale}`);
-        hash.update(new Uint8Array(module.a.buffer, module.a.byteOffset, module.a.byteLength));
-        hash.update(new Uint8Array(module.b.buffer, module.b.byteOffset, module.b.byteLength));
-      }
-      this.#adapterHash = { version: this.#loraVersion, hash: hash.digest("hex").slice(0, 32) };
-    }
+    if (this.#adapterHash?.version !== this.#loraVersion)
+      this.#adapterHash = {
+        version: this.#loraVersion,
+        hash: adapterHash(this.#lora, this.#live().getLora()),
+      };
     return `${base}&adapter=${this.#adapterHash.hash}`;
   }
 
-  /** The token ids an input stands for (chat messages get the template and the generation prompt). */
-  encodeInput(input: GenerateInput): number[] {
+  /**
+   * The token ids an input stands for (chat messages get the template `adapter` renders with and the
+   * generation prompt).
+   */
+  encodeInput(input: GenerateInput, adapter: AdapterChoice = true): number[] {
     if (typeof input === "string") return this.tokenizer.encode(input);
     if (Array.isArray(input))
       return this.tokenizer.encode(
-        this.chatRenderer.render(input.map(templateMessage), { addGenerationPrompt: true }).text,
+        this.rendererFor(adapter).render(input.map(templateMessage), { addGenerationPrompt: true }).text,
         { addSpecialTokens: false },
       );
     if (input && typeof input === "object" && "inputIds" in input) return Array.from(input.inputIds);
@@ -495,8 +610,18 @@ export class LocalModel implements ChatTarget {
    * Logits of every position: a Float32Array of [tokens × vocab]. `adapter` (default: on when one
    * is attached) applies the LoRA adapter.
    */
-  async logits(inputIds: ArrayLike<number>, options: { adapter?: boolean } = {}): Promise<Float32Array> {
-    return this.#call(() => this.#live().logits(this.#ids(inputIds, "inputIds"), options.adapter ?? true));
+  async logits(
+    inputIds: ArrayLike<number>,
+    options: { adapter?: AdapterChoice } = {},
+  ): Promise<Float32Array> {
+    return this.#call(() =>
+      this.#live().logits(this.#ids(inputIds, "inputIds"), this.#adapter(options.adapter)),
+    );
+  }
+
+  /** The engine's name for an adapter choice. */
+  #adapter(adapter: AdapterChoice | undefined): NativeAdapter {
+    return adapter instanceof ResidentAdapter ? adapter.native : (adapter ?? true);
   }
 
   /**
@@ -509,7 +634,7 @@ export class LocalModel implements ChatTarget {
   async loss(
     inputIds: ArrayLike<number>,
     labels?: ArrayLike<number>,
-    options: { adapter?: boolean; sequenceLengths?: ArrayLike<number> } = {},
+    options: { adapter?: AdapterChoice; sequenceLengths?: ArrayLike<number> } = {},
   ): Promise<LossResult> {
     const ids = this.#ids(inputIds, "inputIds");
     const target = labels === undefined ? ids : Int32Array.from(labels);
@@ -520,18 +645,13 @@ export class LocalModel implements ChatTarget {
       );
     const lengths =
       options.sequenceLengths === undefined ? undefined : Int32Array.from(options.sequenceLengths);
-    return this.#call(() => this.#live().loss(ids, target, options.adapter ?? true, lengths));
+    return this.#call(() => this.#live().loss(ids, target, this.#adapter(options.adapter), lengths));
   }
 
   /** Generates a completion. */
   async generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerateResult> {
-    let text = "";
-    const tokenIds: number[] = [];
-    const result = await this.#run(input, options, (chunk) => {
-      tokenIds.push(chunk.tokenId);
-      text += chunk.text;
-    });
-    return { ...result, text: result.text ?? text, tokenIds };
+    const [result] = await this.generateBatch([input], options);
+    return result as GenerateResult;
   }
 
   /** Generates a completion as an async iterator of tokens and the text each completes. */
@@ -541,22 +661,18 @@ export class LocalModel implements ChatTarget {
   ): AsyncGenerator<StreamChunk, GenerateResult> {
     const queue: StreamChunk[] = [];
     let wake: (() => void) | undefined;
-    let finished: { result?: RunResult; error?: unknown } | undefined;
-    const tokenIds: number[] = [];
-    let text = "";
+    let finished: { result?: GenerateResult; error?: unknown } | undefined;
     // Leaving the loop early (break, return, throw) cancels the generation.
     const controller = new AbortController();
     const forward = () => controller.abort();
     options.signal?.throwIfAborted();
     options.signal?.addEventListener("abort", forward, { once: true });
-    this.#run(input, { ...options, signal: controller.signal }, (chunk) => {
-      tokenIds.push(chunk.tokenId);
-      text += chunk.text;
+    this.#runBatch([input], { ...options, signal: controller.signal }, (_, chunk) => {
       queue.push(chunk);
       wake?.();
     }).then(
-      (result) => {
-        finished = { result };
+      (results) => {
+        finished = { result: results[0] as GenerateResult };
         wake?.();
       },
       (error: unknown) => {
@@ -573,8 +689,7 @@ export class LocalModel implements ChatTarget {
         }
         if (finished) {
           if (finished.error !== undefined) throw finished.error;
-          const result = finished.result as RunResult;
-          return { ...result, text: result.text ?? text, tokenIds };
+          return finished.result as GenerateResult;
         }
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -595,47 +710,33 @@ export class LocalModel implements ChatTarget {
   async generateBatch(inputs: GenerateInput[], options: GenerateOptions = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs) || inputs.length === 0)
       throw new ValidationError("invalid_argument", "generateBatch needs a non-empty array of inputs");
-    const collected = inputs.map(() => ({ text: "", tokenIds: [] as number[] }));
-    const results = await this.#runBatch(inputs, options, (index, chunk) => {
-      const entry = collected[index] as (typeof collected)[number];
-      entry.tokenIds.push(chunk.tokenId);
-      entry.text += chunk.text;
-    });
-    return results.map((result, index) => {
-      const entry = collected[index] as (typeof collected)[number];
-      return { ...result, text: result.text ?? entry.text, tokenIds: entry.tokenIds };
-    });
-  }
-
-  /** One prompt through #runBatch. */
-  async #run(
-    input: GenerateInput,
-    options: GenerateOptions,
-    onChunk: (chunk: StreamChunk) => void,
-  ): Promise<RunResult> {
-    const [result] = await this.#runBatch([input], options, (_, chunk) => onChunk(chunk));
-    return result as RunResult;
+    return this.#runBatch(inputs, options, () => undefined);
   }
 
   /**
-   * The engine's generation loop over one or more prompts, with stop strings handled here: each
-   * token's text is checked as it streams, and once a stop string appears in a sequence the engine
-   * stops that sequence and its text is cut before it. `text` is set only when a stop string cut it.
+   * Runs prompts through the model's decode loop, where they join whatever else is decoding, with
+   * stop strings handled here: each token's text is checked as it arrives, and once a stop string
+   * appears the sequence is ended before its next token and its text cut before the stop string.
+   * Prompt i samples with `seed + i`.
    */
   async #runBatch(
     inputs: GenerateInput[],
     options: GenerateOptions,
     onChunk: (index: number, chunk: StreamChunk) => void,
-  ): Promise<RunResult[]> {
-    const native = this.#live();
+  ): Promise<GenerateResult[]> {
+    const loop = this.#decodeLoop();
+    const adapter = options.adapter ?? true;
     const prompts = inputs.map((input, index) => {
-      const ids = this.#ids(this.encodeInput(input), inputs.length > 1 ? `inputs[${index}]` : "inputIds");
+      const ids = this.#ids(
+        this.encodeInput(input, adapter),
+        inputs.length > 1 ? `inputs[${index}]` : "inputIds",
+      );
       if (ids.length === 0) throw new ValidationError("invalid_argument", "the prompt has no tokens");
       return ids;
     });
     // Chat messages end where the template ends a turn, besides what the caller asked for.
     const chat = inputs.some((input) => Array.isArray(input));
-    const turnEnd = chat ? this.chatStops() : undefined;
+    const turnEnd = chat ? this.chatStops(adapter) : undefined;
     const sampling = this.#sampling({
       ...options,
       ...(turnEnd && options.stopTokens === undefined ? { stopTokens: turnEnd.stopTokens } : {}),
@@ -644,73 +745,99 @@ export class LocalModel implements ChatTarget {
       (stop) => stop.length > 0,
     );
     const longestStop = Math.max(0, ...stops.map((stop) => stop.length));
-    const cancel = new (loadBinding().CancelToken)();
-    const abort = () => cancel.cancel();
     options.signal?.throwIfAborted();
-    options.signal?.addEventListener("abort", abort, { once: true });
-    const sequences = prompts.map((prompt) => ({
-      decoder: new StreamDecoder(this.tokenizer, prompt),
-      text: "",
-      delivered: 0,
+    // One failure ends the prompts of this call that are still decoding.
+    const failed = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, failed.signal]) : failed.signal;
+    const native = this.#adapter(adapter);
+    const runs = prompts.map(async (prompt, index): Promise<GenerateResult> => {
+      const decoder = new StreamDecoder(this.tokenizer, prompt);
+      const tokenIds: number[] = [];
+      const logits: Float32Array[] = [];
+      const logprobs: TokenLogprobIds[] = [];
+      let text = "";
       /** Characters of `text` handed out in chunks. */
-      emitted: 0,
-      stopped: undefined as string | undefined,
-    }));
-    const endTokens = new Set(sampling.stopTokens);
-    // Tokens stream in through the engine's callback until its promise settles; after that, late
-    // callbacks are ignored and the rest are taken from the result.
-    let settled = false;
-    const deliver = (index: number, tokenId: number) => {
-      const sequence = sequences[index];
-      if (!sequence || sequence.stopped !== undefined) return;
-      sequence.delivered++;
-      const piece = sequence.decoder.push(tokenId);
-      const before = sequence.text.length;
-      sequence.text += piece;
-      // Only the new text (and a stop string's length before it) can hold a new match.
-      const from = Math.max(0, before - longestStop + 1);
-      let cut = -1;
-      for (const stop of stops) {
-        const at = sequence.text.indexOf(stop, from);
-        if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      let emitted = 0;
+      let stopped: string | undefined;
+      const onEvent = (event: NativeStepEvent): "stop" | undefined => {
+        if (event.tokenId === undefined || stopped !== undefined) return undefined;
+        const tokenId = event.tokenId;
+        tokenIds.push(tokenId);
+        if (event.logits) logits.push(event.logits);
+        const chunkLogprobs = eventLogprobs(event);
+        if (chunkLogprobs) logprobs.push(chunkLogprobs);
+        const extra = chunkLogprobs ? { logprobs: chunkLogprobs } : {};
+        const before = text.length;
+        text += decoder.push(tokenId);
+        // Only the new text (and a stop string's length before it) can hold a new match.
+        const from = Math.max(0, before - longestStop + 1);
+        let cut = -1;
+        for (const stop of stops) {
+          const at = text.indexOf(stop, from);
+          if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+        }
+        if (cut >= 0) {
+          stopped = text.slice(0, cut);
+          onChunk(index, { tokenId, text: stopped.slice(emitted), ...extra });
+          emitted = stopped.length;
+          return "stop";
+        }
+        // Text that may begin a stop string waits for the next token, unless this token is the last.
+        const safe = event.finishReason ? text.length : text.length - stopPrefixAtEnd(text, stops);
+        onChunk(index, { tokenId, text: text.slice(emitted, Math.max(emitted, safe)), ...extra });
+        emitted = Math.max(emitted, safe);
+        return undefined;
+      };
+      let finishReason: GenerateResult["finishReason"];
+      try {
+        finishReason = await loop.run({
+          inputIds: prompt,
+          options: { ...sampling, seed: sampling.seed + index },
+          adapter: native,
+          signal,
+          onEvent,
+        });
+      } catch (error) {
+        failed.abort();
+        throw error;
       }
-      if (cut >= 0) {
-        sequence.stopped = sequence.text.slice(0, cut);
-        cancel.stop(index);
-        onChunk(index, { tokenId, text: sequence.stopped.slice(sequence.emitted) });
-        sequence.emitted = sequence.stopped.length;
-        return;
-      }
-      // Text that may begin a stop string waits for the next token, unless this token is the last.
-      const last = sequence.delivered >= sampling.maxTokens || endTokens.has(tokenId);
-      const safe = last ? sequence.text.length : sequence.text.length - stopPrefixAtEnd(sequence.text, stops);
-      onChunk(index, {
-        tokenId,
-        text: sequence.text.slice(sequence.emitted, Math.max(sequence.emitted, safe)),
-      });
-      sequence.emitted = Math.max(sequence.emitted, safe);
-    };
-    let generations: NativeGeneration[];
-    try {
-      generations = await this.#call(() =>
-        native.generate(prompts, sampling, (index, tokenId) => settled || deliver(index, tokenId), cancel),
-      );
-    } finally {
-      settled = true;
-      options.signal?.removeEventListener("abort", abort);
-    }
-    return generations.map((generation, index) => {
-      const sequence = sequences[index] as (typeof sequences)[number];
-      // The promise can settle before the last streamed tokens reach JS: deliver those from the result.
-      for (let i = sequence.delivered; i < generation.tokenIds.length && sequence.stopped === undefined; i++)
-        deliver(index, generation.tokenIds[i] as number);
-      const logits = firstRows(generation.logits, sequence.delivered, this.config.vocabSize);
-      const promptTokens = (prompts[index] as Int32Array).length;
-      const extra = logits ? { logits } : {};
-      if (sequence.stopped !== undefined)
-        return { finishReason: "stop" as const, promptTokens, text: sequence.stopped, ...extra };
-      return { finishReason: generation.finishReason, promptTokens, text: sequence.text, ...extra };
+      const result: GenerateResult = {
+        text: stopped ?? text,
+        tokenIds,
+        finishReason: stopped !== undefined ? "stop" : finishReason,
+        promptTokens: prompt.length,
+      };
+      const joined = joinRows(logits, this.config.vocabSize);
+      if (joined) result.logits = joined;
+      if (sampling.topLogprobs >= 0) result.logprobs = logprobs;
+      return result;
     });
+    return Promise.all(runs);
+  }
+
+  /** The decode loop every generation on this model joins. */
+  #decodeLoop(): DecodeLoop {
+    const native = this.#live();
+    this.#loop ??= new DecodeLoop(native);
+    return this.#loop;
+  }
+
+  /**
+   * The most sequences decoded at once (more wait for a place). Default: no limit; `tunekit serve`
+   * sets its `maxBatch`.
+   */
+  set maxBatch(value: number) {
+    if (!(Number.isInteger(value) && value >= 1))
+      throw new ValidationError("invalid_argument", `maxBatch must be a whole number >= 1, got ${value}`);
+    this.#decodeLoop().maxActive = value;
+  }
+
+  /**
+   * Sequences decoding now and waiting for a place; the decode steps run so far and the sequences
+   * they decoded in all (rows / steps is the mean batch size).
+   */
+  get decoding(): DecodeStats {
+    return this.#loop?.size ?? { running: 0, waiting: 0, steps: 0, rows: 0 };
   }
 
   #sampling(options: GenerateOptions) {
@@ -729,6 +856,9 @@ export class LocalModel implements ChatTarget {
     if (!(Number.isSafeInteger(seed) && seed >= 0))
       throw new ValidationError("invalid_argument", "seed must be an integer >= 0");
     const stopTokens = this.#ids(options.stopTokens ?? defaults.eosTokenIds, "stopTokens");
+    const top = options.topLogprobs ?? 0;
+    if (!(Number.isInteger(top) && top >= 0 && top <= 20))
+      throw new ValidationError("invalid_argument", "topLogprobs must be an integer in [0, 20]");
     return {
       maxTokens,
       temperature,
@@ -737,7 +867,7 @@ export class LocalModel implements ChatTarget {
       seed,
       stopTokens,
       collectLogits: options.returnLogits ?? false,
-      adapter: options.adapter ?? true,
+      topLogprobs: options.logprobs ? top : -1,
     };
   }
 
@@ -1014,24 +1144,33 @@ export class LocalModel implements ChatTarget {
    */
   async loadAdapter(dir: string): Promise<LoraConfig> {
     const { config, modules } = await readAdapter(dir, this.config.numLayers, this.#shapeOf);
-    const template = await readFile(join(dir, CHAT_TEMPLATE_FILE), "utf8").catch(
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") return undefined;
-        throw new ModelFormatError(
-          "read_failed",
-          `cannot read the adapter's chat template (${error.message})`,
-          {
-            location: { file: join(dir, CHAT_TEMPLATE_FILE) },
-            cause: error,
-          },
-        );
-      },
-    );
+    const template = await readAdapterTemplate(dir);
     callNativeSync(() => this.#live().setLora(modules), { file: dir });
     this.#lora = config;
     this.#setAdapterTemplate(template);
     this.#loraVersion++;
     return config;
+  }
+
+  /**
+   * Loads a PEFT adapter folder beside any others, on this model's weights (nothing of the base is
+   * copied), as a chat target of its own: it renders with the adapter's `chat_template.jinja` when it
+   * has one, else with the model's template. Requests on resident adapters and on the base are
+   * decoded together in one batch. The attached adapter (`loadAdapter`, training) is not touched.
+   */
+  async openAdapter(
+    dir: string,
+    options: { modelId?: string; provider?: string } = {},
+  ): Promise<LocalModelView> {
+    const { config, modules } = await readAdapter(dir, this.config.numLayers, this.#shapeOf);
+    const template = await readAdapterTemplate(dir);
+    const native = callNativeSync(() => this.#live().createLora(modules), { file: dir });
+    const adapter = new ResidentAdapter(dir, config, adapterHash(config, modules), template, native);
+    return new LocalModelView(this, {
+      adapter,
+      modelId: options.modelId ?? dir,
+      ...(options.provider !== undefined ? { provider: options.provider } : {}),
+    });
   }
 
   /**

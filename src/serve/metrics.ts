@@ -1,5 +1,6 @@
 /** The server's figures in Prometheus's text format (`GET /metrics`). */
 import type { ChatUsage } from "../core/chat.js";
+import type { DecodeStats } from "../engine/decode-loop.js";
 
 const BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -51,7 +52,21 @@ export class Metrics {
     this.#queue = depth;
   }
 
-  text(): string {
+  /** `decoding`: a local model's decode loop, for the batch figures. */
+  text(decoding?: DecodeStats): string {
+    const batch = decoding
+      ? [
+          "# HELP tunekit_batch_size Sequences decoding together now.",
+          "# TYPE tunekit_batch_size gauge",
+          `tunekit_batch_size ${decoding.running}`,
+          "# HELP tunekit_decode_steps_total Decode steps run (one token of every running sequence each).",
+          "# TYPE tunekit_decode_steps_total counter",
+          `tunekit_decode_steps_total ${decoding.steps}`,
+          "# HELP tunekit_decode_rows_total Sequences decoded over all steps (rows / steps: the mean batch size).",
+          "# TYPE tunekit_decode_rows_total counter",
+          `tunekit_decode_rows_total ${decoding.rows}`,
+        ]
+      : [];
     const lines = [
       "# HELP tunekit_requests_total Requests answered, by HTTP status.",
       "# TYPE tunekit_requests_total counter",
@@ -71,6 +86,7 @@ export class Metrics {
       "# HELP tunekit_time_to_first_token_seconds Time from a streamed request to its first token.",
       "# TYPE tunekit_time_to_first_token_seconds histogram",
       ...this.#firstToken.lines("tunekit_time_to_first_token_seconds"),
+      ...batch,
     ];
     return `${lines.join("\n")}\n`;
   }

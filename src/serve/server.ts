@@ -78,10 +78,6 @@ interface Served {
   target: ChatTarget;
   parent?: string;
   created: number;
-  /** A local model answers one request at a time (concurrent calls only fight over its threads). */
-  exclusive: boolean;
-  /** The end of the last request queued on this model. */
-  turn: Promise<void>;
 }
 
 const digest = (text: string) => createHash("sha256").update(text).digest();
@@ -190,7 +186,8 @@ export async function serve(options: ServeOptions): Promise<Server> {
   const timeoutMs = options.requestTimeoutMs ?? 120_000;
   const metrics = new Metrics();
   const served = new Map<string, Served>();
-  const loaded: LocalModel[] = [];
+  /** The local base model: every request on it or on its adapters joins its decode loop. */
+  let base: LocalModel | undefined;
   const inFlight = new Set<AbortController>();
   let running = 0;
   const waiting: Array<() => void> = [];
@@ -200,63 +197,34 @@ export async function serve(options: ServeOptions): Promise<Server> {
   const load = async () => {
     const created = Math.floor(Date.now() / 1000);
     if (options.target) {
-      served.set(options.target.modelId, {
-        id: options.target.modelId,
-        target: options.target,
-        created,
-        exclusive: options.target.provider === "local",
-        turn: Promise.resolve(),
-      });
+      served.set(options.target.modelId, { id: options.target.modelId, target: options.target, created });
       return;
     }
     const model = options.model as string;
     const { LocalModel } = await import("../engine/local-model.js");
-    const loadOptions = {
+    base = await LocalModel.load(model, {
       quantization: options.quantization ?? "nf4",
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
-    };
-    const base = await LocalModel.load(model, loadOptions);
-    loaded.push(base);
-    const id = await baseId(model);
-    served.set(id, {
-      id,
-      target: base.view({ adapter: false, modelId: id }),
-      created,
-      exclusive: true,
-      turn: Promise.resolve(),
     });
+    base.maxBatch = maxBatch;
+    const id = await baseId(model);
+    served.set(id, { id, target: base.view({ adapter: false, modelId: id }), created });
     baseName = id;
     for (const [name, dir] of Object.entries(options.adapters ?? {})) await addAdapter(name, dir);
   };
 
   let baseName: string | undefined;
-  const adapterModels = new Map<string, LocalModel>();
-  /** Loads an adapter under `name`: one model per adapter for now (the engine holds one per model). */
+  /** Makes an adapter resident on the base under `name` (the base's weights are shared). */
   const addAdapter = async (name: string, dir: string) => {
-    const model = options.model as string;
     if (served.has(name))
       throw new ValidationError("invalid_argument", `adapter name "${name}" is already served`);
-    await checkAdapterBase(name, dir, model);
-    const { LocalModel } = await import("../engine/local-model.js");
-    const withAdapter = await LocalModel.load(model, {
-      quantization: options.quantization ?? "nf4",
-      ...(options.threads !== undefined ? { threads: options.threads } : {}),
-    });
-    try {
-      await withAdapter.loadAdapter(dir);
-    } catch (error) {
-      withAdapter.dispose();
-      throw error;
-    }
-    loaded.push(withAdapter);
-    adapterModels.set(name, withAdapter);
+    await checkAdapterBase(name, dir, options.model as string);
+    const target = await (base as LocalModel).openAdapter(dir, { modelId: name });
     served.set(name, {
       id: name,
-      target: withAdapter.view({ adapter: true, modelId: name }),
+      target,
       parent: baseName as string,
       created: Math.floor(Date.now() / 1000),
-      exclusive: true,
-      turn: Promise.resolve(),
     });
   };
 
@@ -299,14 +267,9 @@ export async function serve(options: ServeOptions): Promise<Server> {
       return 200;
     }
     const entry = served.get(name);
-    const model = adapterModels.get(name);
-    if (!entry?.parent || !model)
-      throw new HttpError(404, `no adapter "${name}" is loaded`, { param: "lora_name" });
+    if (!entry?.parent) throw new HttpError(404, `no adapter "${name}" is loaded`, { param: "lora_name" });
+    // New requests no longer find it; those decoding on it keep its weights until they finish.
     served.delete(name);
-    adapterModels.delete(name);
-    await entry.turn; // requests already on it finish first
-    model.dispose();
-    loaded.splice(loaded.indexOf(model), 1);
     log(`unloaded adapter ${name}`);
     response.writeHead(200, { "content-type": "text/plain" });
     response.end(`Success: LoRA adapter '${name}' removed successfully.`);
@@ -337,23 +300,6 @@ export async function serve(options: ServeOptions): Promise<Server> {
     };
   };
 
-  /** A slot in the server, then this model's turn (one request at a time on a local model). */
-  const take = async (entry: Served): Promise<() => void> => {
-    const admitted = await admit();
-    let endTurn: () => void = () => undefined;
-    if (entry.exclusive) {
-      const previous = entry.turn;
-      entry.turn = new Promise<void>((done) => {
-        endTurn = done;
-      });
-      await previous;
-    }
-    return () => {
-      endTurn();
-      admitted();
-    };
-  };
-
   /** The served model a request names, or a 404 listing them. */
   const servedModel = (id: string): Served => {
     const entry = served.get(id);
@@ -370,11 +316,11 @@ export async function serve(options: ServeOptions): Promise<Server> {
   };
 
   /**
-   * A request's life on a model: its turn, a signal that a disconnect or the timeout aborts, and
-   * `end()` to give everything back.
+   * A request's life: a slot, a signal that a disconnect or the timeout aborts, and `end()` to give
+   * everything back.
    */
-  const begin = async (entry: Served, response: ServerResponse) => {
-    const release = await take(entry);
+  const begin = async (response: ServerResponse) => {
+    const release = await admit();
     const controller = new AbortController();
     inFlight.add(controller);
     const onClose = () => {
@@ -418,7 +364,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       throw new HttpError(400, `logprobs: the model "${entry.id}" does not report log-probabilities`, {
         param: "logprobs",
       });
-    const { controller, end } = await begin(entry, response);
+    const { controller, end } = await begin(response);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);
     try {
@@ -439,18 +385,21 @@ export async function serve(options: ServeOptions): Promise<Server> {
       const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
       event(writer.role());
       let first = true;
+      // Targets that stream log-probabilities send them with the content; the others' come last.
+      let streamedLogprobs = false;
       for await (const delta of stream) {
         if (first) {
           metrics.firstToken((performance.now() - started) / 1000);
           first = false;
         }
-        if (delta.text) event(writer.content(delta.text));
+        if (delta.logprobs) streamedLogprobs = true;
+        if (delta.text || delta.logprobs) event(writer.content(delta.text, delta.logprobs));
         if (delta.toolCalls?.length) event(writer.toolCalls(delta.toolCalls));
       }
       const result = await stream.result;
       metrics.tokens(result.usage);
       if (controller.signal.aborted && response.destroyed) return 499;
-      event(writer.finish(result));
+      event(writer.finish(result, { logprobs: !streamedLogprobs }));
       if (body.stream_options?.include_usage) event(writer.usage(result));
       response.end("data: [DONE]\n\n");
       return 200;
@@ -482,7 +431,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
     const maxTokens = body.max_tokens ?? Math.min(16, options.maxTokensLimit ?? 16);
     if (options.maxTokensLimit !== undefined && maxTokens > options.maxTokensLimit)
       throw new HttpError(400, `max_tokens: at most ${options.maxTokensLimit}`, { param: "max_tokens" });
-    const { controller, end } = await begin(entry, response);
+    const { controller, end } = await begin(response);
     const generate = {
       maxTokens,
       ...(body.temperature != null ? { temperature: body.temperature } : {}),
@@ -564,7 +513,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       return 200;
     }
     if (path === "/metrics" && request.method === "GET") {
-      const text = metrics.text();
+      const text = metrics.text(base?.decoding);
       response.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
       response.end(text);
       return 200;
@@ -668,7 +617,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       server.closeAllConnections();
       await stopped;
       await readyPromise.catch(() => undefined);
-      for (const model of loaded) model.dispose();
+      base?.dispose();
     })();
     return closed;
   };

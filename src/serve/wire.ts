@@ -264,8 +264,11 @@ export class ChunkWriter {
     ]);
   }
 
-  content(text: string) {
-    return this.#chunk([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]);
+  /** A content delta, with the log-probabilities of its tokens when they were asked for. */
+  content(text: string, logprobs?: TokenLogprob[]) {
+    return this.#chunk([
+      { index: 0, delta: { content: text }, logprobs: wireLogprobs(logprobs), finish_reason: null },
+    ]);
   }
 
   /** Streamed tool calls as OpenAI streams them: the first delta of call i names it, later ones add arguments. */
@@ -289,12 +292,13 @@ export class ChunkWriter {
     ]);
   }
 
-  finish(result: ChatResult) {
+  /** The last chunk; `logprobs: false` when the content chunks carried them. */
+  finish(result: ChatResult, options: { logprobs?: boolean } = {}) {
     return this.#chunk([
       {
         index: 0,
         delta: {},
-        logprobs: wireLogprobs(result.logprobs),
+        logprobs: options.logprobs === false ? null : wireLogprobs(result.logprobs),
         finish_reason: wireFinish(result.finishReason),
       },
     ]);

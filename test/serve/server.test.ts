@@ -272,26 +272,105 @@ describe("serve({ target })", () => {
   });
 });
 
+/** Two adapters on a tiny model, each changed by one training step on its own fixed batch. */
+async function tinyWithAdapters(dir: string): Promise<{ model: string; adapters: Record<string, string> }> {
+  const model = await writeTinyModel(join(dir, "tiny"), TINY_LLAMA);
+  const adapters: Record<string, string> = {};
+  for (const [name, seed] of [
+    ["support", 1],
+    ["sales", 2],
+  ] as const) {
+    await using loaded = await LocalModel.load(model, { quantization: "none" });
+    loaded.attachLora({ r: 2, seed });
+    const ids = Array.from({ length: 12 }, (_, index) => 5 + ((index * (seed + 2)) % 20));
+    await loaded.forwardBackward({ inputIds: ids, labels: ids });
+    await loaded.optimizerStep({ learningRate: 0.5 });
+    adapters[name] = join(dir, name);
+    await loaded.saveAdapter(adapters[name] as string);
+  }
+  return { model, adapters };
+}
+
 describe("serve({ model, adapters })", () => {
+  it("concurrent requests on the base and two adapters are decoded together, each as it is alone", {
+    timeout: 60_000,
+  }, async () => {
+    const { model, adapters } = await tinyWithAdapters(await tempDir());
+    await using server = await serve({ model, adapters, port: 0, quantization: "none" });
+    await server.ready;
+    const openai = client(server.url);
+    const requests = ["tiny", "support", "sales", "support", "tiny", "sales"].map((name, index) => ({
+      model: name,
+      messages: [{ role: "user" as const, content: `request ${index}: hello there` }],
+      max_tokens: 12 + index,
+      temperature: index % 2 ? 0.9 : 0,
+      seed: 100 + index,
+    }));
+    const alone = [];
+    for (const request of requests)
+      alone.push((await openai.chat.completions.create(request)).choices[0]?.message.content);
+    expect(new Set(alone).size).toBeGreaterThan(3);
+    // Together: streamed and whole, each started before the one before it has finished.
+    const scrape = async () => {
+      const text = await (await fetch(server.url.replace("/v1", "/metrics"))).text();
+      const value = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1]);
+      return { steps: value("tunekit_decode_steps_total"), rows: value("tunekit_decode_rows_total") };
+    };
+    const before = await scrape();
+    const together = await Promise.all(
+      requests.map(async (request, index) => {
+        await new Promise((wait) => setTimeout(wait, index * 3));
+        if (index % 2 === 0)
+          return (await openai.chat.completions.create(request)).choices[0]?.message.content;
+        const stream = await openai.chat.completions.create({ ...request, stream: true });
+        let text = "";
+        for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+        return text;
+      }),
+    );
+    expect(together).toEqual(alone);
+    const after = await scrape();
+    expect((after.rows - before.rows) / (after.steps - before.steps)).toBeGreaterThan(1.5);
+  });
+
+  it("streams each token's log-probabilities with its content", { timeout: 60_000 }, async () => {
+    const { model, adapters } = await tinyWithAdapters(await tempDir());
+    await using server = await serve({ model, adapters, port: 0, quantization: "none" });
+    await server.ready;
+    const openai = client(server.url);
+    const request = {
+      model: "sales",
+      messages: [{ role: "user" as const, content: "hello" }],
+      max_tokens: 6,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    };
+    const whole = await openai.chat.completions.create(request);
+    const content = whole.choices[0]?.logprobs?.content ?? [];
+    expect(content.length).toBeGreaterThan(0);
+    const stream = await openai.chat.completions.create({ ...request, stream: true });
+    const streamed = [];
+    let carrying = 0;
+    for await (const chunk of stream) {
+      const entries = chunk.choices[0]?.logprobs?.content ?? [];
+      if (entries.length > 0 && chunk.choices[0]?.finish_reason === null) carrying++;
+      streamed.push(...entries);
+    }
+    expect(carrying).toBeGreaterThan(1);
+    expect(streamed).toEqual(content);
+    for (const entry of content) {
+      expect(entry.top_logprobs).toHaveLength(2);
+      expect(entry.logprob).toBeLessThanOrEqual(0);
+      expect(entry.top_logprobs[0]?.logprob).toBeGreaterThanOrEqual(entry.top_logprobs[1]?.logprob as number);
+    }
+  });
+
   it("the base and two adapters, picked by model; an adapter of another base is refused", {
     timeout: 60_000,
   }, async () => {
     const dir = await tempDir();
-    const model = await writeTinyModel(join(dir, "tiny"), TINY_LLAMA);
-    const adapters: Record<string, string> = {};
-    for (const [name, seed] of [
-      ["support", 1],
-      ["sales", 2],
-    ] as const) {
-      await using loaded = await LocalModel.load(model, { quantization: "none" });
-      loaded.attachLora({ r: 2, seed });
-      // Make the adapter change something: one training step on a fixed batch.
-      const ids = Array.from({ length: 12 }, (_, index) => 5 + ((index * (seed + 2)) % 20));
-      await loaded.forwardBackward({ inputIds: ids, labels: ids });
-      await loaded.optimizerStep({ learningRate: 0.5 });
-      adapters[name] = join(dir, name);
-      await loaded.saveAdapter(adapters[name] as string);
-    }
+    const { model, adapters } = await tinyWithAdapters(dir);
     await using server = await serve({ model, adapters, port: 0, quantization: "none" });
     const health = await fetch(server.url.replace("/v1", "/health"));
     expect([200, 503]).toContain(health.status);

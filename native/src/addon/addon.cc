@@ -13,6 +13,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/nf4.h"
+#include "model/batch.h"
 #include "model/llama.h"
 
 namespace tunekit {
@@ -196,6 +197,8 @@ LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
 struct AddonData {
   Napi::FunctionReference model;
   Napi::FunctionReference cancel_token;
+  Napi::FunctionReference lora;
+  Napi::FunctionReference batch;
 };
 
 // ---- A promise-returning worker ------------------------------------------------------------------
@@ -271,6 +274,42 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
   std::shared_ptr<StopFlags> flags_;
 };
 
+// ---- Lora: a set of adapters held apart from the model's attached one ----------------------------
+
+// Made by model.createLora(entries); passed where an adapter is chosen (logits, loss, a batch's
+// sequences), so that many adapters stay resident on one base. It belongs to the model that made it.
+class Lora : public Napi::ObjectWrap<Lora> {
+ public:
+  static Napi::Function Define(Napi::Env env) { return DefineClass(env, "Lora", {}); }
+  explicit Lora(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Lora>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw type_error(info.Env(), "Lora is created by model.createLora()");
+    const auto* made = info[0].As<Napi::External<std::pair<const LlamaModel*, std::shared_ptr<const LoraSet>>>>().Data();
+    owner_ = made->first;
+    set_ = made->second;
+  }
+  const LlamaModel* owner() const { return owner_; }
+  std::shared_ptr<const LoraSet> set() const { return set_; }
+
+ private:
+  const LlamaModel* owner_ = nullptr;
+  std::shared_ptr<const LoraSet> set_;
+};
+
+// The adapters an `adapter` argument names: true or undefined, the model's attached set (a snapshot);
+// false or null, none; a Lora made by this model, that one.
+std::shared_ptr<const LoraSet> adapter_argument(const Napi::Env& env, const LlamaModel& model, const Napi::Value& value) {
+  if (value.IsUndefined()) return model.lora();
+  if (value.IsNull()) return nullptr;
+  if (value.IsBoolean()) return value.As<Napi::Boolean>().Value() ? model.lora() : nullptr;
+  const AddonData* data = env.GetInstanceData<AddonData>();
+  if (value.IsObject() && value.As<Napi::Object>().InstanceOf(data->lora.Value())) {
+    const Lora* lora = Lora::Unwrap(value.As<Napi::Object>());
+    if (lora->owner() != &model) throw type_error(env, "the adapter was made by another model");
+    return lora->set();
+  }
+  throw type_error(env, "adapter must be a boolean, null or a Lora from this model's createLora()");
+}
+
 // ---- Model ---------------------------------------------------------------------------------------
 
 class Model : public Napi::ObjectWrap<Model> {
@@ -287,6 +326,8 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod<&Model::GetOptimizerState>("getOptimizerState"),
                         InstanceMethod<&Model::SetOptimizerState>("setOptimizerState"),
                         InstanceMethod<&Model::SeedDropout>("seedDropout"),
+                        InstanceMethod<&Model::CreateLora>("createLora"),
+                        InstanceMethod<&Model::CreateBatch>("createBatch"),
                         InstanceMethod<&Model::WeightBytes>("weightBytes"), InstanceMethod<&Model::Info>("info"),
                         InstanceMethod<&Model::Dispose>("dispose")});
   }
@@ -307,6 +348,8 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value SetLora(const Napi::CallbackInfo& info);
   Napi::Value GetLora(const Napi::CallbackInfo& info);
+  Napi::Value CreateLora(const Napi::CallbackInfo& info);
+  Napi::Value CreateBatch(const Napi::CallbackInfo& info);
   Napi::Value MergedWeight(const Napi::CallbackInfo& info);
   Napi::Value LossAndGradients(const Napi::CallbackInfo& info);
   Napi::Value ForwardBackward(const Napi::CallbackInfo& info);
@@ -358,9 +401,10 @@ class LoadWorker : public PromiseWorker {
 
 class LogitsWorker : public PromiseWorker {
  public:
-  LogitsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, bool adapter)
-      : PromiseWorker(env, "tunekit.logits"), model_(std::move(model)), tokens_(std::move(tokens)), adapter_(adapter) {}
-  TUNEKIT_EXECUTE(logits_ = model_->logits(tokens_, adapter_))
+  LogitsWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens,
+               std::shared_ptr<const LoraSet> lora)
+      : PromiseWorker(env, "tunekit.logits"), model_(std::move(model)), tokens_(std::move(tokens)), lora_(std::move(lora)) {}
+  TUNEKIT_EXECUTE(logits_ = model_->logits(tokens_, lora_.get()))
   Napi::Value Result(Napi::Env env) override {
     Napi::Float32Array out = float_array(env, logits_);
     return out;
@@ -369,13 +413,15 @@ class LogitsWorker : public PromiseWorker {
  private:
   std::shared_ptr<LlamaModel> model_;
   std::vector<int32_t> tokens_;
-  bool adapter_;
+  std::shared_ptr<const LoraSet> lora_;
   std::vector<float> logits_;
 };
 
+// logits(inputIds, adapter?)
 Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
-  auto* worker = new LogitsWorker(info.Env(), live(info.Env()), int32_vector(info.Env(), info[0], "inputIds"),
-                                  !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value());
+  std::shared_ptr<LlamaModel> model = live(info.Env());
+  auto* worker = new LogitsWorker(info.Env(), model, int32_vector(info.Env(), info[0], "inputIds"),
+                                  adapter_argument(info.Env(), *model, info[1]));
   worker->Queue();
   return worker->Promise();
 }
@@ -383,10 +429,10 @@ Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
 class LossWorker : public PromiseWorker {
  public:
   LossWorker(Napi::Env env, std::shared_ptr<LlamaModel> model, std::vector<int32_t> tokens, std::vector<int32_t> labels,
-             std::vector<int> lengths, bool adapter)
+             std::vector<int> lengths, std::shared_ptr<const LoraSet> lora)
       : PromiseWorker(env, "tunekit.loss"), model_(std::move(model)), tokens_(std::move(tokens)),
-        labels_(std::move(labels)), lengths_(std::move(lengths)), adapter_(adapter) {}
-  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_, lengths_, adapter_))
+        labels_(std::move(labels)), lengths_(std::move(lengths)), lora_(std::move(lora)) {}
+  TUNEKIT_EXECUTE(result_ = model_->loss(tokens_, labels_, lengths_, lora_.get()))
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
     out.Set("loss", result_.loss);
@@ -399,7 +445,7 @@ class LossWorker : public PromiseWorker {
   std::shared_ptr<LlamaModel> model_;
   std::vector<int32_t> tokens_, labels_;
   std::vector<int> lengths_;
-  bool adapter_;
+  std::shared_ptr<const LoraSet> lora_;
   LlamaModel::LossResult result_;
 };
 
@@ -408,9 +454,10 @@ Napi::Value Model::Loss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int32_t> lengths;
   if (!info[3].IsUndefined()) lengths = int32_vector(env, info[3], "sequenceLengths");
-  auto* worker = new LossWorker(env, live(env), int32_vector(env, info[0], "inputIds"),
+  std::shared_ptr<LlamaModel> model = live(env);
+  auto* worker = new LossWorker(env, model, int32_vector(env, info[0], "inputIds"),
                                 int32_vector(env, info[1], "labels"), std::vector<int>(lengths.begin(), lengths.end()),
-                                !info[2].IsBoolean() || info[2].As<Napi::Boolean>().Value());
+                                adapter_argument(env, *model, info[2]));
   worker->Queue();
   return worker->Promise();
 }
@@ -490,6 +537,10 @@ SamplingOptions parse_sampling(const Napi::Env& env, const Napi::Value& value) {
   options.stop_tokens = int32_vector(env, object.Get("stopTokens"), "stopTokens");
   options.collect_logits = bool_field(object, "collectLogits", false);
   options.adapter = bool_field(object, "adapter", true);
+  if (!object.Get("topLogprobs").IsUndefined()) {
+    options.top_logprobs = int_field(object, "topLogprobs");
+    if (options.top_logprobs < -1 || options.top_logprobs > 20) throw range_error(env, "topLogprobs must be in [-1, 20]");
+  }
   return options;
 }
 
@@ -520,11 +571,118 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
+// ---- Batch: continuous batching (model/batch.h) --------------------------------------------------
+
+// A DecodeBatch and the model it runs on, kept alive by the JS object and by a step in flight.
+struct BatchState {
+  std::shared_ptr<LlamaModel> model;
+  DecodeBatch batch;
+  explicit BatchState(std::shared_ptr<LlamaModel> owner) : model(std::move(owner)), batch(*model) {}
+};
+
+class StepWorker : public PromiseWorker {
+ public:
+  StepWorker(Napi::Env env, std::shared_ptr<BatchState> state)
+      : PromiseWorker(env, "tunekit.step"), state_(std::move(state)) {}
+  TUNEKIT_EXECUTE(events_ = state_->batch.step())
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array out = Napi::Array::New(env, events_.size());
+    for (size_t i = 0; i < events_.size(); i++) {
+      const StepEvent& event = events_[i];
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("id", double(event.id));
+      if (event.has_token) {
+        entry.Set("tokenId", event.token);
+        if (event.reported_logprob) entry.Set("logprob", event.logprob);
+        if (!event.top.empty()) {
+          Napi::Int32Array ids = Napi::Int32Array::New(env, event.top.size());
+          Napi::Float32Array logprobs = Napi::Float32Array::New(env, event.top.size());
+          for (size_t j = 0; j < event.top.size(); j++) {
+            ids[j] = event.top[j].first;
+            logprobs[j] = event.top[j].second;
+          }
+          entry.Set("topIds", ids);
+          entry.Set("topLogprobs", logprobs);
+        }
+        if (!event.logits.empty()) {
+          Napi::Float32Array logits = float_array(env, event.logits);
+          entry.Set("logits", logits);
+        }
+      }
+      if (event.finished)
+        entry.Set("finishReason", event.finish == FinishReason::Stop    ? "stop"
+                                  : event.finish == FinishReason::Abort ? "abort"
+                                                                        : "length");
+      out.Set(uint32_t(i), entry);
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<BatchState> state_;
+  std::vector<StepEvent> events_;
+};
+
+class Batch : public Napi::ObjectWrap<Batch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Batch",
+                       {InstanceMethod<&Batch::Add>("add"), InstanceMethod<&Batch::Stop>("stop"),
+                        InstanceMethod<&Batch::Cancel>("cancel"), InstanceMethod<&Batch::Step>("step"),
+                        InstanceMethod<&Batch::Size>("size")});
+  }
+  explicit Batch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Batch>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) throw type_error(info.Env(), "Batch is created by model.createBatch()");
+    state_ = std::make_shared<BatchState>(*info[0].As<Napi::External<std::shared_ptr<LlamaModel>>>().Data());
+  }
+
+ private:
+  // add(inputIds: Int32Array, options, adapter?: boolean | Lora | null) → the sequence's id
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<int32_t> prompt = int32_vector(env, info[0], "inputIds");
+    SamplingOptions options = parse_sampling(env, info[1]);
+    std::shared_ptr<const LoraSet> lora = adapter_argument(env, *state_->model, info[2]);
+    try {
+      return Napi::Number::New(env, double(state_->batch.add(std::move(prompt), options, std::move(lora))));
+    } catch (const std::exception& error) {
+      throw native_error(env, error);
+    }
+  }
+  uint64_t id_argument(const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber()) throw type_error(info.Env(), "a sequence id is needed");
+    const double id = info[0].As<Napi::Number>().DoubleValue();
+    if (!(id >= 1 && id <= 9007199254740991.0) || id != double(uint64_t(id)))
+      throw range_error(info.Env(), "a sequence id is needed");
+    return uint64_t(id);
+  }
+  void Stop(const Napi::CallbackInfo& info) { state_->batch.stop(id_argument(info)); }
+  void Cancel(const Napi::CallbackInfo& info) { state_->batch.cancel(id_argument(info)); }
+  // step() → Promise<{ id, tokenId?, logprob?, topIds?, topLogprobs?, logits?, finishReason? }[]>
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    auto* worker = new StepWorker(info.Env(), state_);
+    worker->Queue();
+    return worker->Promise();
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(state_->batch.size())); }
+
+  std::shared_ptr<BatchState> state_;
+};
+
+// createBatch(): an empty Batch on this model.
+Napi::Value Model::CreateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<LlamaModel> model = live(env);
+  return env.GetInstanceData<AddonData>()->batch.New({Napi::External<std::shared_ptr<LlamaModel>>::New(env, &model)});
+}
+
 int projection_index(const Napi::Env& env, const std::string& name) {
   for (int p = 0; p < kProjections; p++)
     if (name == kProjectionNames[p]) return p;
   throw type_error(env, "unknown projection \"" + name + "\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
 }
+
+std::shared_ptr<LoraSet> parse_lora_set(const Napi::Env& env, const LlamaModel& model, const Napi::Array& entries);
 
 // setLora(adapters: { layer, projection, rank, scale, a: Float32Array, b: Float32Array }[] | null)
 // replaces every adapter at once.
@@ -536,14 +694,36 @@ Napi::Value Model::SetLora(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (!info[0].IsArray()) throw type_error(env, "setLora needs an array of adapters or null");
+  std::shared_ptr<LoraSet> set = parse_lora_set(env, *model, info[0].As<Napi::Array>());
+  try {
+    model->set_lora(std::move(set));
+  } catch (const std::exception& error) {
+    throw native_error(env, error);
+  }
+  return env.Undefined();
+}
+
+// createLora(adapters): the same entries as setLora, held apart (a Lora) instead of attached.
+Napi::Value Model::CreateLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<LlamaModel> model = live(env);
+  if (!info[0].IsArray()) throw type_error(env, "createLora needs an array of adapters");
+  std::pair<const LlamaModel*, std::shared_ptr<const LoraSet>> made{model.get(),
+                                                                     parse_lora_set(env, *model, info[0].As<Napi::Array>())};
+  return env.GetInstanceData<AddonData>()->lora.New(
+      {Napi::External<std::pair<const LlamaModel*, std::shared_ptr<const LoraSet>>>::New(env, &made)});
+}
+
+// Entries { layer, projection, rank, scale, a: Float32Array, b: Float32Array }, checked against the
+// model's shapes, as one set of adapters.
+std::shared_ptr<LoraSet> parse_lora_set(const Napi::Env& env, const LlamaModel& model, const Napi::Array& entries) {
   auto set = std::make_shared<LoraSet>();
-  set->layers.resize(model->config().num_layers);
-  Napi::Array entries = info[0].As<Napi::Array>();
+  set->layers.resize(model.config().num_layers);
   for (uint32_t i = 0; i < entries.Length(); i++) {
     if (!entries.Get(i).IsObject()) throw type_error(env, "adapters must be objects");
     Napi::Object entry = entries.Get(i).As<Napi::Object>();
     const int layer = int_field(entry, "layer");
-    if (layer < 0 || layer >= model->config().num_layers) throw range_error(env, "no layer " + std::to_string(layer));
+    if (layer < 0 || layer >= model.config().num_layers) throw range_error(env, "no layer " + std::to_string(layer));
     const int p = projection_index(env, string_field(entry, "projection", ""));
     auto adapter = std::make_shared<LoraAdapter>();
     adapter->rank = int_field(entry, "rank");
@@ -552,7 +732,7 @@ Napi::Value Model::SetLora(const Napi::CallbackInfo& info) {
       throw range_error(env, "rank must be > 0 and scale finite");
     auto a = typed_array<Napi::Float32Array>(env, entry.Get("a"), "a", napi_float32_array, "Float32Array");
     auto b = typed_array<Napi::Float32Array>(env, entry.Get("b"), "b", napi_float32_array, "Float32Array");
-    const auto [in, out] = model->projection_shape(p);
+    const auto [in, out] = model.projection_shape(p);
     const std::string where = "layer " + std::to_string(layer) + " " + kProjectionNames[p];
     if (a.ElementLength() != size_t(adapter->rank) * in)
       throw coded_error(env, ErrorCode::ShapeMismatch, where + ": A must hold rank × " + std::to_string(in) + " values");
@@ -563,12 +743,7 @@ Napi::Value Model::SetLora(const Napi::CallbackInfo& info) {
     if (set->layers[layer][p]) throw range_error(env, where + " is given twice");
     set->layers[layer][p] = std::move(adapter);
   }
-  try {
-    model->set_lora(std::move(set));
-  } catch (const std::exception& error) {
-    throw native_error(env, error);
-  }
-  return env.Undefined();
+  return set;
 }
 
 Napi::Value Model::GetLora(const Napi::CallbackInfo& info) {
@@ -925,7 +1100,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function model = Model::Define(env);
   Napi::Function cancel_token = CancelToken::Define(env);
   // Per environment (main thread or worker thread), freed with it.
-  env.SetInstanceData<AddonData>(new AddonData{Napi::Persistent(model), Napi::Persistent(cancel_token)});
+  env.SetInstanceData<AddonData>(new AddonData{Napi::Persistent(model), Napi::Persistent(cancel_token),
+                                               Napi::Persistent(Lora::Define(env)), Napi::Persistent(Batch::Define(env))});
   exports.Set("Model", model);
   exports.Set("CancelToken", cancel_token);
   exports.Set("loadModel", Napi::Function::New<LoadModel>(env, "loadModel"));

@@ -33,13 +33,24 @@ void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
 
 // ---- Projections: a frozen linear weight and its LoRA adapter ------------------------------------
 
-void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const LoraSet* lora,
+void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
                          const Dropout* dropout, float* y, BlockActivations& a, bool keep) const {
   const Weight& weight = projection(layers_[l], p);
   linear(x, T, weight, bias, y);
-  const LoraAdapter* adapter = lora ? lora->layers[l][p].get() : nullptr;
+  const size_t in = weight.cols(), out = weight.rows();
+  const bool training = keep || (dropout && dropout->p > 0.0f);
+  if (training && !(lora.size() == 1 && lora[0].first == 0 && lora[0].count == T))
+    throw Error(ErrorCode::EngineFailed, "training runs every row through one set of adapters");
+  if (!training) {  // each run of rows through its adapters: the bits each row gets alone
+    for (const LoraRun& run : lora) {
+      const LoraAdapter* adapter = run.set ? run.set->layers[l][p].get() : nullptr;
+      if (adapter) apply_lora(x + size_t(run.first) * in, run.count, *adapter, y + size_t(run.first) * out, out);
+    }
+    return;
+  }
+  const LoraAdapter* adapter = lora[0].set ? lora[0].set->layers[l][p].get() : nullptr;
   if (!adapter) return;
-  const size_t r = size_t(adapter->rank), in = weight.cols();
+  const size_t r = size_t(adapter->rank);
   std::vector<float> dropped;
   if (dropout && dropout->p > 0.0f) {
     std::vector<float>& mask = a.lora_mask[p];
@@ -57,7 +68,7 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
     a.lora_t[p].resize(size_t(T) * r);
     t = a.lora_t[p].data();
   }
-  apply_lora(x, T, *adapter, y, weight.rows(), t);
+  apply_lora(x, T, *adapter, y, out, t);
 }
 
 void LlamaModel::project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora,
@@ -102,7 +113,8 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
 // ---- The block ----------------------------------------------------------------------------------
 
 void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope,
-                               const LoraSet* lora, const Dropout* dropout, BlockActivations& a, bool keep) const {
+                               const Dropout* dropout, BlockActivations& a, bool keep) const {
+  const std::vector<LoraRun>& lora = rows.lora;
   const ModelConfig& c = config_;
   const int T = rows.count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
   const int Q = Hq * D, KV = Hkv * D, I = c.intermediate_size;

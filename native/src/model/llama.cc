@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "model/batch.h"
 #include "model/sampler.h"
 
 namespace tunekit {
@@ -351,16 +352,20 @@ std::vector<float> LlamaModel::merged_weight(int layer, int p) const {
 // ---- The decoder over KV caches (the block itself is in decoder.cc) -------------------------------
 
 void LlamaModel::forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const {
-  forward(tokens, {Segment{&cache, count}}, lora, out);
+  forward(tokens, {Segment{&cache, count, lora}}, out);
 }
 
-void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora,
-                         float* out) const {
-  // Each row of the batch: its sequence's cache and its position there.
+void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segments, float* out) const {
+  // Each row of the batch: its sequence's cache, its position there, and its adapters (neighbouring
+  // segments on the same adapters make one run).
   BlockRows rows;
   for (const Segment& segment : segments) {
     if (segment.cache->length + segment.count > segment.cache->capacity)
       throw Error(ErrorCode::EngineFailed, "KV cache is full");
+    if (!rows.lora.empty() && rows.lora.back().set == segment.lora)
+      rows.lora.back().count += segment.count;
+    else
+      rows.lora.push_back(LoraRun{int(rows.position.size()), segment.count, segment.lora});
     for (int t = 0; t < segment.count; t++) {
       rows.cache.push_back(segment.cache);
       rows.position.push_back(segment.cache->length + t);
@@ -371,7 +376,7 @@ void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segm
   std::vector<float> x(size_t(rows.count) * config_.hidden_size);
   embed(tokens, rows.count, x.data());
   BlockActivations scratch;
-  for (int l = 0; l < config_.num_layers; l++) block_forward(l, x.data(), rows, rope, lora, nullptr, scratch, false);
+  for (int l = 0; l < config_.num_layers; l++) block_forward(l, x.data(), rows, rope, nullptr, scratch, false);
   std::vector<float> norm(config_.hidden_size);
   ops::rms_norm(*kernels_, x.data(), rows.count, config_.hidden_size, final_norm_.row(0, norm.data(), *kernels_),
                 config_.rms_norm_eps, out, nullptr);
@@ -380,7 +385,7 @@ void LlamaModel::forward(const int32_t* tokens, const std::vector<Segment>& segm
 
 // ---- Entry points -------------------------------------------------------------------------------
 
-std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens, bool adapter) const {
+std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens, const LoraSet* lora) const {
   check_tokens(tokens);
   if (tokens.empty()) return {};
   if (int(tokens.size()) > config_.max_positions)
@@ -389,8 +394,7 @@ std::vector<float> LlamaModel::logits(const std::vector<int32_t>& tokens, bool a
   const int T = int(tokens.size());
   KVCache cache = new_cache(T);
   std::vector<float> hidden(size_t(T) * config_.hidden_size);
-  const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
-  forward(tokens.data(), T, cache, lora.get(), hidden.data());
+  forward(tokens.data(), T, cache, lora, hidden.data());
   std::vector<float> out(size_t(T) * config_.vocab_size);
   head(hidden.data(), T, out.data());
   return out;
@@ -418,7 +422,7 @@ void LlamaModel::check_batch(const std::vector<int32_t>& tokens, const std::vect
 }
 
 LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                                        const std::vector<int>& lengths, bool adapter) const {
+                                        const std::vector<int>& lengths, const LoraSet* lora) const {
   const std::vector<int> sequences = lengths.empty() ? std::vector<int>{int(tokens.size())} : lengths;
   if (tokens.empty()) {
     check_batch(tokens, labels, {});
@@ -434,13 +438,12 @@ LlamaModel::LossResult LlamaModel::loss(const std::vector<int32_t>& tokens, cons
   int row = 0;
   for (int length : sequences) {
     caches.push_back(new_cache(length));
-    segments.push_back(Segment{&caches.back(), length});
+    segments.push_back(Segment{&caches.back(), length, lora});
     row += length;
     last_of_sequence[size_t(row - 1)] = true;
   }
   std::vector<float> hidden(size_t(T) * H);
-  const std::shared_ptr<const LoraSet> lora = adapter ? this->lora() : nullptr;
-  forward(tokens.data(), segments, lora.get(), hidden.data());
+  forward(tokens.data(), segments, hidden.data());
   // The rows whose next label counts, as training picks them.
   std::vector<int> rows;
   std::vector<int32_t> targets;
@@ -470,82 +473,37 @@ std::vector<Generation> LlamaModel::generate_batch(const std::vector<std::vector
                                                    const SamplingOptions& options, const std::atomic<bool>& cancelled,
                                                    const std::function<bool(size_t)>& stopped,
                                                    const std::function<void(size_t, int32_t)>& on_token) const {
-  const size_t B = prompts.size();
-  for (const std::vector<int32_t>& prompt : prompts) {
-    check_tokens(prompt);
-    if (prompt.empty()) throw Error(ErrorCode::InvalidArgument, "generate needs at least one prompt token");
-    if (int(prompt.size()) > config_.max_positions)
-      throw Error(ErrorCode::ContextLengthExceeded, std::to_string(prompt.size()) + " prompt tokens exceed max_position_embeddings (" +
-                              std::to_string(config_.max_positions) + ")");
-  }
-  const int H = config_.hidden_size, V = config_.vocab_size;
   const std::shared_ptr<const LoraSet> lora = options.adapter ? this->lora() : nullptr;
-  std::vector<Generation> results(B);
-  std::vector<KVCache> caches;
-  std::vector<Sampler> samplers;
-  std::vector<float> last(B * size_t(H));  // each sequence's newest hidden state
-  for (size_t b = 0; b < B; b++) {
-    // Sequence b samples with seed + b: a batch gives what each prompt gives alone with that seed.
+  DecodeBatch batch(*this);
+  std::vector<uint64_t> ids;
+  for (size_t b = 0; b < prompts.size(); b++) {
     SamplingOptions own = options;
-    own.seed = options.seed + b;
-    samplers.emplace_back(own);
-    caches.push_back(new_cache(std::min<int>(config_.max_positions, int(prompts[b].size()) + std::max(0, options.max_tokens))));
-    // Prompts are prefilled one at a time: their lengths differ, and each is one matrix product.
-    std::vector<float> hidden(prompts[b].size() * size_t(H));
-    forward(prompts[b].data(), int(prompts[b].size()), caches[b], lora.get(), hidden.data());
-    std::copy(hidden.end() - H, hidden.end(), last.begin() + b * size_t(H));
+    own.seed = options.seed + b;  // a batch gives what each prompt gives alone with that seed
+    ids.push_back(batch.add(prompts[b], own, lora));
   }
-  std::vector<bool> active(B, options.max_tokens > 0);
-  std::vector<float> logits;
-  for (int step = 0; step < options.max_tokens; step++) {
-    std::vector<size_t> rows;
-    for (size_t b = 0; b < B; b++) {
-      if (active[b] && stopped(b)) {
-        results[b].finish = FinishReason::Stop;
-        active[b] = false;
+  std::vector<Generation> results(prompts.size());
+  std::vector<bool> done(prompts.size(), false);
+  while (batch.size() > 0) {
+    for (size_t b = 0; b < prompts.size(); b++) {
+      if (done[b]) continue;
+      if (cancelled.load(std::memory_order_relaxed))
+        batch.cancel(ids[b]);
+      else if (stopped(b))
+        batch.stop(ids[b]);
+    }
+    for (StepEvent& event : batch.step()) {
+      const size_t b = size_t(event.id - ids[0]);
+      Generation& result = results[b];
+      if (event.has_token) {
+        result.tokens.push_back(event.token);
+        result.logits.insert(result.logits.end(), event.logits.begin(), event.logits.end());
+        on_token(b, event.token);
       }
-      if (active[b]) rows.push_back(b);
-    }
-    if (rows.empty()) break;
-    if (cancelled.load(std::memory_order_relaxed)) {
-      for (size_t b : rows) results[b].finish = FinishReason::Abort;
-      break;
-    }
-    // The head over the active sequences' newest states, then one token for each.
-    std::vector<float> states(rows.size() * size_t(H));
-    for (size_t r = 0; r < rows.size(); r++)
-      std::copy_n(last.begin() + rows[r] * size_t(H), H, states.begin() + r * size_t(H));
-    logits.resize(rows.size() * size_t(V));
-    head(states.data(), int(rows.size()), logits.data());
-    std::vector<int32_t> next;
-    std::vector<Segment> segments;
-    for (size_t r = 0; r < rows.size(); r++) {
-      const size_t b = rows[r];
-      const float* row = logits.data() + r * size_t(V);
-      if (options.collect_logits) results[b].logits.insert(results[b].logits.end(), row, row + V);
-      const int32_t token = samplers[b].sample(row, V);
-      results[b].tokens.push_back(token);
-      on_token(b, token);
-      const bool stop_token =
-          std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end();
-      if (stop_token || stopped(b)) {
-        results[b].finish = FinishReason::Stop;
-        active[b] = false;
-      } else if (step + 1 == options.max_tokens || caches[b].length >= caches[b].capacity) {
-        results[b].finish = FinishReason::Length;  // done, or the context is full
-        active[b] = false;
-      } else {
-        next.push_back(token);
-        segments.push_back(Segment{&caches[b], 1});
+      if (event.finished) {
+        result.finish = event.finish;
+        done[b] = true;
       }
     }
-    if (next.empty()) break;
-    // One decoding step for every sequence still going: a batch of rows through each matrix product.
-    std::vector<float> hidden(next.size() * size_t(H));
-    forward(next.data(), segments, lora.get(), hidden.data());
-    size_t r = 0;
-    for (size_t b = 0; b < B; b++)
-      if (active[b]) std::copy_n(hidden.begin() + (r++) * size_t(H), H, last.begin() + b * size_t(H));
   }
   return results;
 }

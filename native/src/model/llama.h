@@ -114,10 +114,19 @@ struct KVCache {
   std::vector<std::vector<float>> keys, values;
 };
 
-// Rows of a batch that belong to one sequence: `count` new tokens appended to `cache`.
+// Rows of a batch that belong to one sequence: `count` new tokens appended to `cache`, through the
+// adapters `lora` (null: the base model).
 struct Segment {
   KVCache* cache;
   int count;
+  const LoraSet* lora = nullptr;
+};
+
+// Consecutive rows of a batch that go through the same adapters (null: none). The frozen weights
+// meet every row of a batch at once; each run's rows then meet their own adapters.
+struct LoraRun {
+  int first = 0, count = 0;
+  const LoraSet* set = nullptr;
 };
 
 // How the rows of one pass through the decoder see keys and values.
@@ -129,6 +138,7 @@ struct BlockRows {
   std::vector<int> position;      // each row's position in its sequence
   std::vector<KVCache*> cache;    // inference: each row's cache; empty in training
   std::vector<int> first;         // training: the row where each row's sequence starts
+  std::vector<LoraRun> lora;      // the adapters of every row, in runs (training: one run)
 };
 
 // What one block's forward pass computes. Training keeps it for the backward pass (x_in, x_mid, the
@@ -165,6 +175,7 @@ struct SamplingOptions {
   uint64_t seed = 0;
   std::vector<int32_t> stop_tokens;
   bool collect_logits = false;  // keep each step's logits (tests compare them with a full recompute)
+  int top_logprobs = -1;        // ≥ 0: report the chosen token's log-probability and this many best
 };
 
 struct Generation {
@@ -172,6 +183,8 @@ struct Generation {
   FinishReason finish = FinishReason::Length;
   std::vector<float> logits;  // [steps × vocab] when collect_logits
 };
+
+class DecodeBatch;
 
 class LlamaModel {
  public:
@@ -228,8 +241,8 @@ class LlamaModel {
   void set_optimizer_state(const OptimizerState& state);
   void seed_dropout(uint64_t seed);
 
-  // Logits of every position of one sequence: [tokens × vocab]. `adapter`: apply the LoRA adapters.
-  std::vector<float> logits(const std::vector<int32_t>& tokens, bool adapter = true) const;
+  // Logits of every position of one sequence: [tokens × vocab], through the adapters `lora` (null: none).
+  std::vector<float> logits(const std::vector<int32_t>& tokens, const LoraSet* lora) const;
   // Mean next-token cross-entropy (logits at t predict labels[t + 1]; -100 ignored), the labelled
   // token count, and how many of those the greedy choice (first argmax) predicts. `lengths` packs
   // sequences as in loss_and_gradients (empty: one sequence); no label crosses a sequence boundary.
@@ -238,13 +251,13 @@ class LlamaModel {
     size_t tokens = 0, correct = 0;
   };
   LossResult loss(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
-                  const std::vector<int>& lengths = {}, bool adapter = true) const;
+                  const std::vector<int>& lengths, const LoraSet* lora) const;
   // Autoregressive generation with a KV cache; on_token sees each new id as it is chosen.
   Generation generate(const std::vector<int32_t>& prompt, const SamplingOptions& options,
                       const std::atomic<bool>& cancelled, const std::function<void(int32_t)>& on_token) const;
-  // Several prompts decoded together: each step runs every unfinished sequence's next token through
-  // the model as one batch. Sequence b samples with options.seed + b; `stopped(b)` ends sequence b
-  // (a stop string found by the caller); on_token(b, id) sees each new id.
+  // Several prompts decoded together (a DecodeBatch run to its end). Sequence b samples with
+  // options.seed + b; `stopped(b)` ends sequence b (a stop string found by the caller); on_token(b, id)
+  // sees each new id.
   std::vector<Generation> generate_batch(const std::vector<std::vector<int32_t>>& prompts,
                                          const SamplingOptions& options, const std::atomic<bool>& cancelled,
                                          const std::function<bool(size_t)>& stopped,
@@ -256,27 +269,30 @@ class LlamaModel {
   // are positive, fit max_position_embeddings and add up to the token count.
   void check_batch(const std::vector<int32_t>& tokens, const std::vector<int32_t>& labels,
                    const std::vector<int>& lengths) const;
+  friend class DecodeBatch;
   // Runs `count` tokens at positions cache.length… through the decoder, appending to the cache;
   // writes the final-normed hidden states [count × hidden] to out.
   void forward(const int32_t* tokens, int count, KVCache& cache, const LoraSet* lora, float* out) const;
-  // The same for a batch of rows from several sequences, each segment's rows appended to its cache.
-  void forward(const int32_t* tokens, const std::vector<Segment>& segments, const LoraSet* lora, float* out) const;
+  // The same for a batch of rows from several sequences, each segment's rows appended to its cache
+  // and run through its own adapters.
+  void forward(const int32_t* tokens, const std::vector<Segment>& segments, float* out) const;
 
   // ---- The decoder block (block.cc): what an architecture defines, forward and backward ----
   // x [T × H] = the embeddings of the tokens.
   void embed(const int32_t* tokens, int T, float* x) const;
-  // One block over the rows, x [T × H] updated in place from its input to its output. `keep`: fill
-  // `a` with what block_backward needs (training); else `a` is scratch. `dropout` only in training.
-  void block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet* lora,
-                     const Dropout* dropout, BlockActivations& a, bool keep) const;
+  // One block over the rows (each through its run's adapters), x [T × H] updated in place from its
+  // input to its output. `keep`: fill `a` with what block_backward needs (training); else `a` is
+  // scratch. `dropout` only in training.
+  void block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope, const Dropout* dropout,
+                     BlockActivations& a, bool keep) const;
   // Its backward pass: dx [T × H] holds the gradient of the block's output and becomes that of its
   // input; the gradients of the layer's adapters are added to `grads`.
   void block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora, bool dropped,
                       const BlockActivations& a, float* dx, std::array<LoraGradient, kProjections>& grads) const;
-  // A projection with its adapter: y = W x (+ b) + s·B(A dropout(x)); with `keep`, A dropout(x) and
-  // the mask go to a.lora_t / a.lora_mask.
-  void project(int l, int p, const float* x, int T, const Weight* bias, const LoraSet* lora, const Dropout* dropout,
-               float* y, BlockActivations& a, bool keep) const;
+  // A projection with its adapters: y = W x (+ b) + s·B(A dropout(x)), each run of rows with its own;
+  // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask.
+  void project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
+               const Dropout* dropout, float* y, BlockActivations& a, bool keep) const;
   // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
   void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, bool dropped,
                         const BlockActivations& a, float* dx, LoraGradient& grad) const;

@@ -37,6 +37,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       rows.position.push_back(t);
       rows.first.push_back(int(rows.first.size()) - t);
     }
+  rows.lora = {LoraRun{0, T, lora.get()}};
   const ops::RopeTable rope = ops::rope_table(rows.position, c.inv_freq, c.attention_scaling);
   const Dropout masks{dropout, random};
   const Dropout* dropping = dropout > 0.0f ? &masks : nullptr;
@@ -54,7 +55,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       block_inputs[l] = x;
       if (random) block_random[l] = random->state();
     }
-    block_forward(l, x.data(), rows, rope, lora.get(), dropping, saved[checkpointing ? 0 : l], true);
+    block_forward(l, x.data(), rows, rope, dropping, saved[checkpointing ? 0 : l], true);
   }
   if (checkpointing) saved[0] = BlockActivations{};
   std::vector<float> final_normed(size_t(T) * H), final_rstd(T), norm(H);
@@ -94,7 +95,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   for (int l = c.num_layers - 1; l >= 0; l--) {
     if (checkpointing) {  // recompute this block's activations, with the same dropout masks
       if (random) replay.set_state(block_random[l]);
-      block_forward(l, block_inputs[l].data(), rows, rope, lora.get(), random && dropping ? &replayed : dropping,
+      block_forward(l, block_inputs[l].data(), rows, rope, random && dropping ? &replayed : dropping,
                     saved[0], true);
       block_inputs[l].clear();
       block_inputs[l].shrink_to_fit();
