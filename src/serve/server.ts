@@ -192,6 +192,8 @@ export async function serve(options: ServeOptions): Promise<Server> {
   let running = 0;
   const waiting: Array<() => void> = [];
   let ready = false;
+  /** Why loading failed, once it has. */
+  let loadFailure: string | undefined;
   let closing = false;
 
   const load = async () => {
@@ -506,7 +508,15 @@ export async function serve(options: ServeOptions): Promise<Server> {
     const path = url.pathname.replace(/\/+$/, "") || "/";
     if (path === "/health") {
       if (!ready || closing) {
-        send(response, 503, { status: closing ? "closing" : "loading" });
+        send(
+          response,
+          503,
+          closing
+            ? { status: "closing" }
+            : loadFailure
+              ? { status: "failed", error: loadFailure }
+              : { status: "loading" },
+        );
         return 503;
       }
       send(response, 200, { status: "ok" });
@@ -523,6 +533,8 @@ export async function serve(options: ServeOptions): Promise<Server> {
         code: "invalid_api_key",
       });
     if (closing) throw new HttpError(503, "the server is shutting down", { code: "shutting_down" });
+    if (loadFailure)
+      throw new HttpError(503, `the models failed to load: ${loadFailure}`, { code: "load_failed" });
     if (!ready)
       throw new HttpError(503, "the models are still loading", {
         code: "loading",
@@ -599,9 +611,10 @@ export async function serve(options: ServeOptions): Promise<Server> {
     ready = true;
     log(`ready: ${[...served.keys()].join(", ")}`);
   });
-  readyPromise.catch((error) =>
-    log(`loading failed: ${error instanceof Error ? error.message : String(error)}`),
-  );
+  readyPromise.catch((error) => {
+    loadFailure = error instanceof Error ? error.message : String(error);
+    log(`loading failed: ${loadFailure}`);
+  });
 
   let closed: Promise<void> | undefined;
   const close = () => {

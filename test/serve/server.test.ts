@@ -2,10 +2,11 @@
  * `serve` on loopback, called with the official `openai` client: plain and streamed answers, the
  * shapes OpenAI sends, errors as OpenAI error objects, the queue, disconnects and shutdown.
  */
-import { request as httpRequest } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { LocalModel } from "../../src/engine/local-model.js";
 import { serve } from "../../src/serve/index.js";
 import { MockChatTarget } from "../../src/testing/mock-chat-target.js";
@@ -292,6 +293,53 @@ async function tinyWithAdapters(dir: string): Promise<{ model: string; adapters:
 }
 
 describe("serve({ model, adapters })", () => {
+  it("/health answers 503 while the model loads, and says so when loading failed", async () => {
+    // A Hub on loopback that holds the first request until the test lets it go (then: no such repo).
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let asked!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    const hub = createServer((request, response) => {
+      asked();
+      void held.then(() => {
+        response.writeHead(404, { "content-type": "application/json", "x-error-code": "RepoNotFound" });
+        response.end(JSON.stringify({ error: "Repository not found" }));
+      });
+    });
+    await new Promise<void>((listening) => hub.listen(0, "127.0.0.1", () => listening()));
+    vi.stubEnv("HF_ENDPOINT", `http://127.0.0.1:${(hub.address() as AddressInfo).port}`);
+    vi.stubEnv("HF_HOME", await tempDir());
+    vi.stubEnv("HF_HUB_OFFLINE", "");
+    try {
+      await using server = await serve({ model: "org/slow-model", port: 0 });
+      await reached;
+      const loading = await fetch(server.url.replace("/v1", "/health"));
+      expect(loading.status).toBe(503);
+      expect(await loading.json()).toEqual({ status: "loading" });
+      const early = await client(server.url)
+        .chat.completions.create({ model: "org/slow-model", messages: [{ role: "user", content: "hi" }] })
+        .catch((error) => error);
+      expect(early.status).toBe(503);
+      expect(early.headers?.get?.("retry-after")).toBe("1");
+      release();
+      await expect(server.ready).rejects.toThrow();
+      const failed = await fetch(server.url.replace("/v1", "/health"));
+      expect(failed.status).toBe(503);
+      expect(await failed.json()).toMatchObject({
+        status: "failed",
+        error: expect.stringMatching(/org\/slow-model/),
+      });
+    } finally {
+      release();
+      vi.unstubAllEnvs();
+      await new Promise((closed) => hub.close(closed));
+    }
+  });
+
   it("concurrent requests on the base and two adapters are decoded together, each as it is alone", {
     timeout: 60_000,
   }, async () => {
@@ -372,9 +420,8 @@ describe("serve({ model, adapters })", () => {
     const dir = await tempDir();
     const { model, adapters } = await tinyWithAdapters(dir);
     await using server = await serve({ model, adapters, port: 0, quantization: "none" });
-    const health = await fetch(server.url.replace("/v1", "/health"));
-    expect([200, 503]).toContain(health.status);
     await server.ready;
+    expect((await fetch(server.url.replace("/v1", "/health"))).status).toBe(200);
     const openai = client(server.url);
     const listed = await openai.models.list();
     expect(listed.data.map((entry) => [entry.id, (entry as { parent?: string }).parent])).toEqual([
