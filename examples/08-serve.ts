@@ -41,17 +41,16 @@ await server.ready;
 console.log(`serving ${server.models.join(", ")} at ${server.url}`);
 
 const client = new OpenAI({ baseURL: server.url, apiKey: "not-needed" });
-for (const name of server.models) {
-  const answer = await client.chat.completions.create({
-    model: name,
-    messages: question,
-    max_tokens: 24,
-    temperature: 0,
-  });
+// The base and the adapter asked at once: both requests are decoded together, in one batch.
+const answers = await Promise.all(
+  server.models.map((name) =>
+    client.chat.completions.create({ model: name, messages: question, max_tokens: 24, temperature: 0 }),
+  ),
+);
+for (const [index, answer] of answers.entries())
   console.log(
-    `${name.padEnd(8)} ${JSON.stringify(answer.choices[0]?.message.content)} (${answer.choices[0]?.finish_reason})`,
+    `${(server.models[index] as string).padEnd(8)} ${JSON.stringify(answer.choices[0]?.message.content)} (${answer.choices[0]?.finish_reason})`,
   );
-}
 const stream = await client.chat.completions.create({
   model: "support",
   messages: question,
