@@ -25,6 +25,7 @@ export {
   EngineError,
   type ErrorCode,
   FineTuneFailedError,
+  FineTuningUnavailableError,
   formatLocation,
   ModelFormatError,
   NotFoundError,
@@ -88,7 +89,17 @@ export {
 } from "./jobs/fine-tune-job.js";
 export * from "./local/index.js";
 export { type LocalProvider, type LocalProviderOptions, local } from "./providers/local/index.js";
-export { type OpenAIProviderOptions, openai } from "./providers/openai/index.js";
+export {
+  FINE_TUNING_ALTERNATIVES,
+  type FineTunedModel,
+  type InventoryFile,
+  modelShutdown,
+  OPENAI_FINE_TUNING_WIND_DOWN,
+  type OpenAIProvider,
+  type OpenAIProviderOptions,
+  openai,
+  shutdownWarning,
+} from "./providers/openai/index.js";
 export {
   type CallOptions,
   type Checkpoint,

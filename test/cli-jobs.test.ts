@@ -42,7 +42,8 @@ describe("tunekit jobs (OpenAI, mocked)", () => {
       "--poll-interval",
       "0.001",
     );
-    expect(stderr).toBe("");
+    // The base model's shutdown (2027-01-14) is under 90 days from this test's days on.
+    expect(stderr).toMatch(/^warning: gpt-4o-mini-2024-07-18 shuts? down on 2027-01-14.*\n$/);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^created ftjob-/);
     expect(stdout).toMatch(/running\s+step \d+\/\d+\s+train loss/);

@@ -23,7 +23,7 @@ const PROVIDERS = {
 const ACTIONS = ["create", "list", "get", "events", "watch", "cancel"];
 
 /** The provider a name stands for; adapters load on demand so one provider's code never loads another's. */
-async function providerNamed(
+export async function providerNamed(
   name: string | undefined,
   io: CliIO,
   flags: { "api-key"?: string; output?: string },

@@ -9,6 +9,7 @@ import { EVAL_USAGE, runEval } from "./eval.js";
 import { formatDatasetStats, formatReport, formatStats, plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 import { JOBS_USAGE, runJobs } from "./jobs.js";
+import { OPENAI_USAGE, runOpenAI } from "./openai.js";
 import { runServe, SERVE_USAGE } from "./serve.js";
 import { runTrain, TRAIN_USAGE } from "./train.js";
 
@@ -36,12 +37,13 @@ ${JOBS_USAGE}
 ${TRAIN_USAGE}
 ${EVAL_USAGE}
 ${SERVE_USAGE}
+${OPENAI_USAGE}
 
 Files: .jsonl, .json, .csv, .parquet (and .gz of the text ones). Records over --max-record-bytes
 (default 16 MiB) are reported and skipped. Exit codes: 0 done, 1 bad data or a failed job, 2 a wrong
 command, flag or file name, 130 stopped with Ctrl-C. tunekit --version prints the version.`;
 
-const COMMANDS = ["validate", "convert", "stats", "jobs", "train", "eval", "serve", "help"];
+const COMMANDS = ["validate", "convert", "stats", "jobs", "train", "eval", "serve", "openai", "help"];
 
 /** The usage text of one command, or of all. */
 export function usageOf(command: string | undefined): string {
@@ -49,6 +51,7 @@ export function usageOf(command: string | undefined): string {
   if (command === "train") return `Usage: tunekit${TRAIN_USAGE.slice(1)}`;
   if (command === "eval") return `Usage: tunekit${EVAL_USAGE.slice(1)}`;
   if (command === "serve") return `Usage: tunekit${SERVE_USAGE.slice(1)}`;
+  if (command === "openai") return `Usage: tunekit${OPENAI_USAGE.slice(1)}`;
   if (command && command in COMMAND_USAGE)
     return `Usage: tunekit${COMMAND_USAGE[command as keyof typeof COMMAND_USAGE].slice(1)}`;
   return USAGE;
@@ -126,6 +129,7 @@ async function main(argv: string[], io: CliIO): Promise<number> {
   if (command === "train") return runTrain(rest, io);
   if (command === "eval") return runEval(rest, io);
   if (command === "serve") return runServe(rest, io);
+  if (command === "openai") return runOpenAI(rest, io);
   const allowed = DATA_FLAGS[command];
   if (!allowed) throw new UsageError(`unknown command "${command}"${suggestion(command, COMMANDS, "")}`);
   const spec = Object.fromEntries(allowed.map((name) => [name, FLAGS[name]]));

@@ -58,6 +58,10 @@ export type ProblemCode =
   | "no_trained_tokens"
   | "too_few_examples"
   | "unknown_model"
+  /** The base model shuts down soon (or has): its fine-tunes go with it. */
+  | "model_shutdown"
+  /** The provider is closing fine-tuning to new jobs. */
+  | "fine_tuning_closing"
   | "unsupported_format";
 
 /**
@@ -128,6 +132,8 @@ export type ErrorCode =
   | "authentication"
   | "missing_api_key"
   | "permission_denied"
+  /** The provider no longer creates fine-tuning jobs for this account (OpenAI's wind-down). */
+  | "fine_tuning_unavailable"
   | "not_found"
   | "conflict"
   | "rate_limited"
@@ -260,6 +266,12 @@ export class ProviderError extends TunekitError {
 export class BadRequestError extends ProviderError {}
 export class AuthenticationError extends ProviderError {}
 export class PermissionDeniedError extends ProviderError {}
+/**
+ * The provider refused to create a fine-tuning job because it no longer offers fine-tuning to this
+ * account (OpenAI's wind-down of self-serve fine-tuning). The message says why and where else the
+ * same job runs.
+ */
+export class FineTuningUnavailableError extends PermissionDeniedError {}
 export class NotFoundError extends ProviderError {}
 export class RateLimitError extends ProviderError {}
 /** No answer: DNS, refused or dropped connection, timeout. */

@@ -8,7 +8,7 @@ import { setMaxListeners } from "node:events";
 import type { ChatResult, ChatTarget, ChatUsage } from "../core/chat.js";
 import { TunekitError, ValidationError } from "../core/errors.js";
 import { EventLog } from "../core/event-log.js";
-import { isRetryableError } from "../core/http.js";
+import { pool, withRetries } from "../core/work.js";
 import type { ChatMessage } from "../data/example.js";
 import { cacheKey, defaultCacheDir, OutputCache } from "./cache.js";
 import { type CaseSource, loadCases } from "./cases.js";
@@ -146,35 +146,12 @@ export class EvaluationRun {
 const isChatTarget = (target: EvalTarget): target is ChatTarget =>
   typeof target === "object" && target !== null && (target as ChatTarget).specificationVersion === "v2";
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", stop);
-      resolve();
-    }, ms);
-    const stop = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", stop, { once: true });
-  });
-
 const describeError = (error: unknown) =>
   TunekitError.isInstance(error)
     ? `${error.message} [${error.code}]`
     : error instanceof Error
       ? error.message
       : String(error);
-
-/** Runs `work` on each item, at most `limit` at a time, in order of start. */
-async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++] as T);
-  });
-  await Promise.all(workers);
-}
 
 /** Every pair of targets, in order, `base` against `tuned` first when both are there. */
 function orientedPairs(names: readonly string[]): Array<[string, string]> {
@@ -428,20 +405,20 @@ export class Evaluator {
     input: ChatMessage[],
     signal: AbortSignal,
   ): Promise<{ text: string; usage?: ChatUsage; finishReason?: ChatResult["finishReason"] }> {
-    const attempts = this.options.attempts ?? 3;
-    const delay = this.options.retryDelayMs ?? ((attempt: number) => 500 * 2 ** (attempt - 1));
-    for (let attempt = 1; ; attempt++) {
-      try {
+    return withRetries(
+      async () => {
         if (isChatTarget(target)) return await target.complete(input, { ...this.#generation, signal });
         const text = await target(input, { signal });
         if (typeof text !== "string")
           throw new TypeError(`the target function returned ${typeof text}, not a string`);
         return { text };
-      } catch (error) {
-        if (signal.aborted || attempt >= attempts || !isRetryableError(error)) throw error;
-        await sleep(delay(attempt), signal);
-      }
-    }
+      },
+      {
+        ...(this.options.attempts !== undefined ? { attempts: this.options.attempts } : {}),
+        ...(this.options.retryDelayMs !== undefined ? { retryDelayMs: this.options.retryDelayMs } : {}),
+        signal,
+      },
+    );
   }
 
   /** Every metric on one output; a metric that throws records the error and scores nothing. */

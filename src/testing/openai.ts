@@ -98,7 +98,48 @@ export interface OpenAIFineTuningHandlersOptions {
   failures?: OpenAIFailure[];
   /** Wait this long before each answer, e.g. to abort a request in flight. Default 0. */
   latencyMs?: number;
+  /**
+   * Whether `POST /fine_tuning/jobs` creates jobs ("open", the default) or refuses them with 403, as
+   * OpenAI does for organisations its wind-down of fine-tuning has shut out ("closed").
+   */
+  jobCreation?: "open" | "closed";
+  /**
+   * Fine-tunes the organisation already owns: each a succeeded job (with its training file, a
+   * validation file when given, a result file and checkpoints) and a fine-tuned model in `GET /models`.
+   */
+  fineTunes?: OpenAIExistingFineTune[];
+  /**
+   * `shutdown_date` (YYYY-MM-DD) that `GET /models` reports, by base model id; a fine-tune of one
+   * reports its base's. Default: none reported.
+   */
+  shutdownDates?: Record<string, string>;
+  /**
+   * File purposes whose content `GET /files/{id}/content` refuses (400 "Not allowed to download files
+   * of purpose: …"). Default `["assistants", "user_data"]`.
+   */
+  refusedContentPurposes?: string[];
 }
+
+/** A fine-tune that exists before the test starts (see `fineTunes`). */
+export interface OpenAIExistingFineTune {
+  /** Its base model. Default `gpt-4o-mini-2024-07-18`. */
+  model?: string;
+  suffix?: string;
+  /** The training file's JSONL. */
+  training: string;
+  validation?: string;
+  /** Its hyperparameters. Default: 3 epochs, batch size 1, learning rate multiplier 2. */
+  hyperparameters?: { n_epochs?: number; batch_size?: number; learning_rate_multiplier?: number };
+}
+
+/** The base models `GET /models` lists besides the fine-tunes (the ones tunekit's table knows). */
+const BASE_MODELS = [
+  "gpt-4.1-2025-04-14",
+  "gpt-4.1-mini-2025-04-14",
+  "gpt-4o-2024-08-06",
+  "gpt-4o-mini-2024-07-18",
+  "gpt-3.5-turbo-0125",
+];
 
 /** A file field of a recorded multipart body. */
 export interface OpenAIRecordedFile {
@@ -213,6 +254,8 @@ export function openaiFineTuningHandlers(
       route("get", "/fine_tuning/jobs/:id/events", (context) => fake.listEvents(context)),
       route("get", "/fine_tuning/jobs/:id/checkpoints", (context) => fake.listCheckpoints(context)),
       route("post", "/chat/completions", (context) => fake.chat(context)),
+      route("get", "/models", () => fake.listModels()),
+      route("get", "/models/:id", ({ params }) => fake.retrieveModel(params.id ?? "")),
       // Anything else below the base URL, as the API answers it.
       http.all(`${base}/*`, ({ request }) =>
         fake.serve(request, base, ({ method, path }) =>
@@ -324,6 +367,7 @@ class FakeOpenAI {
     this.#fileStatuses = [...fileStatuses];
     this.#options = options;
     this.addFailures(options.failures ?? []);
+    for (const existing of options.fineTunes ?? []) this.#seedFineTune(existing);
     this.state = {
       requests: this.#requests,
       files: this.#files,
@@ -511,6 +555,16 @@ class FakeOpenAI {
   fileContent(id: string): Response {
     const record = this.#files.get(id);
     if (!record) return noSuchFile(id);
+    const refused = this.#options.refusedContentPurposes ?? ["assistants", "user_data"];
+    if (refused.includes(record.object.purpose))
+      return apiError(
+        400,
+        `Not allowed to download files of purpose: ${record.object.purpose}`,
+        "invalid_request_error",
+        {
+          param: "file_id",
+        },
+      );
     const content = record.content;
     return new HttpResponse(content.slice().buffer, {
       headers: { "content-type": "application/octet-stream" },
@@ -520,6 +574,13 @@ class FakeOpenAI {
   // --- Jobs ------------------------------------------------------------------------------------
 
   createJob({ body }: Context): Response {
+    if (this.#options.jobCreation === "closed")
+      return apiError(
+        403,
+        "You do not have access to create fine-tuning jobs: OpenAI is no longer accepting new fine-tuning jobs from this organization.",
+        "invalid_request_error",
+        { code: "permission_denied" },
+      );
     if (!isRecord(body))
       return apiError(400, "We could not parse the JSON body of your request.", "invalid_request_error");
     const { model, training_file, validation_file, suffix, seed, metadata, integrations } = body;
@@ -913,6 +974,114 @@ class FakeOpenAI {
     });
   }
 
+  // --- Models ----------------------------------------------------------------------------------
+
+  /** The base models and the organisation's fine-tunes (`Model` objects, with `shutdown_date` where set). */
+  #models(): Array<Record<string, unknown>> {
+    const dates = this.#options.shutdownDates ?? {};
+    const model = (id: string, ownedBy: string, base: string, created: number) => ({
+      id,
+      object: "model",
+      created,
+      owned_by: ownedBy,
+      ...(dates[base] !== undefined ? { shutdown_date: dates[base] } : {}),
+    });
+    const fineTunes = [...this.#jobs.values()]
+      .filter((record) => record.object.fine_tuned_model)
+      .map((record) =>
+        model(
+          record.object.fine_tuned_model as string,
+          this.#organization,
+          record.object.model,
+          record.object.finished_at ?? record.object.created_at,
+        ),
+      );
+    return [...BASE_MODELS.map((id) => model(id, "system", id, 1_700_000_000)), ...fineTunes];
+  }
+
+  /** Whether a fine-tuned model id is one of the organisation's models or checkpoints. */
+  #answers(model: string): boolean {
+    if (this.#models().some((entry) => entry.id === model)) return true;
+    for (const record of this.#jobs.values())
+      if (record.checkpoints.some((checkpoint) => checkpoint.fine_tuned_model_checkpoint === model))
+        return true;
+    return false;
+  }
+
+  listModels(): Response {
+    return json({ object: "list", data: this.#models() });
+  }
+
+  retrieveModel(id: string): Response {
+    const found = this.#models().find((entry) => entry.id === id);
+    return found ? json(found) : noSuchModel(id);
+  }
+
+  /** A fine-tune that exists from the start: its files and a job that has succeeded. */
+  #seedFineTune(existing: OpenAIExistingFineTune): void {
+    const file = (content: string, filename: string) => {
+      const id = this.#id("file-", 24);
+      const bytes = new TextEncoder().encode(content);
+      this.#files.set(id, {
+        object: {
+          object: "file",
+          id,
+          purpose: "fine-tune",
+          filename,
+          bytes: bytes.byteLength,
+          created_at: now(),
+          status: "processed",
+        },
+        content: bytes,
+        stage: 0,
+      });
+      return id;
+    };
+    const training = file(existing.training, "train.jsonl");
+    const validation = existing.validation === undefined ? null : file(existing.validation, "valid.jsonl");
+    const id = this.#id("ftjob-", 24);
+    const hyperparameters = { ...existing.hyperparameters };
+    const method = {
+      type: "supervised" as const,
+      supervised: { hyperparameters: withAuto(hyperparameters, false) },
+    };
+    const object: OpenAIJobObject = {
+      object: "fine_tuning.job",
+      id,
+      model: existing.model ?? "gpt-4o-mini-2024-07-18",
+      created_at: now(),
+      error: null,
+      fine_tuned_model: null,
+      finished_at: null,
+      hyperparameters: topLevelHyperparameters(method),
+      organization_id: this.#organization,
+      result_files: [],
+      seed: 1_000_000 + this.#counter,
+      status: "succeeded",
+      trained_tokens: null,
+      training_file: training,
+      validation_file: validation,
+      estimated_finish: null,
+      integrations: [],
+      metadata: null,
+      method,
+      user_provided_suffix: existing.suffix ?? null,
+    };
+    const record: JobRecord = {
+      object,
+      events: [],
+      checkpoints: [],
+      stage: this.#statuses.length - 1,
+      stepsDone: 0,
+      pausedFrom: undefined,
+      hasValidation: validation !== null,
+      metrics: [],
+    };
+    this.#jobs.set(id, record);
+    this.#event(record, `Created fine-tuning job: ${id}`);
+    this.#enter(record, "succeeded");
+  }
+
   // --- Chat ------------------------------------------------------------------------------------
 
   chat({ body }: Context): Response {
@@ -922,6 +1091,8 @@ class FakeOpenAI {
     if (typeof model !== "string" || model === "") {
       return apiError(400, "you must provide a model parameter", "invalid_request_error");
     }
+    // A fine-tuned model (or a checkpoint of one) answers only while it exists in this organisation.
+    if (model.startsWith("ft:") && !this.#answers(model)) return noSuchModel(model);
     if (!Array.isArray(messages) || messages.length === 0) {
       return apiError(
         400,
@@ -1115,6 +1286,18 @@ function noSuchJob(id: string): Response {
     param: "fine_tuning_job_id",
     code: "fine_tuning_job_not_found",
   });
+}
+
+function noSuchModel(id: string): Response {
+  return apiError(
+    404,
+    `The model \`${id}\` does not exist or you do not have access to it.`,
+    "invalid_request_error",
+    {
+      param: "model",
+      code: "model_not_found",
+    },
+  );
 }
 
 function json(body: unknown): Response {

@@ -8,6 +8,11 @@ export interface ModelInfo {
   encoding: "o200k_base" | "cl100k_base";
   /** Training price in US dollars per million tokens (see `OPENAI_TRAINING_PRICES`). */
   trainingPricePerMillion: number | undefined;
+  /**
+   * The day (UTC, YYYY-MM-DD) the model shuts down, and every fine-tune of it with it, where OpenAI has
+   * announced one (its deprecations page).
+   */
+  shutdownDate?: string;
 }
 
 /**
@@ -25,13 +30,16 @@ export const OPENAI_TRAINING_PRICES: Readonly<Record<string, number>> = {
   "gpt-3.5-turbo-0613": 8,
 };
 
-/** Training context limits from OpenAI's fine-tuning guide. */
+/**
+ * Training context limits from OpenAI's fine-tuning guide; shutdown dates from its deprecations page
+ * (the wind-down of fine-tuning, 2026: see docs/migrate-from-openai.md).
+ */
 const OPENAI_MODELS: ReadonlyArray<Omit<ModelInfo, "trainingPricePerMillion">> = [
-  { id: "gpt-4.1-2025-04-14", contextLimit: 65_536, encoding: "o200k_base" },
-  { id: "gpt-4.1-mini-2025-04-14", contextLimit: 65_536, encoding: "o200k_base" },
-  { id: "gpt-4.1-nano-2025-04-14", contextLimit: 65_536, encoding: "o200k_base" },
-  { id: "gpt-4o-2024-08-06", contextLimit: 65_536, encoding: "o200k_base" },
-  { id: "gpt-4o-mini-2024-07-18", contextLimit: 65_536, encoding: "o200k_base" },
+  { id: "gpt-4.1-2025-04-14", contextLimit: 65_536, encoding: "o200k_base", shutdownDate: "2027-01-14" },
+  { id: "gpt-4.1-mini-2025-04-14", contextLimit: 65_536, encoding: "o200k_base", shutdownDate: "2027-01-14" },
+  { id: "gpt-4.1-nano-2025-04-14", contextLimit: 65_536, encoding: "o200k_base", shutdownDate: "2026-10-23" },
+  { id: "gpt-4o-2024-08-06", contextLimit: 65_536, encoding: "o200k_base", shutdownDate: "2027-01-14" },
+  { id: "gpt-4o-mini-2024-07-18", contextLimit: 65_536, encoding: "o200k_base", shutdownDate: "2027-01-14" },
   { id: "gpt-3.5-turbo-0125", contextLimit: 16_385, encoding: "cl100k_base" },
   { id: "gpt-3.5-turbo-1106", contextLimit: 16_385, encoding: "cl100k_base" },
   { id: "gpt-3.5-turbo-0613", contextLimit: 4_096, encoding: "cl100k_base" },

@@ -48,6 +48,11 @@ export interface ValidationReport {
   valid: number;
   errors: Problem[];
   warnings: Problem[];
+  /**
+   * What concerns the target rather than the data: OpenAI's wind-down of fine-tuning, a base model
+   * that shuts down soon (warnings) or has shut down (an error, which makes `ok` false).
+   */
+  notices: Problem[];
   /** Problems beyond `maxProblems`, counted but not listed. */
   omitted: { errors: number; warnings: number };
   /** Problems per code, all of them, listed or not. */

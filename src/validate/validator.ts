@@ -7,6 +7,14 @@ import type { Example } from "../data/example.js";
 import { formatExample } from "../data/formats/index.js";
 import { type Problem, problem } from "../data/problem.js";
 import type { DatasetRecord } from "../data/records.js";
+import {
+  daysUntil,
+  FINE_TUNING_ALTERNATIVES,
+  modelShutdown,
+  OPENAI_FINE_TUNING_WIND_DOWN,
+  shutdownWarning,
+  windDownReason,
+} from "../providers/openai/wind-down.js";
 import { defaultEpochs } from "./cost.js";
 import type { LocalModelTokens } from "./local-tokens.js";
 import { DEFAULT_OPENAI_MODEL, encodingForModel, OPENAI_TRAINING_PRICES, openaiModel } from "./models.js";
@@ -42,6 +50,8 @@ export interface ValidatorOptions {
   epochs?: number;
   /** Training prices, USD per million tokens, by model id. Default `OPENAI_TRAINING_PRICES`. */
   prices?: Readonly<Record<string, number>>;
+  /** Today, for OpenAI's wind-down and its models' shutdown dates. Default: the clock. */
+  now?: Date;
   /** Problems listed in the report; the rest are only counted. Default 1000. */
   maxProblems?: number;
   /** `"local"` with a Hub model id: revision, cache folder, token, Hub URL. Defaults from the environment. */
@@ -108,6 +118,28 @@ export class Validator {
     this.#rules = RULES[target];
   }
 
+  /**
+   * OpenAI's wind-down: it takes jobs only from organisations that already fine-tune, and from nobody
+   * from 2027-01-06; a base model that has shut down is an error, one that shuts down within 90 days a
+   * warning (its fine-tunes go with it).
+   */
+  #windDown(model: string): Problem[] {
+    const now = this.options.now ?? new Date();
+    const closed = daysUntil(OPENAI_FINE_TUNING_WIND_DOWN.everyone, now) <= 0;
+    const notices = [
+      problem(
+        closed ? "error" : "warning",
+        "fine_tuning_closing",
+        `${windDownReason(now)}. Instead, ${FINE_TUNING_ALTERNATIVES}.`,
+      ),
+    ];
+    const shutdown = modelShutdown(model, now);
+    const warning = shutdownWarning(model, now);
+    if (shutdown && warning)
+      notices.push(problem(shutdown.daysLeft <= 0 ? "error" : "warning", "model_shutdown", warning));
+    return notices;
+  }
+
   /** Validates a dataset, or a file path (read with `Dataset.fromFile`). */
   async validate(
     input: Dataset | string,
@@ -139,6 +171,8 @@ export class Validator {
         ),
       );
     }
+    const notices =
+      rules.target === "openai" ? this.#windDown(known?.id ?? model ?? DEFAULT_OPENAI_MODEL) : [];
     await this.#checkFileSize(dataset.source, log);
 
     const messages = new NumberList();
@@ -222,7 +256,10 @@ export class Validator {
       cost.estimatedUSD = Math.round(((cost.totalTokens * price) / 1e6) * 100) / 100;
     }
     return {
-      ok: log.errors.length === 0 && log.omitted.errors === 0,
+      ok:
+        log.errors.length === 0 &&
+        log.omitted.errors === 0 &&
+        !notices.some((notice) => notice.severity === "error"),
       target: rules.target,
       model: known?.id ?? model,
       tokenizer: counter.name,
@@ -231,6 +268,7 @@ export class Validator {
       valid,
       errors: log.errors,
       warnings: log.warnings,
+      notices,
       omitted: log.omitted,
       counts: log.counts,
       stats: {

@@ -2,7 +2,12 @@ import OpenAI, { toFile } from "openai";
 import type { FileObject } from "openai/resources/files";
 import type { FineTuningJobCheckpoint } from "openai/resources/fine-tuning/jobs/checkpoints";
 import type { FineTuningJobEvent } from "openai/resources/fine-tuning/jobs/jobs";
-import { AuthenticationError, ProviderError, ValidationError } from "../../core/errors.js";
+import {
+  AuthenticationError,
+  PermissionDeniedError,
+  ProviderError,
+  ValidationError,
+} from "../../core/errors.js";
 import { sleep } from "../../core/http.js";
 import type {
   CallOptions,
@@ -20,9 +25,11 @@ import type {
 } from "../spec.js";
 import { type Call, chatTarget } from "./chat.js";
 import { toTunekitError } from "./errors.js";
+import { downloadContent, type FineTunedModel, inventory } from "./inventory.js";
 import { createJobBody } from "./job-request.js";
 import { PROVIDER, toCheckpoint, toJobInfo, toProviderEvent, toUploadedFile } from "./objects.js";
 import { parseResultMetrics } from "./results.js";
+import { fineTuningUnavailable, shutdownWarning } from "./wind-down.js";
 
 /** Options of `openai()`. */
 export interface OpenAIProviderOptions {
@@ -47,6 +54,8 @@ export interface OpenAIProviderOptions {
   filePollIntervalMs?: number;
   /** How long to wait for an upload to be processed before giving up. Default 30 minutes. */
   fileProcessingTimeoutMs?: number;
+  /** Today, for the wind-down's dates and the models' days left. Default: the clock. */
+  now?: () => Date;
 }
 
 const OPENAI_BASE_URL = "https://api.openai.com/v1";
@@ -66,6 +75,7 @@ export class OpenAIProvider implements FineTuningProvider {
   readonly #pollMs: number;
   readonly #processingTimeoutMs: number;
   #client: OpenAI | undefined;
+  readonly #now: () => Date;
 
   constructor(options: OpenAIProviderOptions = {}) {
     const { client, apiKey, baseURL, organization, maxRetries } = options;
@@ -91,6 +101,7 @@ export class OpenAIProvider implements FineTuningProvider {
     );
     this.#options = options;
     this.#client = client;
+    this.#now = options.now ?? (() => new Date());
   }
 
   async uploadFile(request: UploadRequest, options?: CallOptions): Promise<UploadedFile> {
@@ -135,7 +146,17 @@ export class OpenAIProvider implements FineTuningProvider {
     options?: CallOptions,
   ): Promise<{ job: JobInfo; warnings: ProviderWarning[] }> {
     const { body, warnings } = createJobBody(request);
-    const job = await this.#call(options, (client, call) => client.fineTuning.jobs.create(body, call));
+    const now = this.#now();
+    let job: Awaited<ReturnType<OpenAI["fineTuning"]["jobs"]["create"]>>;
+    try {
+      job = await this.#call(options, (client, call) => client.fineTuning.jobs.create(body, call));
+    } catch (error) {
+      // The platform's refusal of new jobs (the wind-down) says why and where else the job runs.
+      if (error instanceof PermissionDeniedError) throw fineTuningUnavailable(error, now);
+      throw error;
+    }
+    const shutdown = shutdownWarning(body.model, now);
+    if (shutdown) warnings.push({ type: "other", setting: "model", message: shutdown });
     return { job: toJobInfo(job), warnings };
   }
 
@@ -226,6 +247,22 @@ export class OpenAIProvider implements FineTuningProvider {
       return response.text();
     });
     return parseResultMetrics(content, fileId);
+  }
+
+  /**
+   * Every fine-tuned model the key's organisation owns, soonest shut down first: its base, shutdown
+   * date (the models list's `shutdown_date`, else tunekit's table) and days left, the job behind it
+   * with its hyperparameters, and whether its training and validation files can still be downloaded.
+   */
+  inventory(options?: CallOptions): Promise<FineTunedModel[]> {
+    return inventory(this.#call, { ...options, now: this.#now() });
+  }
+
+  /** A file's content, as `GET /files/{id}/content` sends it (a result file comes base64-encoded). */
+  async downloadFile(fileId: string, options: CallOptions = {}): Promise<Uint8Array> {
+    if (typeof fileId !== "string" || fileId.trim() === "")
+      invalid("a file id is needed, like file-abc123", "fileId");
+    return downloadContent(this.#call, fileId, options);
   }
 
   /**
