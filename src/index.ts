@@ -88,6 +88,15 @@ export {
   type WatchOptions,
 } from "./jobs/fine-tune-job.js";
 export * from "./local/index.js";
+export {
+  type RecordEstimate,
+  type RecordEvent,
+  type RecordGeneration,
+  type RecordOptions,
+  type RecordProvenance,
+  type RecordResult,
+  record,
+} from "./migrate/index.js";
 export { type LocalProvider, type LocalProviderOptions, local } from "./providers/local/index.js";
 export {
   FINE_TUNING_ALTERNATIVES,

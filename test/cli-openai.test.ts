@@ -98,3 +98,40 @@ describe("tunekit jobs create, refused by the wind-down", () => {
     expect(stderr).not.toContain(OPENAI_TEST_API_KEY);
   });
 });
+
+describe("tunekit record", () => {
+  it("records a fine-tune's answers with a cost estimate and a progress line, and goes on where it stopped", async () => {
+    // OpenAI's own address (no OPENAI_BASE_URL): its fine-tunes are priced.
+    const fake = openaiFineTuningHandlers({
+      fineTunes: [{ suffix: "support", training: TRAINING }],
+      chatReply: ({ messages }) => `kept: ${(messages.at(-1) as { content?: string }).content}`,
+    });
+    server.use(...fake.handlers);
+    const tunekit = (...argv: string[]) => runCli(argv, { env: { OPENAI_API_KEY: OPENAI_TEST_API_KEY } });
+    const listed = await tunekit("openai", "inventory", "--json");
+    expect(listed.stderr).toBe("");
+    const inventory = JSON.parse(listed.stdout) as Array<{ model: string }>;
+    const model = inventory[0]?.model as string;
+    const cases = await tempFile(
+      "cases.jsonl",
+      jsonl(Array.from({ length: 5 }, (_, index) => ({ id: `q${index}`, input: `question ${index}` }))),
+    );
+    const out = cases.replace(/cases\.jsonl$/, "recording.jsonl");
+    const first = await tunekit("record", "--target", `openai:${model}`, "--cases", cases, "--out", out);
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain(`recording 5 cases from ${model}`);
+    expect(first.stdout).toMatch(
+      /estimated cost: \$0\.\d+ \(\d+ input tokens at \$0\.3\/1M, at most 5,120 output tokens at \$1\.2\/1M\)/,
+    );
+    expect(first.stdout).toContain("[##############################] 5/5");
+    expect(first.stdout).toContain(`recorded 5 cases → ${out}`);
+    const again = await tunekit("record", "--target", `openai:${model}`, "--cases", cases, "--out", out);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("recording 0 cases");
+    expect(again.stdout).toContain("recorded 0 cases, 5 from before");
+    const bad = await tunekit("record", "--target", `openai:${model}`, "--cases", cases);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("record needs --out");
+  });
+});

@@ -147,7 +147,7 @@ async function readConfig(file: string): Promise<Config> {
 }
 
 /** The targets of the run, each built once; local specs on the same model share one load. */
-class Targets {
+export class Targets {
   readonly #io: CliIO;
   readonly #quantization: "nf4" | "none";
   readonly #models = new Map<string, Promise<LocalModel>>();

@@ -10,6 +10,7 @@ import { formatDatasetStats, formatReport, formatStats, plural } from "./format.
 import { type CliIO, processIO, UsageError } from "./io.js";
 import { JOBS_USAGE, runJobs } from "./jobs.js";
 import { OPENAI_USAGE, runOpenAI } from "./openai.js";
+import { RECORD_USAGE, runRecord } from "./record.js";
 import { runServe, SERVE_USAGE } from "./serve.js";
 import { runTrain, TRAIN_USAGE } from "./train.js";
 
@@ -38,12 +39,24 @@ ${TRAIN_USAGE}
 ${EVAL_USAGE}
 ${SERVE_USAGE}
 ${OPENAI_USAGE}
+${RECORD_USAGE}
 
 Files: .jsonl, .json, .csv, .parquet (and .gz of the text ones). Records over --max-record-bytes
 (default 16 MiB) are reported and skipped. Exit codes: 0 done, 1 bad data or a failed job, 2 a wrong
 command, flag or file name, 130 stopped with Ctrl-C. tunekit --version prints the version.`;
 
-const COMMANDS = ["validate", "convert", "stats", "jobs", "train", "eval", "serve", "openai", "help"];
+const COMMANDS = [
+  "validate",
+  "convert",
+  "stats",
+  "jobs",
+  "train",
+  "eval",
+  "serve",
+  "openai",
+  "record",
+  "help",
+];
 
 /** The usage text of one command, or of all. */
 export function usageOf(command: string | undefined): string {
@@ -52,6 +65,7 @@ export function usageOf(command: string | undefined): string {
   if (command === "eval") return `Usage: tunekit${EVAL_USAGE.slice(1)}`;
   if (command === "serve") return `Usage: tunekit${SERVE_USAGE.slice(1)}`;
   if (command === "openai") return `Usage: tunekit${OPENAI_USAGE.slice(1)}`;
+  if (command === "record") return `Usage: tunekit${RECORD_USAGE.slice(1)}`;
   if (command && command in COMMAND_USAGE)
     return `Usage: tunekit${COMMAND_USAGE[command as keyof typeof COMMAND_USAGE].slice(1)}`;
   return USAGE;
@@ -130,6 +144,7 @@ async function main(argv: string[], io: CliIO): Promise<number> {
   if (command === "eval") return runEval(rest, io);
   if (command === "serve") return runServe(rest, io);
   if (command === "openai") return runOpenAI(rest, io);
+  if (command === "record") return runRecord(rest, io);
   const allowed = DATA_FLAGS[command];
   if (!allowed) throw new UsageError(`unknown command "${command}"${suggestion(command, COMMANDS, "")}`);
   const spec = Object.fromEntries(allowed.map((name) => [name, FLAGS[name]]));

@@ -60,8 +60,13 @@ function toCase(value: unknown, index: number, where: string): EvalCase {
       };
     throw new ValidationError("invalid_argument", `${where}: a ${example.kind} example is not a test case`);
   }
-  if (typeof value === "object" && value !== null && "messages" in value && !("input" in value))
-    return fromChat((value as { messages: ChatMessage[] }).messages, fallback);
+  if (typeof value === "object" && value !== null && "messages" in value && !("input" in value)) {
+    // A recording's line (`record`) keeps its case's id and metadata.
+    const { messages, metadata } = value as { messages: ChatMessage[]; metadata?: Record<string, unknown> };
+    const recorded = (metadata?.tunekit_record as { case_id?: unknown } | undefined)?.case_id;
+    const chat = fromChat(messages, typeof recorded === "string" ? recorded : fallback);
+    return metadata && typeof metadata === "object" ? { ...chat, metadata } : chat;
+  }
   const parsed = caseSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

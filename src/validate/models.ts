@@ -76,3 +76,28 @@ export function openaiModel(
 export function encodingForModel(model: string): ModelInfo["encoding"] {
   return /^(ft:)?(gpt-3\.5|gpt-4-|gpt-4$)/.test(model) ? "cl100k_base" : "o200k_base";
 }
+
+/**
+ * What OpenAI charges to answer with a fine-tuned model, USD per million input / output tokens, by
+ * base model (its pricing page of 2025; a base model itself costs less). For the cost estimate of a
+ * recording; pass `prices` where yours differ.
+ */
+export const OPENAI_FINE_TUNED_INFERENCE_PRICES: Readonly<Record<string, { input: number; output: number }>> =
+  {
+    "gpt-4.1-2025-04-14": { input: 3, output: 12 },
+    "gpt-4.1-mini-2025-04-14": { input: 0.8, output: 3.2 },
+    "gpt-4.1-nano-2025-04-14": { input: 0.2, output: 0.8 },
+    "gpt-4o-2024-08-06": { input: 3.75, output: 15 },
+    "gpt-4o-mini-2024-07-18": { input: 0.3, output: 1.2 },
+    "gpt-3.5-turbo-0125": { input: 3, output: 6 },
+  };
+
+/** The price of answering with an OpenAI fine-tune (`ft:BASE:…`), when tunekit knows it. */
+export function inferencePrice(
+  provider: string,
+  model: string,
+): { input: number; output: number } | undefined {
+  if (provider !== "openai" || !model.startsWith("ft:")) return undefined;
+  const id = openaiModel(model)?.id;
+  return id === undefined ? undefined : OPENAI_FINE_TUNED_INFERENCE_PRICES[id];
+}

@@ -14,7 +14,8 @@ const MESSAGE_RULES: MessageRules = {
   toolCalls: true,
 };
 
-const CHAT_KEYS = ["messages", "tools", "functions"];
+// `metadata` is where tunekit's recordings keep their provenance (`record`): it is not trained on.
+const CHAT_KEYS = ["messages", "tools", "functions", "metadata"];
 
 function checkChat(record: Record<string, unknown>, location: SourceLocation): Problem[] {
   const problems = checkMessages(record.messages, "messages", MESSAGE_RULES, location);
