@@ -89,13 +89,22 @@ export {
 } from "./jobs/fine-tune-job.js";
 export * from "./local/index.js";
 export {
+  findFineTune,
+  MIGRATION_STEPS,
+  type MigrateOptions,
+  type MigrationEvent,
+  type MigrationState,
+  type MigrationStep,
+  migrateFromOpenAI,
   type RecordEstimate,
   type RecordEvent,
   type RecordGeneration,
   type RecordOptions,
   type RecordProvenance,
   type RecordResult,
+  type RetrievedFile,
   record,
+  retrieveTrainingData,
 } from "./migrate/index.js";
 export { type LocalProvider, type LocalProviderOptions, local } from "./providers/local/index.js";
 export {

@@ -9,6 +9,7 @@ import { EVAL_USAGE, runEval } from "./eval.js";
 import { formatDatasetStats, formatReport, formatStats, plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 import { JOBS_USAGE, runJobs } from "./jobs.js";
+import { MIGRATE_USAGE, runMigrate } from "./migrate.js";
 import { OPENAI_USAGE, runOpenAI } from "./openai.js";
 import { RECORD_USAGE, runRecord } from "./record.js";
 import { runServe, SERVE_USAGE } from "./serve.js";
@@ -40,6 +41,7 @@ ${EVAL_USAGE}
 ${SERVE_USAGE}
 ${OPENAI_USAGE}
 ${RECORD_USAGE}
+${MIGRATE_USAGE}
 
 Files: .jsonl, .json, .csv, .parquet (and .gz of the text ones). Records over --max-record-bytes
 (default 16 MiB) are reported and skipped. Exit codes: 0 done, 1 bad data or a failed job, 2 a wrong
@@ -55,6 +57,7 @@ const COMMANDS = [
   "serve",
   "openai",
   "record",
+  "migrate",
   "help",
 ];
 
@@ -66,6 +69,7 @@ export function usageOf(command: string | undefined): string {
   if (command === "serve") return `Usage: tunekit${SERVE_USAGE.slice(1)}`;
   if (command === "openai") return `Usage: tunekit${OPENAI_USAGE.slice(1)}`;
   if (command === "record") return `Usage: tunekit${RECORD_USAGE.slice(1)}`;
+  if (command === "migrate") return `Usage: tunekit${MIGRATE_USAGE.slice(1)}`;
   if (command && command in COMMAND_USAGE)
     return `Usage: tunekit${COMMAND_USAGE[command as keyof typeof COMMAND_USAGE].slice(1)}`;
   return USAGE;
@@ -145,6 +149,7 @@ async function main(argv: string[], io: CliIO): Promise<number> {
   if (command === "serve") return runServe(rest, io);
   if (command === "openai") return runOpenAI(rest, io);
   if (command === "record") return runRecord(rest, io);
+  if (command === "migrate") return runMigrate(rest, io);
   const allowed = DATA_FLAGS[command];
   if (!allowed) throw new UsageError(`unknown command "${command}"${suggestion(command, COMMANDS, "")}`);
   const spec = Object.fromEntries(allowed.map((name) => [name, FLAGS[name]]));

@@ -1,4 +1,12 @@
 export {
+  MIGRATION_STEPS,
+  type MigrateOptions,
+  type MigrationEvent,
+  type MigrationState,
+  type MigrationStep,
+  migrateFromOpenAI,
+} from "./migrate.js";
+export {
   provenanceOf,
   type RecordEstimate,
   type RecordEvent,
@@ -8,3 +16,4 @@ export {
   type RecordResult,
   record,
 } from "./record.js";
+export { findFineTune, type RetrievedFile, retrieveTrainingData } from "./retrieve.js";
