@@ -135,3 +135,19 @@ describe("tunekit record", () => {
     expect(bad.stderr).toContain("record needs --out");
   });
 });
+
+describe("tunekit validate --target openai", () => {
+  it("prints the wind-down and the model's shutdown as notices, apart from the data's problems", async () => {
+    const file = await tempFile("train.jsonl", TRAINING);
+    const { code, stdout } = await tunekit("validate", file, "--target", "openai", "--model", "gpt-4o-mini");
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      /Notices:\n {2}(warning|error): OpenAI .* \[fine_tuning_closing\]\n {2}(warning|error): gpt-4o-mini-2024-07-18 shuts? down on 2027-01-14/,
+    );
+    const json = JSON.parse((await tunekit("validate", file, "--target", "openai", "--json")).stdout);
+    expect(json.notices.map((notice: { code: string }) => notice.code)).toEqual([
+      "fine_tuning_closing",
+      "model_shutdown",
+    ]);
+  });
+});

@@ -74,6 +74,27 @@ describe("examples", () => {
     expect(stdout).toMatch(/^streamed: "it ships tomorrow", \d+ tokens$/m);
   }, 120_000);
 
+  it("09-migrate-from-openai finds the fake's fine-tune, retrains, proves it and serves it under the old id", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/09-migrate-from-openai.ts")],
+      { cwd: ROOT, timeout: 180_000 },
+    );
+    expect(stdout).toMatch(
+      /^ft:gpt-4o-mini-2024-07-18:personal:facts:\w+: base gpt-4o-mini-2024-07-18, shuts down 2027-01-14/m,
+    );
+    expect(stdout).toMatch(/^record {4}6 answers in /m);
+    expect(stdout).toMatch(/^retrieve {2}training: 6 examples in /m);
+    expect(stdout).toMatch(
+      /^serve {5}tunekit serve --model .* --adapter ft:gpt-4o-mini-2024-07-18:personal:facts:\w+=/m,
+    );
+    const rouge = /^rougeL against the recording: base ([\d.]+), replacement ([\d.]+) \(p = ([\d.]+)/m.exec(
+      stdout,
+    );
+    expect(Number(rouge?.[2])).toBeGreaterThan(Number(rouge?.[1]));
+    expect(stdout).toMatch(/^ft:gpt-4o-mini-2024-07-18:personal:facts:\w+ answers: /m);
+  }, 180_000);
+
   it("06-chat asks the same question through every local chat target, and they agree", async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,

@@ -73,6 +73,10 @@ export function formatReport(file: string, report: ValidationReport): string {
     for (const entry of list) lines.push(`  ${where(entry)}: ${entry.message} [${entry.code}]`);
     if (omitted > 0) lines.push(`  … and ${omitted} more`);
   }
+  if (report.notices.length > 0) {
+    lines.push("", "Notices:");
+    for (const entry of report.notices) lines.push(`  ${entry.severity}: ${entry.message} [${entry.code}]`);
+  }
   const counts = Object.entries(report.counts);
   if (counts.length > 0) {
     lines.push("", `By code: ${counts.map(([code, count]) => `${code} ${count}`).join(", ")}`);

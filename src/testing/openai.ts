@@ -635,45 +635,74 @@ class FakeOpenAI {
     if (typeof method === "string")
       return apiError(400, method, "invalid_request_error", { param: "method" });
 
+    const record = this.#newJob({
+      model,
+      method,
+      trainingFile: training_file,
+      validationFile: typeof validation_file === "string" ? validation_file : null,
+      seed: typeof seed === "number" ? seed : undefined,
+      suffix: typeof suffix === "string" ? suffix : null,
+      metadata: isRecord(metadata) ? (metadata as Record<string, string>) : null,
+      integrations: (Array.isArray(integrations) ? integrations : []) as NonNullable<
+        OpenAIJobObject["integrations"]
+      >,
+      status: this.#statuses[0] ?? "queued",
+      stage: 0,
+    });
+    const object = record.object;
+    this.#enter(record, object.status);
+    return json(object);
+  }
+
+  /** A new job and its record, as creation leaves it ("Created fine-tuning job" logged). */
+  #newJob(settings: {
+    model: string;
+    method: NonNullable<OpenAIJobObject["method"]>;
+    trainingFile: string;
+    validationFile: string | null;
+    seed?: number | undefined;
+    suffix: string | null;
+    metadata: Record<string, string> | null;
+    integrations: NonNullable<OpenAIJobObject["integrations"]>;
+    status: OpenAIJobStatus;
+    stage: number;
+  }): JobRecord {
     const id = this.#id("ftjob-", 24);
     const object: OpenAIJobObject = {
       object: "fine_tuning.job",
       id,
-      model,
+      model: settings.model,
       created_at: now(),
       error: null,
       fine_tuned_model: null,
       finished_at: null,
-      hyperparameters: topLevelHyperparameters(method),
+      hyperparameters: topLevelHyperparameters(settings.method),
       organization_id: this.#organization,
       result_files: [],
-      seed: typeof seed === "number" ? seed : 1_000_000 + this.#counter,
-      status: this.#statuses[0] ?? "queued",
+      seed: settings.seed ?? 1_000_000 + this.#counter,
+      status: settings.status,
       trained_tokens: null,
-      training_file,
-      validation_file: typeof validation_file === "string" ? validation_file : null,
+      training_file: settings.trainingFile,
+      validation_file: settings.validationFile,
       estimated_finish: null,
-      integrations: (Array.isArray(integrations) ? integrations : []) as NonNullable<
-        OpenAIJobObject["integrations"]
-      >,
-      metadata: isRecord(metadata) ? (metadata as Record<string, string>) : null,
-      method,
-      user_provided_suffix: typeof suffix === "string" ? suffix : null,
+      integrations: settings.integrations,
+      metadata: settings.metadata,
+      method: settings.method,
+      user_provided_suffix: settings.suffix,
     };
     const record: JobRecord = {
       object,
       events: [],
       checkpoints: [],
-      stage: 0,
+      stage: settings.stage,
       stepsDone: 0,
       pausedFrom: undefined,
-      hasValidation: typeof validation_file === "string",
+      hasValidation: settings.validationFile !== null,
       metrics: [],
     };
     this.#jobs.set(id, record);
     this.#event(record, `Created fine-tuning job: ${id}`);
-    this.#enter(record, object.status);
-    return json(object);
+    return record;
   }
 
   retrieveJob(id: string): Response {
@@ -1039,46 +1068,22 @@ class FakeOpenAI {
     };
     const training = file(existing.training, "train.jsonl");
     const validation = existing.validation === undefined ? null : file(existing.validation, "valid.jsonl");
-    const id = this.#id("ftjob-", 24);
     const hyperparameters = { ...existing.hyperparameters };
     const method = {
       type: "supervised" as const,
       supervised: { hyperparameters: withAuto(hyperparameters, false) },
     };
-    const object: OpenAIJobObject = {
-      object: "fine_tuning.job",
-      id,
+    const record = this.#newJob({
       model: existing.model ?? "gpt-4o-mini-2024-07-18",
-      created_at: now(),
-      error: null,
-      fine_tuned_model: null,
-      finished_at: null,
-      hyperparameters: topLevelHyperparameters(method),
-      organization_id: this.#organization,
-      result_files: [],
-      seed: 1_000_000 + this.#counter,
-      status: "succeeded",
-      trained_tokens: null,
-      training_file: training,
-      validation_file: validation,
-      estimated_finish: null,
-      integrations: [],
-      metadata: null,
       method,
-      user_provided_suffix: existing.suffix ?? null,
-    };
-    const record: JobRecord = {
-      object,
-      events: [],
-      checkpoints: [],
+      trainingFile: training,
+      validationFile: validation,
+      suffix: existing.suffix ?? null,
+      metadata: null,
+      integrations: [],
+      status: "succeeded",
       stage: this.#statuses.length - 1,
-      stepsDone: 0,
-      pausedFrom: undefined,
-      hasValidation: validation !== null,
-      metrics: [],
-    };
-    this.#jobs.set(id, record);
-    this.#event(record, `Created fine-tuning job: ${id}`);
+    });
     this.#enter(record, "succeeded");
   }
 
