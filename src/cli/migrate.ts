@@ -95,10 +95,9 @@ export async function runMigrate(argv: string[], io: CliIO): Promise<number> {
     if (event.type === "message") io.stdout(`  ${event.message}\n`);
     else if (event.type === "step") {
       if (event.status === "start") io.stdout(`${event.step}…\n`);
-      else
-        io.stdout(
-          `  ${event.status === "skipped" ? "skipped" : "done"}${event.detail ? `: ${event.detail}` : ""}\n`,
-        );
+      else if (event.status === "skipped")
+        io.stdout(`${event.step}: skipped (${event.detail ?? "done before"})\n`);
+      else io.stdout(`  done${event.detail ? `: ${event.detail}` : ""}\n`);
     } else if (event.event.type === "failed")
       io.stderr(`  case ${event.event.caseId} failed: ${event.event.error}\n`);
   };

@@ -201,7 +201,8 @@ export async function migrateFromOpenAI(options: MigrateOptions): Promise<Migrat
       training: source,
       ...(validation?.path && source === training?.path ? { validation: validation.path } : {}),
       hyperparameters,
-      suffix: "from-openai",
+      // Together names the model after it; a local job's model is its adapter folder.
+      ...(options.to.provider === "together" ? { suffix: "from-openai" } : {}),
     });
     for (const warning of job.warnings) emit({ type: "message", message: `warning: ${warning.message}` });
     const result = await job.wait(call);

@@ -7,7 +7,7 @@
  */
 import { open, readFile, stat, truncate } from "node:fs/promises";
 import type { ChatOptions, ChatTarget, ChatUsage } from "../core/chat.js";
-import { TunekitError, ValidationError } from "../core/errors.js";
+import { AuthenticationError, NotFoundError, TunekitError, ValidationError } from "../core/errors.js";
 import { pool, type RetryOptions, withRetries } from "../core/work.js";
 import { type ChatMessage, contentText } from "../data/example.js";
 import { type CaseSource, loadCases } from "../eval/cases.js";
@@ -172,7 +172,9 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
           ...(reply.usage ? { usage: reply.usage } : {}),
         });
       } catch (error) {
-        if (options.signal?.aborted) throw error;
+        // A wrong key or a model that is gone fails every case alike: stop, and say it once.
+        if (options.signal?.aborted || error instanceof AuthenticationError || error instanceof NotFoundError)
+          throw error;
         const message = TunekitError.isInstance(error)
           ? `${error.message} [${error.code}]`
           : error instanceof Error

@@ -207,6 +207,56 @@ describe.skipIf(!HAS_FIXTURES)("migrating an OpenAI fine-tune to a local model (
     expect(state.evaluation).toBeUndefined();
   });
 
+  it("the CLI runs the steps, alone or all, and ends with the serve command", {
+    timeout: 180_000,
+  }, async () => {
+    server.use(
+      ...openaiFineTuningHandlers({
+        fineTunes: [{ suffix: "facts", training: TRAINING }],
+        chatReply: ({ messages }) =>
+          ANSWERS.get(String((messages.at(-1) as { content?: unknown }).content)) ?? "I do not know.",
+      }).handlers,
+    );
+    const env = { env: { OPENAI_API_KEY: OPENAI_TEST_API_KEY } };
+    const listed = JSON.parse((await runCli(["openai", "inventory", "--json"], env)).stdout) as Array<{
+      model: string;
+    }>;
+    const model = listed[0]?.model as string;
+    const dir = await tempDir();
+    const cases = await tempFile("cases.jsonl", jsonl(FACTS.map(([question]) => ({ input: question }))));
+    const base = [
+      "migrate",
+      "openai",
+      "--model",
+      model,
+      "--to",
+      `local:${STORIES}`,
+      "--dir",
+      dir,
+      "--quantization",
+      "none",
+    ];
+    // One step alone: the data back.
+    const retrieved = await runCli([...base, "--step", "retrieve"], env);
+    expect(retrieved.stderr).toBe("");
+    expect(retrieved.code).toBe(0);
+    expect(retrieved.stdout).toMatch(/ {2}1\. retrieve {2}download its training and validation files/);
+    expect(retrieved.stdout).toContain(`done: training: 6 examples in ${join(dir, "training.jsonl")}`);
+    expect(await readFile(join(dir, "training.jsonl"), "utf8")).toBe(TRAINING);
+    // Then everything: retrieve is not done again.
+    const all = await runCli([...base, "--cases", cases, "--epochs", "30", "--learning-rate", "0.003"], env);
+    expect(all.stderr).toBe("");
+    expect(all.code).toBe(0);
+    expect(all.stdout).toContain("\nretrieve: skipped (done before)\n");
+    expect(all.stdout).not.toContain("warning");
+    expect(all.stdout).toMatch(
+      /evaluate…\n {2}done: rougeL: base [\d.]+ → replacement [\d.]+ \(p = [\d.]+, \w+\)/,
+    );
+    expect(all.stdout).toContain(
+      `Serve it where the app can reach it, then change only its baseURL:\n  tunekit serve --model ${STORIES} --adapter ${model}=`,
+    );
+  });
+
   it("the CLI prints its plan first, and a model that does not exist is named with those that do", async () => {
     server.use(
       ...openaiFineTuningHandlers({ fineTunes: [{ suffix: "facts", training: TRAINING }] }).handlers,

@@ -6,7 +6,7 @@ import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setupServer } from "msw/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RateLimitError } from "../../src/core/errors.js";
+import { NotFoundError, RateLimitError } from "../../src/core/errors.js";
 import { Dataset } from "../../src/data/dataset.js";
 import { loadCases } from "../../src/eval/cases.js";
 import { type RecordEvent, record } from "../../src/migrate/record.js";
@@ -138,6 +138,17 @@ describe("record", () => {
     const last = await record({ target: third, cases: CASES, out });
     expect(third.calls).toHaveLength(1);
     expect(last).toMatchObject({ resumed: 7, recorded: 1, failed: [] });
+  });
+
+  it("stops at once when the model is gone or the key is wrong, instead of failing every case", async () => {
+    const out = join(await tempDir(), "recording.jsonl");
+    const gone = target({
+      reply: new NotFoundError("not_found", "The model does not exist", { provider: "openai", status: 404 }),
+    });
+    await expect(record({ target: gone, cases: CASES, out, concurrency: 1 })).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
+    expect(gone.calls).toHaveLength(1);
   });
 
   it("refuses to mix recordings, to overwrite other files and to take a case id twice", async () => {
