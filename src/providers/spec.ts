@@ -196,8 +196,12 @@ export interface FineTuningProvider {
 }
 
 export interface PriceEstimate {
-  /** Estimated total in US dollars. */
-  totalUSD: number;
+  /** False when the provider cannot estimate this job (see `unavailableReason`). */
+  available: boolean;
+  /** Why not, in the provider's words (Together: `multimodal_dataset`, `train_file_not_validated`, …). */
+  unavailableReason?: string;
+  /** Estimated total in US dollars, when the provider gives one. */
+  totalUSD?: number;
   trainingTokens?: number;
   /** False when the provider says the account cannot afford it. */
   allowed?: boolean;

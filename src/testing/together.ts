@@ -32,7 +32,7 @@ export interface TogetherFailure {
 export interface TogetherFineTuningOptions {
   /** The only API key accepted; any other, or none, answers 401. Default "together-test-key". */
   apiKey?: string;
-  /** Default https://api.together.xyz/v1. */
+  /** Default https://api.together.ai/v1 (pass the old https://api.together.xyz/v1 to serve that one). */
   baseURL?: string;
   /** Where the pre-signed upload URLs point. Default https://together-uploads.test. */
   uploadURL?: string;
@@ -49,8 +49,17 @@ export interface TogetherFineTuningOptions {
   failure?: { message: string; status?: "error" | "user_error" };
   /** Training steps of a job; a checkpoint is saved halfway. Default 10. */
   totalSteps?: number;
-  /** The answer of `POST /fine-tunes/estimate-price`. Default: $0.50 per million training tokens (bytes / 4 per epoch). */
-  price?: { totalUSD: number; trainTokens?: number; allowed?: boolean };
+  /**
+   * The answer of `POST /fine-tunes/estimate-price`. Default: $0.50 per million training tokens (bytes
+   * / 4 per epoch). `totalUSD: null` leaves the price out of an available estimate; `{ unavailable }`
+   * answers `estimation_available: false` with that `unavailable_reason`.
+   */
+  price?: { totalUSD?: number | null; trainTokens?: number; allowed?: boolean } | { unavailable: string };
+  /**
+   * Fine-tuned models (a job's `model_output_name`) that have a dedicated endpoint and so answer chat;
+   * the others answer 400 "Unable to access non-serverless model …", as Together does. Default: none.
+   */
+  endpoints?: string[] | "all";
   /**
    * The reply of `POST /chat/completions` (text, or tool calls of tools the request offers); cut by
    * `max_tokens` and `stop`, streamed with `stream: true` (see `answerChat`). Default "Hello from Together.".
@@ -120,7 +129,7 @@ interface StoredJob {
 }
 
 const DEFAULT_KEY = "together-test-key";
-const DEFAULT_BASE = "https://api.together.xyz/v1";
+const DEFAULT_BASE = "https://api.together.ai/v1";
 const DEFAULT_UPLOADS = "https://together-uploads.test";
 const TERMINAL = new Set(["completed", "cancelled", "error", "user_error"]);
 const LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -375,7 +384,10 @@ class FakeTogether {
   }
 
   #checkJobRequest(request: Record<string, unknown>): string | undefined {
-    if (typeof request.model !== "string" || request.model === "") return "model is required";
+    // A job from a checkpoint names no model (together-python refuses both at once).
+    if (request.from_checkpoint !== undefined) {
+      if (request.model !== undefined) return "model and from_checkpoint cannot both be given";
+    } else if (typeof request.model !== "string" || request.model === "") return "model is required";
     if (typeof request.training_file !== "string") return "training_file is required";
     const file = this.#files.get(request.training_file);
     if (!file?.preprocessed) return `training_file ${request.training_file} not found`;
@@ -581,13 +593,18 @@ class FakeTogether {
       typeof request.training_file === "string" ? this.#files.get(request.training_file) : undefined;
     if (!file)
       return apiError(400, `training_file ${String(request.training_file)} not found`, "invalid_request");
+    const price = this.#options.price;
+    if (price && "unavailable" in price)
+      return HttpResponse.json({ estimation_available: false, unavailable_reason: price.unavailable });
     const epochs = typeof request.n_epochs === "number" ? request.n_epochs : 1;
-    const tokens = this.#options.price?.trainTokens ?? Math.ceil((file.bytes?.byteLength ?? 0) / 4) * epochs;
+    const tokens = price?.trainTokens ?? Math.ceil((file.bytes?.byteLength ?? 0) / 4) * epochs;
+    const total = price?.totalUSD === undefined ? (tokens / 1_000_000) * 0.5 : price.totalUSD;
     return HttpResponse.json({
-      estimated_total_price: this.#options.price?.totalUSD ?? (tokens / 1_000_000) * 0.5,
+      estimation_available: true,
+      ...(total === null ? {} : { estimated_total_price: total }),
       estimated_train_token_count: tokens,
       estimated_eval_token_count: 0,
-      allowed_to_proceed: this.#options.price?.allowed ?? true,
+      allowed_to_proceed: price?.allowed ?? true,
       user_limit: 100,
     });
   }
@@ -615,6 +632,15 @@ class FakeTogether {
     if (typeof request.model !== "string" || !Array.isArray(messages) || messages.length === 0) {
       return apiError(400, "model and messages are required", "invalid_request");
     }
+    // A fine-tuned model answers only on a dedicated endpoint.
+    const tuned = [...this.#jobs.values()].some((job) => outputName(job) === request.model);
+    const endpoints = this.#options.endpoints ?? [];
+    if (tuned && endpoints !== "all" && !endpoints.includes(request.model))
+      return apiError(
+        400,
+        `Unable to access non-serverless model ${request.model}. Please visit https://api.together.ai/models/${request.model} to create and start a new dedicated endpoint for the model.`,
+        "invalid_request_error",
+      );
     const reply = this.#options.chatReply ?? "Hello from Together.";
     return answerChat(request, {
       dialect: "together",

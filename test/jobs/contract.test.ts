@@ -67,7 +67,10 @@ function togetherFake(options: TogetherFineTuningOptions = {}) {
   const baseURL = `https://together-${id}.test/v1`;
   const apiKey = "together-contract-key";
   const uploadURL = `https://together-uploads-${id}.test`;
-  server.use(...togetherFineTuningHandlers({ apiKey, baseURL, uploadURL, ...options }).handlers);
+  // Each fine-tune with a dedicated endpoint, so that it answers chat.
+  server.use(
+    ...togetherFineTuningHandlers({ apiKey, baseURL, uploadURL, endpoints: "all", ...options }).handlers,
+  );
   return {
     provider: together({ apiKey, baseURL, filePollInterval: 0 }),
     model: "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",

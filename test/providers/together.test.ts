@@ -24,7 +24,7 @@ import {
 } from "../../src/testing/together.js";
 import { chatRow, jsonl } from "../helpers.js";
 
-const BASE = "https://api.together.xyz/v1";
+const BASE = "https://api.together.ai/v1";
 const KEY = "tgp_v1_secretKeyThatMustNeverLeak0123";
 const MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference";
 const DATA = new TextEncoder().encode(jsonl([chatRow("hi", "hello"), chatRow("ping", "pong")]));
@@ -290,17 +290,18 @@ describe("createJob", () => {
       "hyperparameters.batchSize",
       "hyperparameters.learningRateMultiplier",
       "method",
-      "seed",
       "metadata",
     ]);
     for (const warning of warnings) {
       expect(warning.type).toBe("unsupported-setting");
       expect(warning.message).not.toBe("");
     }
+    // The seed goes as random_seed (together-typescript 0.39.0).
     expect(fake.state.jobRequests.get(job.id)).toEqual({
       model: MODEL,
       training_file: train.id,
       training_method: { method: "sft", train_on_inputs: "auto" },
+      random_seed: 42,
     });
 
     const dpo = await target.createJob({
@@ -589,6 +590,59 @@ describe("listJobs", () => {
   });
 });
 
+describe("Together, up to date", () => {
+  it("from a checkpoint sends no model; a fractional LoRA alpha is refused by name", async () => {
+    const fake = serve();
+    const { provider: target } = provider();
+    const train = await upload(target);
+    const { job } = await target.createJob({
+      model: MODEL,
+      trainingFile: train.id,
+      providerOptions: { from_checkpoint: "ft-abc:10" },
+    });
+    expect(fake.state.jobRequests.get(job.id)).not.toHaveProperty("model");
+    expect(fake.state.jobRequests.get(job.id)).toMatchObject({ from_checkpoint: "ft-abc:10" });
+    await expect(
+      target.createJob({
+        model: MODEL,
+        trainingFile: train.id,
+        hyperparameters: { lora: { r: 8, alpha: 16.5 } },
+      }),
+    ).rejects.toThrow(/LoRA alpha must be a whole number \(Together's lora_alpha is an integer\), got 16\.5/);
+  });
+
+  it("the estimate has two answers: unavailable with its reason, or available, perhaps without a price", async () => {
+    const request = async (price: NonNullable<NonNullable<Parameters<typeof serve>[0]>["price"]>) => {
+      serve({ price });
+      const { provider: target } = provider();
+      const train = await upload(target);
+      return target.estimatePrice?.({ model: MODEL, trainingFile: train.id });
+    };
+    expect(await request({ unavailable: "multimodal_dataset" })).toMatchObject({
+      available: false,
+      unavailableReason: "multimodal_dataset",
+    });
+    const unpriced = await request({ totalUSD: null, trainTokens: 500 });
+    expect(unpriced).toMatchObject({ available: true, trainingTokens: 500 });
+    expect(unpriced).not.toHaveProperty("totalUSD");
+  });
+
+  it("a fine-tuned model without a dedicated endpoint: the error says so and what to do", async () => {
+    serve();
+    const { provider: target } = provider();
+    const train = await upload(target);
+    const { job } = await target.createJob({ model: MODEL, trainingFile: train.id, suffix: "support" });
+    let info = await target.retrieveJob(job.id);
+    while (info.status !== "succeeded") info = await target.retrieveJob(job.id);
+    const error = await target
+      .chat(info.fineTunedModel as string)
+      .complete([{ role: "user", content: "hi" }])
+      .catch((caught: unknown) => caught);
+    expect((error as Error).message).toContain("Unable to access non-serverless model");
+    expect((error as Error).message).toContain("dedicated endpoints, billed by the minute");
+  });
+});
+
 describe("estimatePrice", () => {
   it("sends the estimate fields and reads Together's answer", async () => {
     const fake = serve({ price: { totalUSD: 4.2, trainTokens: 12_000, allowed: false } });
@@ -600,7 +654,12 @@ describe("estimatePrice", () => {
       hyperparameters: { epochs: 2, learningRate: 0.001, lora: { r: 8 } },
       suffix: "ignored-here",
     });
-    expect(estimate).toMatchObject({ totalUSD: 4.2, trainingTokens: 12_000, allowed: false });
+    expect(estimate).toMatchObject({
+      available: true,
+      totalUSD: 4.2,
+      trainingTokens: 12_000,
+      allowed: false,
+    });
     expect(calls(fake, "POST", "/fine-tunes/estimate-price")[0]?.body).toEqual({
       model: MODEL,
       training_file: train.id,

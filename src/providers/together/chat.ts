@@ -5,7 +5,7 @@
 
 import type { ChatCapabilities, ChatResult, ChatTarget } from "../../core/chat.js";
 import { chatStream } from "../../core/chat-stream.js";
-import { ConnectionError, TunekitError, ValidationError } from "../../core/errors.js";
+import { ConnectionError, ProviderError, TunekitError, ValidationError } from "../../core/errors.js";
 import { serverSentEvents } from "../../core/sse.js";
 import {
   ChunkAccumulator,
@@ -35,11 +35,15 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
       client.baseURL === DEFAULT_BASE_URL ? `together:${modelId}` : `together:${client.baseURL}#${modelId}`,
     capabilities: CAPABILITIES,
     async complete(messages, options = {}) {
-      const answer = await client.call("POST", "/chat/completions", {
-        schema: chatCompletionSchema,
-        json: requestBody(modelId, messages, options, DIALECT, false),
-        signal: options.signal,
-      });
+      const answer = await client
+        .call("POST", "/chat/completions", {
+          schema: chatCompletionSchema,
+          json: requestBody(modelId, messages, options, DIALECT, false),
+          signal: options.signal,
+        })
+        .catch((error: unknown) => {
+          throw withEndpointAdvice(error, modelId);
+        });
       return withoutUnaskedAlternatives(resultOf(answer), options.topLogprobs);
     },
     completeStream(messages, options = {}) {
@@ -58,7 +62,7 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
           }
         } catch (error) {
           if (signal.aborted) return withoutUnaskedAlternatives(answer.result("abort"), options.topLogprobs);
-          if (TunekitError.isInstance(error)) throw error;
+          if (TunekitError.isInstance(error)) throw withEndpointAdvice(error, modelId);
           throw new ConnectionError(
             "connection_failed",
             client.redact(`the stream broke off (${(error as Error).message})`),
@@ -73,6 +77,20 @@ export function togetherChat(client: TogetherClient, modelId: string): ChatTarge
       }, options.signal);
     },
   };
+}
+
+/**
+ * Together serves a fine-tuned model only on a dedicated endpoint, billed by the minute while it runs
+ * (docs.together.ai, "Deploying a fine-tuned model"); without one, chat answers "Unable to access
+ * non-serverless model". The error then says what to do.
+ */
+function withEndpointAdvice(error: unknown, modelId: string): unknown {
+  if (!(error instanceof ProviderError) || !/non-serverless/i.test(error.message)) return error;
+  return ProviderError.fromStatus(
+    error.status ?? 400,
+    `${error.message.replace(/^together: /, "")} Together serves fine-tuned models on dedicated endpoints, billed by the minute while they run: create one for ${modelId} (together.ai's Models page, or the together CLI's \`endpoints create\`), chat with it, and stop it when done.`,
+    { provider: PROVIDER, cause: error, ...(error.requestId ? { requestId: error.requestId } : {}) },
+  );
 }
 
 /** Together returns at least one alternative per token (`logprobs: 1`): none are kept unless asked for. */

@@ -7,7 +7,8 @@ import { AuthenticationError, ValidationError } from "../../core/errors.js";
 import { type HttpRequest, redact, request, requestJson, type Sleep } from "../../core/http.js";
 import { PROVIDER } from "./job.js";
 
-export const DEFAULT_BASE_URL = "https://api.together.xyz/v1";
+/** Together's API address since 2025 (together-typescript 0.39 `baseURL`; api.together.xyz still answers). */
+export const DEFAULT_BASE_URL = "https://api.together.ai/v1";
 export const API_KEY_VARIABLE = "TOGETHER_API_KEY";
 
 export interface ClientSettings {

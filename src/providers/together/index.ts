@@ -1,6 +1,6 @@
 /**
  * The Together AI adapter: `together()` is a `FineTuningProvider` over Together's REST API
- * (https://api.together.xyz/v1): file upload, fine-tuning jobs, their events and checkpoints, price
+ * (https://api.together.ai/v1): file upload, fine-tuning jobs, their events and checkpoints, price
  * estimates, and chat with any Together model.
  */
 import { ValidationError } from "../../core/errors.js";
@@ -39,7 +39,7 @@ import { uploadFile } from "./upload.js";
 export interface TogetherProviderOptions {
   /** Default: the `TOGETHER_API_KEY` environment variable, read at each call. */
   apiKey?: string;
-  /** Default `https://api.together.xyz/v1`. */
+  /** Default `https://api.together.ai/v1` (the old `https://api.together.xyz/v1` still answers). */
   baseURL?: string;
   /** Default: the global `fetch`. */
   fetch?: typeof fetch;
@@ -192,8 +192,19 @@ class TogetherProvider implements FineTuningProvider {
       json: toEstimateBody(request, rank),
       signal: options.signal,
     });
+    // Two answers, keyed on estimation_available: the unavailable one carries only its reason
+    // (multimodal_dataset, train_file_not_validated, …), and even the available one may omit the price.
+    if (estimate.estimation_available === false)
+      return {
+        available: false,
+        ...(estimate.unavailable_reason ? { unavailableReason: estimate.unavailable_reason } : {}),
+        raw: estimate,
+      };
     return {
-      totalUSD: estimate.estimated_total_price,
+      available: true,
+      ...(typeof estimate.estimated_total_price === "number"
+        ? { totalUSD: estimate.estimated_total_price }
+        : {}),
       ...(typeof estimate.estimated_train_token_count === "number"
         ? { trainingTokens: estimate.estimated_train_token_count }
         : {}),

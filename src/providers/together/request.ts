@@ -4,6 +4,7 @@
  * (together-typescript src/resources/fine-tuning.ts `FineTuningCreateParams`; together-py
  * src/together/lib/resources/fine_tuning.py `create_finetune_request`).
  */
+import { ValidationError } from "../../core/errors.js";
 import type { CreateJobRequest, ProviderWarning } from "../spec.js";
 
 export type TogetherBody = Record<string, unknown>;
@@ -40,7 +41,11 @@ export function toCreateBody(
     warnings.push({ type: "unsupported-setting", setting, message });
   const { train_on_inputs: trainOnInputs, ...providerOptions } = request.providerOptions ?? {};
   const hyper = request.hyperparameters ?? {};
-  const body: TogetherBody = { model: request.model, training_file: request.trainingFile };
+  // together-python refuses model and from_checkpoint together: a job from a checkpoint names no model.
+  const body: TogetherBody =
+    providerOptions.from_checkpoint !== undefined
+      ? { training_file: request.trainingFile }
+      : { model: request.model, training_file: request.trainingFile };
   if (request.validationFile !== undefined) body.validation_file = request.validationFile;
 
   if (hyper.epochs === "auto") {
@@ -70,6 +75,13 @@ export function toCreateBody(
       unsupported("hyperparameters.lora", "providerOptions.training_type replaces hyperparameters.lora");
     } else {
       const rank = hyper.lora.r ?? defaultRank;
+      // lora_alpha is an integer in Together's types (together-typescript `FineTuningCreateParams.LoRaTrainingType`).
+      if (hyper.lora.alpha !== undefined && !Number.isInteger(hyper.lora.alpha))
+        throw new ValidationError(
+          "invalid_argument",
+          `together: LoRA alpha must be a whole number (Together's lora_alpha is an integer), got ${hyper.lora.alpha}`,
+          { location: { path: "hyperparameters.lora.alpha" } },
+        );
       const modules = hyper.lora.targetModules;
       body.training_type = {
         type: "Lora",
@@ -107,12 +119,8 @@ export function toCreateBody(
     body.training_method = { method: "sft", train_on_inputs: trainOnInputs ?? "auto" };
   }
 
-  if (request.seed !== undefined) {
-    unsupported(
-      "seed",
-      "Together's fine-tuning API documents no seed (the newest Python SDK sends random_seed: pass it in providerOptions)",
-    );
-  }
+  // `random_seed`, documented since together-typescript 0.39.0 (`FineTuningCreateParams.random_seed`).
+  if (request.seed !== undefined) body.random_seed = request.seed;
   if (request.metadata !== undefined)
     unsupported("metadata", "Together keeps no metadata on fine-tuning jobs");
 

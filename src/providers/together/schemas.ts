@@ -91,9 +91,15 @@ export const metricListSchema = z.looseObject({
   metrics: z.array(z.record(z.string(), z.unknown())).nullish(),
 });
 
-/** `FineTuningEstimatePriceResponse`. */
+/**
+ * `FineTuningEstimatePriceResponse`: every field optional (together-python
+ * src/together/types/fine_tuning_estimate_price_response.py); `estimation_available: false` comes
+ * with `unavailable_reason` alone.
+ */
 export const priceSchema = z.looseObject({
-  estimated_total_price: z.number(),
+  estimation_available: z.boolean().nullish(),
+  unavailable_reason: z.string().nullish(),
+  estimated_total_price: z.number().nullish(),
   estimated_train_token_count: count,
   estimated_eval_token_count: count,
   allowed_to_proceed: z.boolean().nullish(),
