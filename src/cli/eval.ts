@@ -153,9 +153,13 @@ export class Targets {
   readonly #models = new Map<string, Promise<LocalModel>>();
   readonly loaded: LocalModel[] = [];
 
-  constructor(io: CliIO, quantization: "nf4" | "none") {
+  /** `command`: whose usage a wrong spec points to. */
+  readonly #command: string;
+
+  constructor(io: CliIO, quantization: "nf4" | "none", command = "eval") {
     this.#io = io;
     this.#quantization = quantization;
+    this.#command = command;
   }
 
   async build(spec: string, adapters: Map<string, Set<string>>): Promise<ChatTarget> {
@@ -164,7 +168,8 @@ export class Targets {
     const rest = spec.slice(colon + 1);
     if (kind === "local") {
       const [path, adapter] = rest.split("+") as [string, string | undefined];
-      if (!path) throw new UsageError(`--target: local needs a model, as local:PATH[+ADAPTER_DIR]`, "eval");
+      if (!path)
+        throw new UsageError(`--target: local needs a model, as local:PATH[+ADAPTER_DIR]`, this.#command);
       // One load serves the base and one adapter (its view with the adapter off is the base).
       const shared = (adapters.get(path)?.size ?? 0) <= 1;
       const key = shared ? path : `${path}+${adapter ?? ""}`;
@@ -187,13 +192,13 @@ export class Targets {
       const { openai } = await import("../providers/openai/index.js");
       if (kind === "compat") {
         const at = rest.lastIndexOf("@");
-        if (at <= 0) throw new UsageError(`--target: compat takes MODEL@URL, got "${spec}"`, "eval");
+        if (at <= 0) throw new UsageError(`--target: compat takes MODEL@URL, got "${spec}"`, this.#command);
         return openai({ baseURL: rest.slice(at + 1) }).chat(rest.slice(0, at));
       }
       const apiKey = this.#io.env.OPENAI_API_KEY;
       const baseURL = this.#io.env.OPENAI_BASE_URL;
       if (!apiKey && !baseURL)
-        throw new UsageError("no OpenAI API key: set OPENAI_API_KEY in the environment", "eval");
+        throw new UsageError("no OpenAI API key: set OPENAI_API_KEY in the environment", this.#command);
       return openai({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}) }).chat(rest);
     }
     if (kind === "together") {
@@ -201,12 +206,12 @@ export class Targets {
       const apiKey = this.#io.env.TOGETHER_API_KEY;
       const baseURL = this.#io.env.TOGETHER_BASE_URL;
       if (!apiKey && !baseURL)
-        throw new UsageError("no Together API key: set TOGETHER_API_KEY in the environment", "eval");
+        throw new UsageError("no Together API key: set TOGETHER_API_KEY in the environment", this.#command);
       return together({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}) }).chat(rest);
     }
     throw new UsageError(
       `--target: unknown kind in "${spec}"; use local:PATH[+ADAPTER], openai:MODEL, together:MODEL or compat:MODEL@URL`,
-      "eval",
+      this.#command,
     );
   }
 

@@ -27,10 +27,11 @@ export async function providerNamed(
   name: string | undefined,
   io: CliIO,
   flags: { "api-key"?: string; output?: string },
+  command = "jobs",
 ): Promise<FineTuningProvider> {
   if (name === "local") {
     if (!flags.output)
-      throw new UsageError("--provider local needs --output DIR (the folder its jobs are kept in)", "jobs");
+      throw new UsageError("--provider local needs --output DIR (the folder its jobs are kept in)", command);
     const { local } = await import("../providers/local/index.js");
     return local({ outputDir: flags.output });
   }
@@ -41,7 +42,7 @@ export async function providerNamed(
     if (!apiKey && !baseURL)
       throw new UsageError(
         `no ${label} API key: set ${key} in the environment, or pass --api-key KEY`,
-        "jobs",
+        command,
       );
     const options = { ...(baseURL ? { baseURL } : {}), ...(apiKey ? { apiKey } : {}) };
     if (name === "openai") {
@@ -55,7 +56,7 @@ export async function providerNamed(
     name
       ? `unknown provider "${name}"; use openai, together or local`
       : "--provider openai|together|local is required",
-    "jobs",
+    command,
   );
 }
 

@@ -67,9 +67,12 @@ export async function runMigrate(argv: string[], io: CliIO): Promise<number> {
   const epochs = integerFlag(values.epochs, "--epochs", { command: "migrate" });
   const learningRate = numberFlag(values["learning-rate"], "--learning-rate", { command: "migrate" });
   const dir = values.dir ?? "migration";
-  const openai = (await providerNamed("openai", io, {
-    ...(values["api-key"] ? { "api-key": values["api-key"] } : {}),
-  })) as OpenAIProvider;
+  const openai = (await providerNamed(
+    "openai",
+    io,
+    { ...(values["api-key"] ? { "api-key": values["api-key"] } : {}) },
+    "migrate",
+  )) as OpenAIProvider;
   const target =
     to[1] === "local"
       ? { provider: "local" as const, base: to[2] as string, quantization }

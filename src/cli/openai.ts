@@ -86,9 +86,12 @@ export async function runOpenAI(argv: string[], io: CliIO): Promise<number> {
     return 0;
   }
   if (positionals.length > 0) throw new UsageError("openai inventory takes no arguments", "openai");
-  const provider = (await providerNamed("openai", io, {
-    ...(values["api-key"] ? { "api-key": values["api-key"] } : {}),
-  })) as OpenAIProvider;
+  const provider = (await providerNamed(
+    "openai",
+    io,
+    { ...(values["api-key"] ? { "api-key": values["api-key"] } : {}) },
+    "openai",
+  )) as OpenAIProvider;
   const items = await provider.inventory();
   io.stdout(
     values.json

@@ -44,7 +44,7 @@ export async function runRecord(argv: string[], io: CliIO): Promise<number> {
   const quantization = values.quantization ?? "nf4";
   if (quantization !== "nf4" && quantization !== "none")
     throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "record");
-  const targets = new Targets(io, quantization);
+  const targets = new Targets(io, quantization, "record");
   const controller = new AbortController();
   const unsubscribe = (io.onInterrupt ?? processIO.onInterrupt)?.(() => controller.abort());
   try {

@@ -5,7 +5,8 @@
  * A recording resumes: cases already in the file are not asked again, and a line cut short by a crash
  * is dropped before the file grows again.
  */
-import { open, readFile, stat, truncate } from "node:fs/promises";
+import { mkdir, open, readFile, stat, truncate } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import type { ChatOptions, ChatTarget, ChatUsage } from "../core/chat.js";
 import { AuthenticationError, NotFoundError, TunekitError, ValidationError } from "../core/errors.js";
 import { pool, type RetryOptions, withRetries } from "../core/work.js";
@@ -117,6 +118,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
   if (todo.length === 0) return result;
   // Appends whole lines, one write each, one after another: a line is there entire or not at all
   // (a crash mid-write leaves a cut line, which the next resume drops).
+  await mkdir(dirname(resolve(out)), { recursive: true });
   const file = await open(out, "a");
   let writing: Promise<unknown> = Promise.resolve();
   const append = (line: string) => {
