@@ -107,6 +107,7 @@ export {
   retrieveTrainingData,
 } from "./migrate/index.js";
 export { type LocalProvider, type LocalProviderOptions, local } from "./providers/local/index.js";
+export { NEBIUS_BASE_URL, type NebiusProviderOptions, nebius } from "./providers/nebius/index.js";
 export {
   FINE_TUNING_ALTERNATIVES,
   type FineTunedModel,
@@ -122,6 +123,7 @@ export {
   type CallOptions,
   type Checkpoint,
   type CreateJobRequest,
+  type DownloadedAdapter,
   type FineTuningProvider,
   type Hyperparameters,
   type JobError,

@@ -6,21 +6,24 @@ import { integerFlag, numberFlag, parseFlags, suggestion } from "./args.js";
 import { formatReport } from "./format.js";
 import { type CliIO, UsageError } from "./io.js";
 
-export const JOBS_USAGE = `  jobs create --provider openai|together|local --model ID --training FILE [--validation FILE]
+export const JOBS_USAGE = `  jobs create --provider openai|together|nebius|local --model ID --training FILE [--validation FILE]
               [--epochs N] [--batch-size N] [--learning-rate X] [--learning-rate-multiplier X]
               [--suffix S] [--seed N] [--watch] [--json] [--api-key KEY] [--output DIR]
-      Validate, upload and start a fine-tuning job. Keys come from OPENAI_API_KEY / TOGETHER_API_KEY
-      (or --api-key); --provider local trains here, keeping its jobs in --output DIR, and watches.
-  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together|local [--json]
+      Validate, upload and start a fine-tuning job. Keys come from OPENAI_API_KEY / TOGETHER_API_KEY /
+      NEBIUS_API_KEY (or --api-key); --provider local trains here, keeping its jobs in --output DIR.
+  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together|nebius|local [--json]
                 [--output DIR] [--limit N]
-      List jobs, show one, print its events, follow it live, or cancel it.`;
+      List jobs, show one, print its events, follow it live, or cancel it.
+  jobs download ID --provider nebius --dir DIR [--step N]
+      Bring a job's trained adapter home (its last checkpoint, or step N), checked as a PEFT adapter.`;
 
 const PROVIDERS = {
   openai: { key: "OPENAI_API_KEY", baseURL: "OPENAI_BASE_URL", label: "OpenAI" },
   together: { key: "TOGETHER_API_KEY", baseURL: "TOGETHER_BASE_URL", label: "Together" },
+  nebius: { key: "NEBIUS_API_KEY", baseURL: "NEBIUS_BASE_URL", label: "Nebius" },
 } as const;
 
-const ACTIONS = ["create", "list", "get", "events", "watch", "cancel"];
+const ACTIONS = ["create", "list", "get", "events", "watch", "cancel", "download"];
 
 /** The provider a name stands for; adapters load on demand so one provider's code never loads another's. */
 export async function providerNamed(
@@ -35,7 +38,7 @@ export async function providerNamed(
     const { local } = await import("../providers/local/index.js");
     return local({ outputDir: flags.output });
   }
-  if (name === "openai" || name === "together") {
+  if (name === "openai" || name === "together" || name === "nebius") {
     const { key, baseURL: baseVariable, label } = PROVIDERS[name];
     const apiKey = flags["api-key"] ?? io.env[key];
     const baseURL = io.env[baseVariable];
@@ -49,13 +52,17 @@ export async function providerNamed(
       const { openai } = await import("../providers/openai/index.js");
       return openai(options);
     }
+    if (name === "nebius") {
+      const { nebius } = await import("../providers/nebius/index.js");
+      return nebius(options);
+    }
     const { together } = await import("../providers/together/index.js");
     return together(options);
   }
   throw new UsageError(
     name
-      ? `unknown provider "${name}"; use openai, together or local`
-      : "--provider openai|together|local is required",
+      ? `unknown provider "${name}"; use openai, together, nebius or local`
+      : "--provider openai|together|nebius|local is required",
     command,
   );
 }
@@ -134,6 +141,8 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
     json: { type: "boolean" },
     "api-key": { type: "string" },
     output: { type: "string" },
+    dir: { type: "string" },
+    step: { type: "string" },
   });
   if (help) {
     io.stdout(`Usage: tunekit${JOBS_USAGE.slice(1)}\n`);
@@ -233,6 +242,21 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
     case "cancel": {
       const info = await (await provider()).cancelJob(jobId());
       out(`${info.id}: ${info.status} (${info.rawStatus})`);
+      return 0;
+    }
+    case "download": {
+      if (!values.dir)
+        throw new UsageError("jobs download needs --dir DIR, a new folder for the adapter", "jobs");
+      const target = await provider();
+      if (!target.downloadAdapter)
+        throw new UsageError(`--provider ${values.provider}: its jobs' weights cannot be downloaded`, "jobs");
+      const step = whole(values.step, "--step", 0);
+      const downloaded = await target.downloadAdapter(
+        jobId(),
+        values.dir,
+        step !== undefined ? { step } : {},
+      );
+      out(`${downloaded.dir}: the adapter of step ${downloaded.step} (${downloaded.files.join(", ")})`);
       return 0;
     }
     default:

@@ -7,6 +7,7 @@ import type {
   CallOptions,
   Checkpoint,
   CreateJobRequest,
+  DownloadedAdapter,
   FineTuningProvider,
   Hyperparameters,
   JobInfo,
@@ -245,6 +246,23 @@ export class FineTuneJob {
     const info = await this.provider.resumeJob(this.id, options);
     this.#observe(info);
     return info;
+  }
+
+  /**
+   * Downloads the trained adapter (the last checkpoint's, or `step`'s) into `dir`, checked as a PEFT
+   * adapter, for `LocalModel.loadAdapter`, `tunekit serve` or a GGUF export. Providers that let the
+   * weights out (Nebius); others refuse with `unsupported`.
+   */
+  async downloadAdapter(
+    dir: string,
+    options: CallOptions & { step?: number } = {},
+  ): Promise<DownloadedAdapter> {
+    if (!this.provider.downloadAdapter)
+      throw new ValidationError(
+        "unsupported",
+        `${this.provider.name} does not let a job's weights be downloaded`,
+      );
+    return this.provider.downloadAdapter(this.id, dir, options);
   }
 
   /** Fetches the job now (between polls). */

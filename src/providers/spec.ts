@@ -142,7 +142,17 @@ export interface Checkpoint {
   /** Model id to call or fine-tune from, when the provider gives one. */
   model?: string;
   metrics?: JobMetrics;
+  /** File ids of the checkpoint's weights, where the provider lets them out (Nebius's `result_files`). */
+  files?: string[];
   raw: unknown;
+}
+
+/** A job's trained weights, downloaded (`downloadAdapter`). */
+export interface DownloadedAdapter {
+  dir: string;
+  /** The step of the checkpoint they came from. */
+  step: number;
+  files: string[];
 }
 
 export interface Page<T> {
@@ -191,6 +201,15 @@ export interface FineTuningProvider {
   resultMetrics?(job: JobInfo, options?: CallOptions): Promise<JobMetrics[]>;
   /** The provider's own price estimate for a job, where it has one (Together). */
   estimatePrice?(request: CreateJobRequest, options?: CallOptions): Promise<PriceEstimate>;
+  /**
+   * Downloads a job's trained adapter (its last checkpoint, or `step`) into `dir`, which must not hold
+   * anything yet: all files arrive, checked as a PEFT adapter, or none. Providers that let weights out.
+   */
+  downloadAdapter?(
+    jobId: string,
+    dir: string,
+    options?: CallOptions & { step?: number },
+  ): Promise<DownloadedAdapter>;
   /** A chat target (`ChatTarget` v2) for a model of this provider, base or fine-tuned. */
   chat(modelId: string): ChatTarget;
 }

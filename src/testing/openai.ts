@@ -118,6 +118,11 @@ export interface OpenAIFineTuningHandlersOptions {
    * of purpose: …"). Default `["assistants", "user_data"]`.
    */
   refusedContentPurposes?: string[];
+  /**
+   * Files each checkpoint lists as its weights (`result_files`, as Nebius's checkpoints do), by file
+   * name: a PEFT adapter's `adapter_config.json` and `adapter_model.safetensors`, say. Default: none.
+   */
+  checkpointFiles?: Record<string, Uint8Array | string>;
 }
 
 /** A fine-tune that exists before the test starts (see `fineTunes`). */
@@ -930,6 +935,12 @@ class FakeOpenAI {
       if (epochEnds.has(step)) {
         const model = `${this.#fineTunedModel(record)}:ckpt-step-${step}`;
         const { step: _, ...values } = metrics;
+        const files = Object.entries(this.#options.checkpointFiles ?? {}).map(([filename, content]) =>
+          this.#storeFile(
+            filename,
+            typeof content === "string" ? new TextEncoder().encode(content) : content,
+          ),
+        );
         record.checkpoints.push({
           object: "fine_tuning.job.checkpoint",
           id: this.#id("ftckpt_", 24),
@@ -938,6 +949,7 @@ class FakeOpenAI {
           fine_tuning_job_id: job.id,
           metrics: { step, ...values },
           step_number: step,
+          ...(files.length > 0 ? { result_files: files } : {}),
         });
         this.#event(record, `Checkpoint created at step ${step} with Snapshot ID: ${model}`);
       }
@@ -1026,6 +1038,25 @@ class FakeOpenAI {
         ),
       );
     return [...BASE_MODELS.map((id) => model(id, "system", id, 1_700_000_000)), ...fineTunes];
+  }
+
+  /** A result file the API made (a checkpoint's weights); its id. */
+  #storeFile(filename: string, content: Uint8Array): string {
+    const id = this.#id("file-", 24);
+    this.#files.set(id, {
+      object: {
+        object: "file",
+        id,
+        purpose: "fine-tune-results",
+        filename,
+        bytes: content.byteLength,
+        created_at: now(),
+        status: "processed",
+      },
+      content,
+      stage: 0,
+    });
+    return id;
   }
 
   /** Whether a fine-tuned model id is one of the organisation's models or checkpoints. */
@@ -1337,4 +1368,18 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function invalid(message: string): never {
   throw new ValidationError("invalid_argument", `openaiFineTuningHandlers: ${message}`);
+}
+
+/** Nebius Token Factory's address, where `nebiusFineTuningHandlers` answers by default. */
+export const NEBIUS_TEST_BASE_URL = "https://api.tokenfactory.nebius.com/v1";
+
+/**
+ * Nebius Token Factory's fine-tuning API as msw handlers. It follows OpenAI's (files, jobs, events,
+ * checkpoints), so this is the OpenAI fake at Nebius's address; pass `checkpointFiles` for checkpoints
+ * whose `result_files` hold an adapter, as Nebius's do. The key is `OPENAI_TEST_API_KEY` unless given.
+ */
+export function nebiusFineTuningHandlers(
+  options: OpenAIFineTuningHandlersOptions = {},
+): OpenAIFineTuningFake {
+  return openaiFineTuningHandlers({ baseURL: NEBIUS_TEST_BASE_URL, ...options });
 }

@@ -20,6 +20,7 @@ import type { LocalModelTokens } from "./local-tokens.js";
 import { DEFAULT_OPENAI_MODEL, encodingForModel, OPENAI_TRAINING_PRICES, openaiModel } from "./models.js";
 import { ProblemLog, type ValidationReport } from "./report.js";
 import { localRules } from "./rules/local.js";
+import { nebiusRules } from "./rules/nebius.js";
 import { openaiRules } from "./rules/openai.js";
 import type { RuleSet, ValidationTarget } from "./rules/rule-set.js";
 import { togetherRules } from "./rules/together.js";
@@ -69,6 +70,7 @@ const LOCAL_EPOCHS = 3;
 const RULES: Record<ValidationTarget, RuleSet> = {
   openai: openaiRules,
   together: togetherRules,
+  nebius: nebiusRules,
   local: localRules,
 };
 

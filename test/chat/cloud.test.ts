@@ -6,12 +6,14 @@
 import { setupServer } from "msw/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthenticationError, RateLimitError } from "../../src/core/errors.js";
+import { nebius } from "../../src/providers/nebius/index.js";
 import { openai } from "../../src/providers/openai/index.js";
 import { together } from "../../src/providers/together/index.js";
 import { chatCompletionsHandlers } from "../../src/testing/chat-completions.js";
 import { MockChatTarget } from "../../src/testing/mock-chat-target.js";
 import { MockProvider } from "../../src/testing/mock-provider.js";
 import {
+  nebiusFineTuningHandlers,
   OPENAI_TEST_API_KEY,
   openaiFineTuningHandlers,
   releaseResponseCopies,
@@ -64,6 +66,27 @@ chatTargetContract("together().chat() against the Together fake", {
   subject: async () => ({ target: togetherFake().chat("meta-llama/Llama-3.3-70B-Instruct-Turbo"), messages }),
   failing: async () => ({
     target: togetherFake([{ status: 429, times: 3 }]).chat("meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    error: RateLimitError,
+    code: "rate_limited",
+  }),
+});
+
+/** Each Nebius fake at an address of its own (its own address is tested in test/providers/nebius.test.ts). */
+function nebiusFake(failures: { status: number }[] = []) {
+  const baseURL = `https://nebius-chat-${++fakes}.test/v1`;
+  server.use(
+    ...nebiusFineTuningHandlers({ baseURL, chatStreamDelayMs: STREAM_DELAY_MS, failures: failures as never })
+      .handlers,
+  );
+  return nebius({ apiKey: OPENAI_TEST_API_KEY, baseURL, maxRetries: 0 });
+}
+
+chatTargetContract("nebius().chat() against the Nebius fake", {
+  subject: async () => ({ target: nebiusFake().chat("meta-llama/Llama-3.3-70B-Instruct"), messages }),
+  failing: async () => ({
+    target: nebiusFake([{ status: 429 }, { status: 429 }, { status: 429 }]).chat(
+      "meta-llama/Llama-3.3-70B-Instruct",
+    ),
     error: RateLimitError,
     code: "rate_limited",
   }),

@@ -5,10 +5,12 @@
  */
 import { setupServer } from "msw/node";
 import { afterAll, beforeAll } from "vitest";
+import { nebius } from "../../src/providers/nebius/index.js";
 import { openai } from "../../src/providers/openai/index.js";
 import { together } from "../../src/providers/together/index.js";
 import { MockProvider } from "../../src/testing/mock-provider.js";
 import {
+  nebiusFineTuningHandlers,
   OPENAI_TEST_API_KEY,
   type OpenAIFineTuningHandlersOptions,
   openaiFineTuningHandlers,
@@ -81,4 +83,20 @@ fineTuneJobContract("together() against the Together fake", {
   succeeding: async () => togetherFake(),
   longRunning: async () => togetherFake({ statuses: ["queued", ...running(1000), "completed"] }),
   failing: async () => togetherFake({ failure: { message: "the training data could not be read" } }),
+});
+
+function nebiusFake(options: OpenAIFineTuningHandlersOptions = {}) {
+  const baseURL = `https://nebius-${++fakes}.test/v1`;
+  server.use(...nebiusFineTuningHandlers({ baseURL, ...options }).handlers);
+  return {
+    provider: nebius({ apiKey: OPENAI_TEST_API_KEY, baseURL, filePollIntervalMs: 1 }),
+    model: "meta-llama/Meta-Llama-3.1-8B-Instruct",
+  };
+}
+
+fineTuneJobContract("nebius() against the Nebius fake", {
+  succeeding: async () => nebiusFake(),
+  longRunning: async () =>
+    nebiusFake({ statuses: ["validating_files", "queued", ...running(1000), "succeeded"] }),
+  failing: async () => nebiusFake({ statuses: ["validating_files", "queued", "running", "failed"] }),
 });

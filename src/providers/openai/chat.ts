@@ -27,8 +27,10 @@ export type Call = <T>(
 
 /** Which server answers: OpenAI's own API, or another that speaks its protocol at `baseURL`. */
 export interface ChatEndpoint {
-  /** Undefined for OpenAI's API. */
+  /** Undefined for the provider's own API. */
   baseURL: string | undefined;
+  /** The provider whose own API it is: "openai" (default) or "nebius", which follows OpenAI's. */
+  provider?: string;
 }
 
 const CAPABILITIES: ChatCapabilities = { tools: true, logprobs: true };
@@ -41,19 +43,20 @@ export function chatTarget(modelId: string, call: Call, endpoint: ChatEndpoint):
     });
   }
   const compatible = endpoint.baseURL !== undefined;
+  const own = endpoint.provider ?? PROVIDER;
   const dialect: WireDialect = {
-    provider: PROVIDER,
+    provider: compatible ? "openai-compatible" : own,
     // Other servers know the older name; OpenAI's reasoning models take only the new one.
-    maxTokens: compatible ? "max_tokens" : "max_completion_tokens",
+    maxTokens: compatible || own !== PROVIDER ? "max_tokens" : "max_completion_tokens",
     logprobs: "openai",
   };
   const body = (messages: ChatMessage[], options: ChatOptions, stream: boolean) =>
     requestBody(modelId, messages, options, dialect, stream) as unknown as OpenAI.ChatCompletionCreateParams;
   return {
     specificationVersion: "v2",
-    provider: compatible ? "openai-compatible" : PROVIDER,
+    provider: compatible ? "openai-compatible" : own,
     modelId,
-    identity: compatible ? `openai-compatible:${endpoint.baseURL}#${modelId}` : `openai:${modelId}`,
+    identity: compatible ? `openai-compatible:${endpoint.baseURL}#${modelId}` : `${own}:${modelId}`,
     capabilities: CAPABILITIES,
     async complete(messages, options = {}) {
       const request = body(messages, options, false) as OpenAI.ChatCompletionCreateParamsNonStreaming;

@@ -17,6 +17,8 @@ export interface ErrorContext {
   apiKey: string | undefined;
   /** The caller's signal: an abort rethrows its reason, as `fetch` does. */
   signal: AbortSignal | undefined;
+  /** Whose API it is (the adapter serves OpenAI and Nebius). Default "openai". */
+  provider?: string;
 }
 
 /**
@@ -31,29 +33,30 @@ export function toTunekitError(error: unknown, context: ErrorContext): unknown {
   if (secret) scrub(error, secret);
   const clean = (text: string) => (secret ? text.replaceAll(secret, REDACTED) : text);
 
+  const provider = context.provider ?? PROVIDER;
   if (TunekitError.isInstance(error)) return error;
   if (error instanceof APIUserAbortError) {
     return context.signal?.reason ?? new DOMException("This operation was aborted", "AbortError");
   }
   if (error instanceof APIConnectionTimeoutError) {
-    return new ConnectionError("timeout", "the request timed out", { provider: PROVIDER, cause: error });
+    return new ConnectionError("timeout", "the request timed out", { provider, cause: error });
   }
   if (error instanceof APIConnectionError) {
     const reason = error.cause instanceof Error ? `: ${clean(error.cause.message)}` : "";
     return new ConnectionError("connection_failed", `could not reach the API${reason}`, {
-      provider: PROVIDER,
+      provider,
       cause: error,
     });
   }
   if (error instanceof APIError && error.status !== undefined) {
     return ProviderError.fromStatus(error.status, clean(describe(error)), {
-      provider: PROVIDER,
+      provider,
       cause: error,
       ...(error.requestID ? { requestId: error.requestID } : {}),
     });
   }
   if (error instanceof OpenAIError) {
-    return new ProviderError("client_error", clean(error.message), { provider: PROVIDER, cause: error });
+    return new ProviderError("client_error", clean(error.message), { provider, cause: error });
   }
   return error;
 }

@@ -70,7 +70,7 @@ export async function inventory(
   for (;;) {
     const query = { limit: 100, ...(after === undefined ? {} : { after }) };
     const page = await call(options, (client, request) => client.fineTuning.jobs.list(query, request));
-    jobs.push(...page.data.map(toJobInfo));
+    jobs.push(...page.data.map((job) => toJobInfo(job)));
     const last = page.data.at(-1);
     if (!page.has_more || !last || last.id === after) break;
     after = last.id;

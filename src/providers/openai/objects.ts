@@ -54,7 +54,8 @@ const hyperparametersSchema = z.object({
   learning_rate_multiplier: count.optional().catch(undefined),
 });
 
-export function toJobInfo(job: FineTuningJob): JobInfo {
+/** `provider`: whose API sent it (OpenAI's, or Nebius's, which follows it). */
+export function toJobInfo(job: FineTuningJob, provider: string = PROVIDER): JobInfo {
   const parsed = jobSchema.safeParse(job);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -62,14 +63,14 @@ export function toJobInfo(job: FineTuningJob): JobInfo {
       "invalid_response",
       `the API sent a fine-tuning job tunekit cannot read: ${issue?.message}`,
       {
-        provider: PROVIDER,
+        provider,
         location: { path: issue?.path.join(".") ?? "" },
       },
     );
   }
   const info: JobInfo = {
     id: job.id,
-    provider: PROVIDER,
+    provider,
     model: job.model,
     status: jobStatus(job.status),
     rawStatus: job.status,
@@ -151,6 +152,9 @@ export function toCheckpoint(checkpoint: FineTuningJobCheckpoint): Checkpoint {
   }
   const metrics = toJobMetrics(checkpoint.metrics, checkpoint.step_number);
   if (metrics) result.metrics = metrics;
+  // Nebius lists the checkpoint's weights as files (its API reference, "List fine-tuning checkpoints").
+  const files = (checkpoint as { result_files?: unknown }).result_files;
+  if (Array.isArray(files)) result.files = files.filter((id): id is string => typeof id === "string");
   return result;
 }
 

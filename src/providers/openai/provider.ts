@@ -9,11 +9,13 @@ import {
   ValidationError,
 } from "../../core/errors.js";
 import { sleep } from "../../core/http.js";
+import { writeAdapterFolder } from "../download.js";
 import type {
   CallOptions,
   ChatTarget,
   Checkpoint,
   CreateJobRequest,
+  DownloadedAdapter,
   FineTuningProvider,
   JobInfo,
   JobMetrics,
@@ -66,18 +68,50 @@ const PAGE_SIZE = 100;
 const DEFAULT_POLL_MS = 1000;
 const DEFAULT_PROCESSING_TIMEOUT_MS = 30 * 60 * 1000;
 
+/**
+ * What differs between OpenAI's fine-tuning API and one that follows it (Nebius Token Factory): the
+ * name, the address and key, the job body, and whether OpenAI's wind-down applies.
+ */
+export interface ProviderDialect {
+  name: string;
+  /** Undefined: the SDK's own (OpenAI's). */
+  baseURL: string | undefined;
+  /** Where the key comes from when none is given. */
+  keyVariable: string;
+  validationTarget: "openai" | "nebius";
+  createBody(request: CreateJobRequest): { body: Record<string, unknown>; warnings: ProviderWarning[] };
+  windDown: boolean;
+  /** Whether checkpoints' weights can be downloaded (Nebius: yes; OpenAI never lets them out). */
+  weights: boolean;
+}
+
+const OPENAI_DIALECT: ProviderDialect = {
+  name: PROVIDER,
+  baseURL: undefined,
+  keyVariable: "OPENAI_API_KEY",
+  validationTarget: "openai",
+  createBody: (request) =>
+    createJobBody(request) as { body: Record<string, unknown>; warnings: ProviderWarning[] },
+  windDown: true,
+  weights: false,
+};
+
 /** tunekit's provider specification v1 over the official `openai` SDK. */
 export class OpenAIProvider implements FineTuningProvider {
   readonly specificationVersion = "v1" as const;
-  readonly name = PROVIDER;
-  readonly validationTarget = "openai" as const;
+  readonly name: string;
+  readonly validationTarget: "openai" | "nebius";
+  readonly #dialect: ProviderDialect;
   readonly #options: OpenAIProviderOptions;
   readonly #pollMs: number;
   readonly #processingTimeoutMs: number;
   #client: OpenAI | undefined;
   readonly #now: () => Date;
 
-  constructor(options: OpenAIProviderOptions = {}) {
+  constructor(options: OpenAIProviderOptions = {}, dialect: ProviderDialect = OPENAI_DIALECT) {
+    this.#dialect = dialect;
+    this.name = dialect.name;
+    this.validationTarget = dialect.validationTarget;
     const { client, apiKey, baseURL, organization, maxRetries } = options;
     if (client !== undefined) {
       const given = Object.entries({ apiKey, baseURL, organization, maxRetries })
@@ -121,7 +155,7 @@ export class OpenAIProvider implements FineTuningProvider {
         throw new ProviderError(
           "file_processing_timeout",
           `${file.id} (${request.filename}) was still "${file.status}" after ${this.#processingTimeoutMs} ms`,
-          { provider: PROVIDER },
+          { provider: this.name },
         );
       }
       await sleep(this.#pollMs, options?.signal);
@@ -134,7 +168,7 @@ export class OpenAIProvider implements FineTuningProvider {
         "file_rejected",
         `OpenAI could not process ${request.filename} (${file.id}): ${details}`,
         {
-          provider: PROVIDER,
+          provider: this.name,
         },
       );
     }
@@ -145,24 +179,27 @@ export class OpenAIProvider implements FineTuningProvider {
     request: CreateJobRequest,
     options?: CallOptions,
   ): Promise<{ job: JobInfo; warnings: ProviderWarning[] }> {
-    const { body, warnings } = createJobBody(request);
+    const { body, warnings } = this.#dialect.createBody(request);
     const now = this.#now();
     let job: Awaited<ReturnType<OpenAI["fineTuning"]["jobs"]["create"]>>;
     try {
-      job = await this.#call(options, (client, call) => client.fineTuning.jobs.create(body, call));
+      job = await this.#call(options, (client, call) =>
+        client.fineTuning.jobs.create(body as unknown as OpenAI.FineTuning.JobCreateParams, call),
+      );
     } catch (error) {
       // The platform's refusal of new jobs (the wind-down) says why and where else the job runs.
-      if (error instanceof PermissionDeniedError) throw fineTuningUnavailable(error, now);
+      if (this.#dialect.windDown && error instanceof PermissionDeniedError)
+        throw fineTuningUnavailable(error, now);
       throw error;
     }
-    const shutdown = shutdownWarning(body.model, now);
+    const shutdown = this.#dialect.windDown ? shutdownWarning(String(body.model), now) : undefined;
     if (shutdown) warnings.push({ type: "other", setting: "model", message: shutdown });
-    return { job: toJobInfo(job), warnings };
+    return { job: this.#job(job), warnings };
   }
 
   async retrieveJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
     const id = jobIdOf(jobId);
-    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.retrieve(id, call)));
+    return this.#job(await this.#call(options, (client, call) => client.fineTuning.jobs.retrieve(id, call)));
   }
 
   async listJobs(options: CallOptions & { after?: string; limit?: number } = {}): Promise<Page<JobInfo>> {
@@ -171,24 +208,24 @@ export class OpenAIProvider implements FineTuningProvider {
       ...(options.limit === undefined ? {} : { limit: options.limit }),
     };
     const page = await this.#call(options, (client, call) => client.fineTuning.jobs.list(query, call));
-    const data = page.data.map(toJobInfo);
+    const data = page.data.map((job) => this.#job(job));
     const last = page.data.at(-1);
     return page.has_more && last ? { data, nextCursor: last.id } : { data };
   }
 
   async cancelJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
     const id = jobIdOf(jobId);
-    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.cancel(id, call)));
+    return this.#job(await this.#call(options, (client, call) => client.fineTuning.jobs.cancel(id, call)));
   }
 
   async pauseJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
     const id = jobIdOf(jobId);
-    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.pause(id, call)));
+    return this.#job(await this.#call(options, (client, call) => client.fineTuning.jobs.pause(id, call)));
   }
 
   async resumeJob(jobId: string, options?: CallOptions): Promise<JobInfo> {
     const id = jobIdOf(jobId);
-    return toJobInfo(await this.#call(options, (client, call) => client.fineTuning.jobs.resume(id, call)));
+    return this.#job(await this.#call(options, (client, call) => client.fineTuning.jobs.resume(id, call)));
   }
 
   /**
@@ -258,6 +295,47 @@ export class OpenAIProvider implements FineTuningProvider {
     return inventory(this.#call, { ...options, now: this.#now() });
   }
 
+  /**
+   * The job's adapter from its last checkpoint (or `step`): the checkpoint's files, downloaded into
+   * `dir` and checked as a PEFT adapter (`writeAdapterFolder`). OpenAI never lets weights out.
+   */
+  async downloadAdapter(
+    jobId: string,
+    dir: string,
+    options: CallOptions & { step?: number } = {},
+  ): Promise<DownloadedAdapter> {
+    if (!this.#dialect.weights)
+      throw new ValidationError(
+        "unsupported",
+        `${this.name}: fine-tuned weights cannot be downloaded from this provider`,
+      );
+    const checkpoints = await this.listCheckpoints(jobId, options);
+    const checkpoint =
+      options.step === undefined
+        ? checkpoints.at(-1)
+        : checkpoints.find((entry) => entry.step === options.step);
+    if (!checkpoint)
+      throw new ValidationError(
+        "invalid_argument",
+        `${this.name}: job ${jobId} has ${options.step === undefined ? "no checkpoint yet" : `no checkpoint at step ${options.step} (it has ${checkpoints.map((entry) => entry.step).join(", ") || "none"})`}`,
+      );
+    if (!checkpoint.files?.length)
+      throw new ProviderError(
+        "invalid_response",
+        `the checkpoint at step ${checkpoint.step} lists no files`,
+        {
+          provider: this.name,
+        },
+      );
+    const call = options.signal ? { signal: options.signal } : {};
+    const files = checkpoint.files.map(async (id) => {
+      const object = await this.#call(call, (client, request) => client.files.retrieve(id, request));
+      return { name: object.filename, bytes: await this.downloadFile(id, call) };
+    });
+    const names = await writeAdapterFolder(dir, await Promise.all(files));
+    return { dir, step: checkpoint.step, files: names };
+  }
+
   /** A file's content, as `GET /files/{id}/content` sends it (a result file comes base64-encoded). */
   async downloadFile(fileId: string, options: CallOptions = {}): Promise<Uint8Array> {
     if (typeof fileId !== "string" || fileId.trim() === "")
@@ -271,8 +349,9 @@ export class OpenAIProvider implements FineTuningProvider {
    */
   chat(modelId: string): ChatTarget {
     const baseURL = this.#options.baseURL ?? this.#options.client?.baseURL;
-    const own = baseURL === undefined || baseURL.replace(/\/+$/, "") === OPENAI_BASE_URL;
-    return chatTarget(modelId, this.#call, { baseURL: own ? undefined : baseURL });
+    const home = this.#dialect.baseURL ?? OPENAI_BASE_URL;
+    const own = baseURL === undefined || baseURL.replace(/\/+$/, "") === home;
+    return chatTarget(modelId, this.#call, { baseURL: own ? undefined : baseURL, provider: this.name });
   }
 
   /** Runs one SDK call with the caller's signal and turns what it throws into tunekit's errors. */
@@ -295,21 +374,28 @@ export class OpenAIProvider implements FineTuningProvider {
         signal.removeEventListener("abort", forward);
       }
     } catch (error) {
-      throw toTunekitError(error, { apiKey: apiKey ?? this.#options.apiKey, signal });
+      throw toTunekitError(error, { apiKey: apiKey ?? this.#options.apiKey, signal, provider: this.name });
     }
   };
 
+  /** A job of this provider's API. */
+  #job(job: Parameters<typeof toJobInfo>[0]): JobInfo {
+    return toJobInfo(job, this.name);
+  }
+
   #clientOrThrow(): OpenAI {
     if (this.#client) return this.#client;
-    const { baseURL, organization, maxRetries } = this.#options;
-    // OPENAI_API_KEY is OpenAI's: it is never sent to another server named by baseURL.
-    const apiKey = this.#options.apiKey ?? (baseURL === undefined ? process.env.OPENAI_API_KEY : undefined);
+    const { organization, maxRetries } = this.#options;
+    const baseURL = this.#options.baseURL ?? this.#dialect.baseURL;
+    const own = this.#options.baseURL === undefined;
+    // The provider's key variable is its own: it is never sent to another server named by baseURL.
+    const apiKey = this.#options.apiKey ?? (own ? process.env[this.#dialect.keyVariable] : undefined);
     const keyless = apiKey === undefined || apiKey.trim() === "";
-    if (keyless && baseURL === undefined) {
+    if (keyless && own) {
       throw new AuthenticationError(
         "missing_api_key",
-        "no API key: pass apiKey to openai() or set the OPENAI_API_KEY environment variable",
-        { provider: PROVIDER },
+        `no API key: pass apiKey to ${this.name}() or set the ${this.#dialect.keyVariable} environment variable`,
+        { provider: this.name },
       );
     }
     this.#client = new OpenAI({

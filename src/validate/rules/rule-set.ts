@@ -4,7 +4,7 @@ import type { FormatName } from "../../data/formats/index.js";
 import type { Problem } from "../../data/problem.js";
 
 /** The rule sets a Validator knows: a cloud provider's, or the local trainer's. */
-export type ValidationTarget = "openai" | "together" | "local";
+export type ValidationTarget = "openai" | "together" | "nebius" | "local";
 
 /** What a provider accepts, as checks on the records that would be uploaded to it. */
 export interface RuleSet {
