@@ -162,7 +162,7 @@ export class Targets {
     this.#command = command;
   }
 
-  async build(spec: string, adapters: Map<string, Set<string>>): Promise<ChatTarget> {
+  async build(spec: string): Promise<ChatTarget> {
     const colon = spec.indexOf(":");
     const kind = colon === -1 ? "" : spec.slice(0, colon);
     const rest = spec.slice(colon + 1);
@@ -170,23 +170,19 @@ export class Targets {
       const [path, adapter] = rest.split("+") as [string, string | undefined];
       if (!path)
         throw new UsageError(`--target: local needs a model, as local:PATH[+ADAPTER_DIR]`, this.#command);
-      // One load serves the base and one adapter (its view with the adapter off is the base).
-      const shared = (adapters.get(path)?.size ?? 0) <= 1;
-      const key = shared ? path : `${path}+${adapter ?? ""}`;
-      let pending = this.#models.get(key);
+      // One load of each model serves its base and all its adapters, held side by side.
+      let pending = this.#models.get(path);
       if (!pending) {
         pending = (async () => {
           const { LocalModel } = await import("../engine/local-model.js");
           const model = await LocalModel.load(path, { quantization: this.#quantization });
           this.loaded.push(model);
-          const only = shared ? [...(adapters.get(path) ?? [])][0] : adapter;
-          if (only) await model.loadAdapter(only);
           return model;
         })();
-        this.#models.set(key, pending);
+        this.#models.set(path, pending);
       }
       const model = await pending;
-      return model.view({ adapter: adapter !== undefined });
+      return adapter === undefined ? model.view({ adapter: false }) : model.openAdapter(adapter);
     }
     if (kind === "openai" || kind === "compat") {
       const { openai } = await import("../providers/openai/index.js");
@@ -346,27 +342,16 @@ export async function runEval(argv: string[], io: CliIO): Promise<number> {
 
   const targets = new Targets(io, quantization);
   try {
-    // Which adapters each local model is asked with: one adapter shares the base's load.
-    const adapters = new Map<string, Set<string>>();
-    for (const { spec } of specs) {
-      const match = /^local:([^+]+)(?:\+(.+))?$/.exec(spec);
-      if (!match) continue;
-      const set = adapters.get(match[1] as string) ?? new Set<string>();
-      if (match[2]) set.add(match[2]);
-      adapters.set(match[1] as string, set);
-    }
     const built: Record<string, ChatTarget> = {};
-    for (const { name, spec } of specs) built[name] = await targets.build(spec, adapters);
-    const metricList = await buildMetrics(values.metric ?? [], config, (spec) =>
-      targets.build(spec, new Map()),
-    );
+    for (const { name, spec } of specs) built[name] = await targets.build(spec);
+    const metricList = await buildMetrics(values.metric ?? [], config, (spec) => targets.build(spec));
     const { Evaluator } = await import("../eval/evaluator.js");
     const { pairwiseJudge } = await import("../eval/metrics/judge.js");
     const pairwise = [];
     for (const entry of config.pairwise ?? [])
       pairwise.push(
         pairwiseJudge({
-          target: await targets.build(entry.target, new Map()),
+          target: await targets.build(entry.target),
           rubric: entry.rubric,
           ...(entry.name !== undefined ? { name: entry.name } : {}),
           ...(entry.attempts !== undefined ? { attempts: entry.attempts } : {}),

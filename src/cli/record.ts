@@ -48,11 +48,7 @@ export async function runRecord(argv: string[], io: CliIO): Promise<number> {
   const controller = new AbortController();
   const unsubscribe = (io.onInterrupt ?? processIO.onInterrupt)?.(() => controller.abort());
   try {
-    const spec = values.target as string;
-    const local = /^local:([^+]+)(?:\+(.+))?$/.exec(spec);
-    const adapters = new Map<string, Set<string>>();
-    if (local?.[1]) adapters.set(local[1], new Set(local[2] ? [local[2]] : []));
-    const target = await targets.build(spec, adapters);
+    const target = await targets.build(values.target as string);
     const { record } = await import("../migrate/record.js");
     let shown = -1;
     const progress = (event: RecordEvent) => {
