@@ -740,6 +740,7 @@ std::shared_ptr<LoraSet> parse_lora_set(const Napi::Env& env, const LlamaModel& 
       throw coded_error(env, ErrorCode::ShapeMismatch, where + ": B must hold " + std::to_string(out) + " × rank values");
     adapter->a.assign(a.Data(), a.Data() + a.ElementLength());
     adapter->b.assign(b.Data(), b.Data() + b.ElementLength());
+    adapter->transpose_b();
     if (set->layers[layer][p]) throw range_error(env, where + " is given twice");
     set->layers[layer][p] = std::move(adapter);
   }

@@ -91,11 +91,16 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   }
   float* dx_target = dropped ? dx_lora.data() : dx;
   // Four matrix products, each laid out so that its output is wide (in or out columns, not r).
-  std::vector<float> b_transposed(r * out);  // Bᵀ [r × out]
-  for (size_t o = 0; o < out; o++)
-    for (size_t j = 0; j < r; j++) b_transposed[j * out + o] = adapter->b[o * r + j];
+  std::vector<float> own_transposed;  // Bᵀ [r × out], as kept beside B (else made here)
+  const float* b_transposed = adapter->b_transposed.data();
+  if (adapter->b_transposed.size() != adapter->b.size()) {
+    own_transposed.resize(r * out);
+    for (size_t o = 0; o < out; o++)
+      for (size_t j = 0; j < r; j++) own_transposed[j * out + o] = adapter->b[o * r + j];
+    b_transposed = own_transposed.data();
+  }
   std::vector<float> u(rows * r);  // dy B [T × r]
-  multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed.data(), out), u.data(), r);
+  multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed, out), u.data(), r);
   std::vector<float> scaled_dy(rows * out), grad_b_transposed(r * out, 0.0f);
   for (size_t i = 0; i < scaled_dy.size(); i++) scaled_dy[i] = s * dy[i];
   multiply_add(k, *pool_, r, out, rows, lora_t.data(), r, true, dense_rows(scaled_dy.data(), out),

@@ -322,11 +322,18 @@ void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, f
     t = own.data();
   }
   multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t, r);
-  std::vector<float> scaled(rows * r), b_transposed(r * out);
+  std::vector<float> scaled(rows * r);
   for (size_t i = 0; i < scaled.size(); i++) scaled[i] = adapter.scale * t[i];
-  for (size_t o = 0; o < out; o++)
-    for (size_t j = 0; j < r; j++) b_transposed[j * out + o] = adapter.b[o * r + j];
-  multiply_add(k, *pool_, rows, out, r, scaled.data(), r, false, dense_rows(b_transposed.data(), out), y, out);
+  // Bᵀ as kept beside B; transposed here only for an adapter made without it.
+  std::vector<float> own_transposed;
+  const float* b_transposed = adapter.b_transposed.data();
+  if (adapter.b_transposed.size() != adapter.b.size()) {
+    own_transposed.resize(r * out);
+    for (size_t o = 0; o < out; o++)
+      for (size_t j = 0; j < r; j++) own_transposed[j * out + o] = adapter.b[o * r + j];
+    b_transposed = own_transposed.data();
+  }
+  multiply_add(k, *pool_, rows, out, r, scaled.data(), r, false, dense_rows(b_transposed, out), y, out);
 }
 
 std::vector<float> LlamaModel::merged_weight(int layer, int p) const {

@@ -92,6 +92,15 @@ struct LoraAdapter {
   int rank = 0;
   float scale = 1.0f;
   std::vector<float> a, b;
+  // Bᵀ [rank × out], the layout the products read B in; kept beside B (set by transpose_b whenever B
+  // changes) so that a decode step does not transpose every adapter again.
+  std::vector<float> b_transposed;
+  void transpose_b() {
+    const size_t r = size_t(rank), out = r == 0 ? 0 : b.size() / r;
+    b_transposed.resize(b.size());
+    for (size_t o = 0; o < out; o++)
+      for (size_t j = 0; j < r; j++) b_transposed[j * out + o] = b[o * r + j];
+  }
 };
 
 // The adapters of every layer (null where a projection has none). Calls take a snapshot at their

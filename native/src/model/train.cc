@@ -202,6 +202,7 @@ double LlamaModel::optimizer_step(const AdamW& options) {
       auto updated = std::make_shared<LoraAdapter>(*adapter);
       update(updated->a, gradient_sums_[l][p].a, optimizer_.exp_avg[l][p].a, optimizer_.exp_avg_sq[l][p].a);
       update(updated->b, gradient_sums_[l][p].b, optimizer_.exp_avg[l][p].b, optimizer_.exp_avg_sq[l][p].b);
+      updated->transpose_b();
       next->layers[l][p] = std::move(updated);
     }
   std::atomic_store(&lora_, std::shared_ptr<const LoraSet>(std::move(next)));
