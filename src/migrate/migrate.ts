@@ -119,8 +119,8 @@ export async function migrateFromOpenAI(options: MigrateOptions): Promise<Migrat
     emit({ type: "step", step, status: "done", ...(detail ? { detail } : {}) });
   };
 
-  // 1. The fine-tune, its base, its days left, its files.
-  await run("inventory", false, async () => {
+  // 1. The fine-tune, its base, its days left, its files (kept: the model may be gone on a later run).
+  await run("inventory", state.fineTune !== undefined, async () => {
     const { job: _, ...found } = await findFineTune(options.openai, options.model, call);
     state.fineTune = found;
     const days =

@@ -160,7 +160,7 @@ describe.skipIf(!HAS_FIXTURES)("migrating an OpenAI fine-tune to a local model (
       again
         .filter((event) => event.type === "step" && event.status === "skipped")
         .map((event) => (event as { step: string }).step),
-    ).toEqual(["retrieve", "train", "evaluate"]);
+    ).toEqual(["inventory", "retrieve", "train", "evaluate"]);
     // Another migration in the same folder is refused.
     await expect(
       migrateFromOpenAI({
