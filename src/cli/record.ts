@@ -54,7 +54,7 @@ export async function runRecord(argv: string[], io: CliIO): Promise<number> {
     const progress = (event: RecordEvent) => {
       if (event.type === "plan") {
         const already = event.recorded > 0 ? ` (${event.recorded} already in ${values.out})` : "";
-        io.stdout(`recording ${plural(event.todo, "case")} from ${target.modelId}${already}\n`);
+        io.stdout(`recording ${plural(event.remaining, "case")} from ${target.modelId}${already}\n`);
         if (event.estimate)
           io.stdout(
             `estimated cost: ${usd(event.estimate.usd)} (${event.estimate.inputTokens.toLocaleString("en-US")} input tokens at $${event.estimate.prices.input}/1M, at most ${event.estimate.outputTokens.toLocaleString("en-US")} output tokens at $${event.estimate.prices.output}/1M)\n`,
@@ -63,12 +63,12 @@ export async function runRecord(argv: string[], io: CliIO): Promise<number> {
       }
       if (event.type === "failed") io.stderr(`case ${event.caseId} failed: ${event.error}\n`);
       const width = 30;
-      const filled = Math.round((event.done / event.todo) * width);
-      const line = `[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${event.done}/${event.todo}`;
-      if (io.isTTY) io.stdout(`\r\x1b[2K${line}${event.done === event.todo ? "\n" : ""}`);
+      const filled = Math.round((event.done / event.total) * width);
+      const line = `[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${event.done}/${event.total}`;
+      if (io.isTTY) io.stdout(`\r\x1b[2K${line}${event.done === event.total ? "\n" : ""}`);
       else {
         // Plain output: a line at each tenth.
-        const tenth = Math.floor((event.done / event.todo) * 10);
+        const tenth = Math.floor((event.done / event.total) * 10);
         if (tenth !== shown) {
           shown = tenth;
           io.stdout(`${line}\n`);

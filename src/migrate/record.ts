@@ -46,9 +46,9 @@ export interface RecordEstimate {
 }
 
 export type RecordEvent =
-  | { type: "plan"; cases: number; recorded: number; todo: number; estimate?: RecordEstimate }
-  | { type: "recorded"; caseId: string; done: number; todo: number; usage?: ChatUsage }
-  | { type: "failed"; caseId: string; done: number; todo: number; error: string };
+  | { type: "plan"; cases: number; recorded: number; remaining: number; estimate?: RecordEstimate }
+  | { type: "recorded"; caseId: string; done: number; total: number; usage?: ChatUsage }
+  | { type: "failed"; caseId: string; done: number; total: number; error: string };
 
 export interface RecordResult {
   out: string;
@@ -96,14 +96,14 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
   const generation: RecordGeneration = { temperature: 0, maxTokens: 1024, ...options.generation };
   const cases = await loadCases(options.cases);
   const done = await resume(out, target.modelId);
-  const todo = cases.filter((testCase) => !done.has(testCase.id));
+  const remaining = cases.filter((testCase) => !done.has(testCase.id));
   const prices = options.prices ?? inferencePrice(target.provider, target.modelId);
-  const estimate = prices ? await estimateCost(todo, generation, prices) : undefined;
+  const estimate = prices ? await estimateCost(remaining, generation, prices) : undefined;
   options.onProgress?.({
     type: "plan",
     cases: cases.length,
-    recorded: cases.length - todo.length,
-    todo: todo.length,
+    recorded: cases.length - remaining.length,
+    remaining: remaining.length,
     ...(estimate ? { estimate } : {}),
   });
 
@@ -111,11 +111,11 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     out,
     cases: cases.length,
     recorded: 0,
-    resumed: cases.length - todo.length,
+    resumed: cases.length - remaining.length,
     failed: [],
     usage: { promptTokens: 0, completionTokens: 0 },
   };
-  if (todo.length === 0) return result;
+  if (remaining.length === 0) return result;
   // Appends whole lines, one write each, one after another: a line is there entire or not at all
   // (a crash mid-write leaves a cut line, which the next resume drops).
   await mkdir(dirname(resolve(out)), { recursive: true });
@@ -127,7 +127,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
   };
   let finished = 0;
   try {
-    await pool(todo, concurrency, async (testCase) => {
+    await pool(remaining, concurrency, async (testCase) => {
       options.signal?.throwIfAborted();
       try {
         const reply = await withRetries(
@@ -170,7 +170,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
           type: "recorded",
           caseId: testCase.id,
           done: ++finished,
-          todo: todo.length,
+          total: remaining.length,
           ...(reply.usage ? { usage: reply.usage } : {}),
         });
       } catch (error) {
@@ -187,7 +187,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
           type: "failed",
           caseId: testCase.id,
           done: ++finished,
-          todo: todo.length,
+          total: remaining.length,
           error: message,
         });
       }

@@ -69,7 +69,7 @@ describe("record", () => {
     expect(Date.parse(first.metadata.tunekit_record.recorded_at)).toBeGreaterThan(0);
     // The plan comes first, with the price of the OpenAI fine-tune it will ask.
     const plan = events[0] as Extract<RecordEvent, { type: "plan" }>;
-    expect(plan).toMatchObject({ type: "plan", cases: 8, recorded: 0, todo: 8 });
+    expect(plan).toMatchObject({ type: "plan", cases: 8, recorded: 0, remaining: 8 });
     expect(plan.estimate?.prices).toEqual({ input: 0.3, output: 1.2 });
     expect(plan.estimate?.usd).toBeGreaterThan(0);
     expect(events.filter((event) => event.type === "recorded")).toHaveLength(8);
