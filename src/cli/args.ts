@@ -125,13 +125,29 @@ export function integerFlag(
 export function numberFlag(
   value: string | undefined,
   flag: string,
-  { above = 0, command }: { above?: number; command?: string } = {},
+  { above = 0, atLeast, command }: { above?: number; atLeast?: number; command?: string } = {},
 ): number | undefined {
   if (value === undefined) return undefined;
   const parsed = NUMBER.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isFinite(parsed) || parsed <= above)
-    throw new UsageError(`${flag} takes a number > ${above}, got "${value}"`, command);
+  const fits = atLeast === undefined ? parsed > above : parsed >= atLeast;
+  if (!Number.isFinite(parsed) || !fits)
+    throw new UsageError(
+      `${flag} takes a number ${atLeast === undefined ? `> ${above}` : `>= ${atLeast}`}, got "${value}"`,
+      command,
+    );
   return parsed;
+}
+
+/** `--quantization nf4|none`: how a local model loads (default `fallback`). */
+export function quantizationFlag(
+  value: string | undefined,
+  command: string,
+  fallback: "nf4" | "none" = "nf4",
+): "nf4" | "none" {
+  const quantization = value ?? fallback;
+  if (quantization !== "nf4" && quantization !== "none")
+    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, command);
+  return quantization;
 }
 
 /** `--max-record-bytes`: bytes, or with a unit (`16MB`, `512KiB`). */

@@ -9,7 +9,7 @@ import { ValidationError } from "../core/errors.js";
 import type { LocalModel } from "../engine/local-model.js";
 import type { Evaluator, EvaluatorOptions } from "../eval/evaluator.js";
 import type { Metric } from "../eval/types.js";
-import { integerFlag, parseFlags } from "./args.js";
+import { integerFlag, parseFlags, quantizationFlag } from "./args.js";
 import { type CliIO, UsageError } from "./io.js";
 
 export const EVAL_USAGE = `  eval --cases FILE --target NAME=SPEC [--target NAME=SPEC …] [--metric NAME …] [--config FILE]
@@ -331,9 +331,7 @@ export async function runEval(argv: string[], io: CliIO): Promise<number> {
     names.add(name);
   }
   const gates = (values.gate ?? []).map(parseGate);
-  const quantization = values.quantization ?? "none";
-  if (quantization !== "nf4" && quantization !== "none")
-    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "eval");
+  const quantization = quantizationFlag(values.quantization, "eval", "none");
   const maxTokens = integerFlag(values["max-tokens"], "--max-tokens", { command: "eval" });
   const concurrency = integerFlag(values.concurrency, "--concurrency", { command: "eval" });
   if (values.report && !/\.(html?|md|json)$/i.test(values.report))

@@ -1,7 +1,7 @@
 /** `tunekit migrate openai`: the way off an OpenAI fine-tune, step by step (src/migrate/migrate.ts). */
 import type { MigrationEvent, MigrationStep } from "../migrate/migrate.js";
 import type { OpenAIProvider } from "../providers/openai/provider.js";
-import { integerFlag, numberFlag, parseFlags } from "./args.js";
+import { integerFlag, numberFlag, parseFlags, quantizationFlag } from "./args.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 import { providerNamed } from "./jobs.js";
 
@@ -61,9 +61,7 @@ export async function runMigrate(argv: string[], io: CliIO): Promise<number> {
   for (const step of steps)
     if (!(MIGRATION_STEPS as readonly string[]).includes(step))
       throw new UsageError(`--step: unknown step "${step}"; use ${MIGRATION_STEPS.join(", ")}`, "migrate");
-  const quantization = (values.quantization ?? "nf4") as "nf4" | "none";
-  if (quantization !== "nf4" && quantization !== "none")
-    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "migrate");
+  const quantization = quantizationFlag(values.quantization, "migrate");
   const epochs = integerFlag(values.epochs, "--epochs", { command: "migrate" });
   const learningRate = numberFlag(values["learning-rate"], "--learning-rate", { command: "migrate" });
   const dir = values.dir ?? "migration";

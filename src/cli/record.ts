@@ -1,6 +1,6 @@
 /** `tunekit record`: a model's answers to every case, kept as chat JSONL (see src/migrate/record.ts). */
 import type { RecordEvent } from "../migrate/record.js";
-import { integerFlag, numberFlag, parseFlags } from "./args.js";
+import { integerFlag, numberFlag, parseFlags, quantizationFlag } from "./args.js";
 import { Targets } from "./eval.js";
 import { plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
@@ -38,12 +38,8 @@ export async function runRecord(argv: string[], io: CliIO): Promise<number> {
   const concurrency = integerFlag(values.concurrency, "--concurrency", { command: "record" });
   const maxTokens = integerFlag(values["max-tokens"], "--max-tokens", { command: "record" });
   const seed = integerFlag(values.seed, "--seed", { min: 0, command: "record" });
-  // --temperature 0 (the most likely answer) is allowed besides numbers above 0.
-  const temperature =
-    values.temperature === "0" ? 0 : numberFlag(values.temperature, "--temperature", { command: "record" });
-  const quantization = values.quantization ?? "nf4";
-  if (quantization !== "nf4" && quantization !== "none")
-    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "record");
+  const temperature = numberFlag(values.temperature, "--temperature", { atLeast: 0, command: "record" });
+  const quantization = quantizationFlag(values.quantization, "record");
   const targets = new Targets(io, quantization, "record");
   const controller = new AbortController();
   const unsubscribe = (io.onInterrupt ?? processIO.onInterrupt)?.(() => controller.abort());

@@ -1,5 +1,5 @@
 /** `tunekit serve`: flags → `serve()`, the URL and model ids printed, Ctrl-C or SIGTERM → `close()`. */
-import { integerFlag, parseFlags } from "./args.js";
+import { integerFlag, parseFlags, quantizationFlag } from "./args.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
 export const SERVE_USAGE = `  serve --model PATH|HUB_ID [--adapter NAME=DIR …] [--port N] [--host H] [--api-key KEY]
@@ -36,9 +36,7 @@ export async function runServe(argv: string[], io: CliIO): Promise<number> {
     if (name in adapters) throw new UsageError(`--adapter: "${name}" is given twice`, "serve");
     adapters[name] = entry.slice(equals + 1);
   }
-  const quantization = values.quantization ?? "nf4";
-  if (quantization !== "nf4" && quantization !== "none")
-    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "serve");
+  const quantization = quantizationFlag(values.quantization, "serve");
   const port = integerFlag(values.port, "--port", { min: 0, max: 65535, command: "serve" }) ?? 8000;
   const threads = integerFlag(values.threads, "--threads", { command: "serve" });
   const maxBatch = integerFlag(values["max-batch"], "--max-batch", { command: "serve" });

@@ -12,7 +12,7 @@ import { modelFolder } from "../engine/model-source.js";
 import { LocalTrainer, type TrainOptions } from "../local/trainer.js";
 import type { RunPlan, RunSummary, StepEvent, TrainingRunEvent } from "../local/training-run.js";
 import { Validator } from "../validate/validator.js";
-import { bytesFlag, integerFlag, numberFlag, parseFlags, quoteArg } from "./args.js";
+import { bytesFlag, integerFlag, numberFlag, parseFlags, quantizationFlag, quoteArg } from "./args.js";
 import { formatReport, plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
@@ -87,9 +87,7 @@ function parseTrainArgs(argv: string[], io: CliIO): TrainCommand | "help" {
   if (!values.data) throw new UsageError("train needs --data FILE", "train");
   if (values.format !== undefined && !isFormatName(values.format))
     throw new UsageError(`--format: unknown format "${values.format}"`, "train");
-  const quantization = values.quantization ?? "nf4";
-  if (quantization !== "nf4" && quantization !== "none")
-    throw new UsageError(`--quantization: unknown "${quantization}"; use nf4 or none`, "train");
+  const quantization = quantizationFlag(values.quantization, "train");
 
   const options: TrainOptions = { outputDir: values.output ?? DEFAULT_OUTPUT };
   const set = <K extends keyof TrainOptions>(key: K, value: TrainOptions[K] | undefined) => {

@@ -165,3 +165,14 @@ export function checkTools(record: Record<string, unknown>, location: SourceLoca
 }
 
 export { isObject };
+
+/** Each of `keys` must hold a string (an instruction or text record's fields). */
+export function checkStrings(
+  record: Record<string, unknown>,
+  keys: string[],
+  location: SourceLocation,
+): Problem[] {
+  return keys
+    .filter((key) => typeof record[key] !== "string")
+    .map((key) => problem("error", "missing_content", `${key} must be a string`, location, key));
+}

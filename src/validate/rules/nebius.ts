@@ -1,14 +1,7 @@
-import type { SourceLocation } from "../../core/errors.js";
-import { type Problem, problem } from "../../data/problem.js";
-import { isObject } from "./messages.js";
+import { problem } from "../../data/problem.js";
+import { checkStrings, isObject } from "./messages.js";
 import { openaiRules } from "./openai.js";
 import type { RuleSet } from "./rule-set.js";
-
-function checkStrings(record: Record<string, unknown>, keys: string[], location: SourceLocation): Problem[] {
-  return keys
-    .filter((key) => typeof record[key] !== "string")
-    .map((key) => problem("error", "missing_content", `${key} must be a string`, location, key));
-}
 
 /**
  * Nebius Token Factory's rules (docs.tokenfactory.nebius.com/post-training/datasets): JSONL in the

@@ -1,6 +1,6 @@
 import type { SourceLocation } from "../../core/errors.js";
 import { type Problem, problem } from "../../data/problem.js";
-import { checkMessages, isObject, type MessageRules } from "./messages.js";
+import { checkMessages, checkStrings, isObject, type MessageRules } from "./messages.js";
 import type { RuleSet } from "./rule-set.js";
 
 const MESSAGE_RULES: MessageRules = {
@@ -35,12 +35,6 @@ function checkChat(record: Record<string, unknown>, location: SourceLocation): P
   if (!problems.some((entry) => entry.code === "unrecognized_role"))
     problems.push(...checkTurnOrder(messages, location));
   return problems;
-}
-
-function checkStrings(record: Record<string, unknown>, keys: string[], location: SourceLocation): Problem[] {
-  return keys
-    .filter((key) => typeof record[key] !== "string")
-    .map((key) => problem("error", "missing_content", `${key} must be a string`, location, key));
 }
 
 /**
