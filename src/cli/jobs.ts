@@ -14,8 +14,9 @@ export const JOBS_USAGE = `  jobs create --provider openai|together|nebius|local
   jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together|nebius|local [--json]
                 [--output DIR] [--limit N]
       List jobs, show one, print its events, follow it live, or cancel it.
-  jobs download ID --provider nebius --dir DIR [--step N]
-      Bring a job's trained adapter home (its last checkpoint, or step N), checked as a PEFT adapter.`;
+  jobs download ID --provider together|nebius --dir DIR [--step N] [--merged]
+      Bring a job's trained adapter home (its last checkpoint, or step N), checked as a PEFT adapter;
+      --merged brings the base model with the adapter merged in (Together).`;
 
 const PROVIDERS = {
   openai: { key: "OPENAI_API_KEY", baseURL: "OPENAI_BASE_URL", label: "OpenAI" },
@@ -143,6 +144,7 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
     output: { type: "string" },
     dir: { type: "string" },
     step: { type: "string" },
+    merged: { type: "boolean" },
   });
   if (help) {
     io.stdout(`Usage: tunekit${JOBS_USAGE.slice(1)}\n`);
@@ -251,12 +253,13 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
       if (!target.downloadAdapter)
         throw new UsageError(`--provider ${values.provider}: its jobs' weights cannot be downloaded`, "jobs");
       const step = whole(values.step, "--step", 0);
-      const downloaded = await target.downloadAdapter(
-        jobId(),
-        values.dir,
-        step !== undefined ? { step } : {},
-      );
-      out(`${downloaded.dir}: the adapter of step ${downloaded.step} (${downloaded.files.join(", ")})`);
+      const downloaded = await target.downloadAdapter(jobId(), values.dir, {
+        ...(step !== undefined ? { step } : {}),
+        ...(values.merged ? { kind: "merged" as const } : {}),
+      });
+      const what = downloaded.kind === "merged" ? "the merged model" : "the adapter";
+      const of = downloaded.step === undefined ? "" : ` of step ${downloaded.step}`;
+      out(`${downloaded.dir}: ${what}${of} (${downloaded.files.join(", ")})`);
       return 0;
     }
     default:

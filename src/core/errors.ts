@@ -93,6 +93,8 @@ export type ErrorCode =
   | "unknown_file_type"
   | "read_failed"
   | "write_failed"
+  /** A tar, tar.gz or tar.zst archive that cannot be read (damaged, cut short, or holding links). */
+  | "invalid_archive"
   | "fetch_failed"
   | "http_error"
   | "invalid_dataset"

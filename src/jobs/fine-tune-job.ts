@@ -8,6 +8,7 @@ import type {
   Checkpoint,
   CreateJobRequest,
   DownloadedAdapter,
+  DownloadOptions,
   FineTuningProvider,
   Hyperparameters,
   JobInfo,
@@ -250,13 +251,11 @@ export class FineTuneJob {
 
   /**
    * Downloads the trained adapter (the last checkpoint's, or `step`'s) into `dir`, checked as a PEFT
-   * adapter, for `LocalModel.loadAdapter`, `tunekit serve` or a GGUF export. Providers that let the
-   * weights out (Nebius); others refuse with `unsupported`.
+   * adapter, for `LocalModel.loadAdapter`, `tunekit serve` or a GGUF export; `kind: "merged"` brings
+   * the merged model where the provider makes one (Together). Providers that let the weights out
+   * (Together, Fireworks, Nebius); others refuse with `unsupported`.
    */
-  async downloadAdapter(
-    dir: string,
-    options: CallOptions & { step?: number } = {},
-  ): Promise<DownloadedAdapter> {
+  async downloadAdapter(dir: string, options: DownloadOptions = {}): Promise<DownloadedAdapter> {
     if (!this.provider.downloadAdapter)
       throw new ValidationError(
         "unsupported",

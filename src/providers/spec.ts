@@ -150,9 +150,23 @@ export interface Checkpoint {
 /** A job's trained weights, downloaded (`downloadAdapter`). */
 export interface DownloadedAdapter {
   dir: string;
-  /** The step of the checkpoint they came from. */
-  step: number;
+  /** `adapter`: a PEFT LoRA adapter; `merged`: the base model with the training merged in. */
+  kind: "adapter" | "merged";
+  /** The step of the checkpoint they came from, where the provider says. */
+  step?: number;
+  /** Paths inside `dir`, sorted. */
   files: string[];
+}
+
+/** Which weights `downloadAdapter` brings. */
+export interface DownloadOptions extends CallOptions {
+  /** A checkpoint's step; default the job's final weights. */
+  step?: number;
+  /**
+   * `adapter` (default): the PEFT LoRA adapter. `merged`: a Hugging Face model folder with the
+   * adapter merged into the base (Together; the only kind a full fine-tune has).
+   */
+  kind?: "adapter" | "merged";
 }
 
 export interface Page<T> {
@@ -202,14 +216,11 @@ export interface FineTuningProvider {
   /** The provider's own price estimate for a job, where it has one (Together). */
   estimatePrice?(request: CreateJobRequest, options?: CallOptions): Promise<PriceEstimate>;
   /**
-   * Downloads a job's trained adapter (its last checkpoint, or `step`) into `dir`, which must not hold
-   * anything yet: all files arrive, checked as a PEFT adapter, or none. Providers that let weights out.
+   * Downloads a job's trained adapter (its last checkpoint, or `step`; or the merged model with
+   * `kind: "merged"`) into `dir`, which must not hold anything yet: all files arrive, checked as a
+   * PEFT adapter (or a model folder), or none. Providers that let weights out.
    */
-  downloadAdapter?(
-    jobId: string,
-    dir: string,
-    options?: CallOptions & { step?: number },
-  ): Promise<DownloadedAdapter>;
+  downloadAdapter?(jobId: string, dir: string, options?: DownloadOptions): Promise<DownloadedAdapter>;
   /** A chat target (`ChatTarget` v2) for a model of this provider, base or fine-tuned. */
   chat(modelId: string): ChatTarget;
 }

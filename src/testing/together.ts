@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { HttpResponse, http, type RequestHandler } from "msw";
 import { ValidationError } from "../core/errors.js";
+import { gzip, tarArchive, zstdStore } from "./archive.js";
 import { answerChat, type FakeModelReply } from "./chat-completions.js";
 
 /** One injected failure: it answers matching requests in place of the service, `times` times. */
@@ -69,6 +70,19 @@ export interface TogetherFineTuningOptions {
   chatStreamDelayMs?: number;
   /** Failures answered before the service sees the request, the first matching one first. */
   failures?: TogetherFailure[];
+  /**
+   * What a job's `GET /finetune/download` holds, by file name: `adapter` (a PEFT adapter's
+   * `adapter_config.json` and `adapter_model.safetensors`, say) for `checkpoint=adapter`, `merged` (a
+   * model folder) for `checkpoint=merged` and a full fine-tune's `model_output_path`. Every
+   * checkpoint's download holds the same files. Default: none (the download answers 404).
+   */
+  weights?: { adapter?: Record<string, Uint8Array | string>; merged?: Record<string, Uint8Array | string> };
+  /** How downloads are packed: "zstd" (`tar.zst`, Together's) or "gzip". Default "zstd". */
+  archive?: "zstd" | "gzip";
+  /** Where the download redirects point. Default https://together-downloads.test. */
+  downloadURL?: string;
+  /** Cuts each download's body after this many bytes, as a dropped connection does. */
+  cutDownloadsAt?: number;
 }
 
 /** A request the fake service saw. */
@@ -131,6 +145,7 @@ interface StoredJob {
 const DEFAULT_KEY = "together-test-key";
 const DEFAULT_BASE = "https://api.together.ai/v1";
 const DEFAULT_UPLOADS = "https://together-uploads.test";
+const DEFAULT_DOWNLOADS = "https://together-downloads.test";
 const TERMINAL = new Set(["completed", "cancelled", "error", "user_error"]);
 const LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
@@ -147,6 +162,7 @@ export function togetherFineTuningHandlers(
     handlers: [
       http.all(`${service.baseURL}/*`, ({ request }) => service.api(request)),
       http.put(`${service.uploadURL}/*`, ({ request }) => service.store(request)),
+      http.get(`${service.downloadURL}/*`, ({ request }) => service.fetchDownload(request)),
     ],
     state: service.state,
   };
@@ -155,6 +171,7 @@ export function togetherFineTuningHandlers(
 class FakeTogether {
   readonly baseURL: string;
   readonly uploadURL: string;
+  readonly downloadURL: string;
   readonly state: {
     requests: TogetherRecordedRequest[];
     uploads: Map<string, Uint8Array>;
@@ -166,11 +183,14 @@ class FakeTogether {
   readonly #failures: Array<TogetherFailure & { left: number }>;
   readonly #files = new Map<string, StoredFile>();
   readonly #jobs = new Map<string, StoredJob>();
+  /** Archives behind the pre-signed download URLs, by path, with their signatures. */
+  readonly #downloads = new Map<string, { signature: string; body: Uint8Array; type: string }>();
   #lastTime = 0;
 
   constructor(options: TogetherFineTuningOptions) {
     this.baseURL = (options.baseURL ?? DEFAULT_BASE).replace(/\/+$/, "");
     this.uploadURL = (options.uploadURL ?? DEFAULT_UPLOADS).replace(/\/+$/, "");
+    this.downloadURL = (options.downloadURL ?? DEFAULT_DOWNLOADS).replace(/\/+$/, "");
     this.#basePath = new URL(this.baseURL).pathname.replace(/\/+$/, "");
     this.#key = options.apiKey ?? DEFAULT_KEY;
     const statuses = options.statuses ?? ["queued", "running", "completed"];
@@ -199,6 +219,37 @@ class FakeTogether {
     const response = this.#injected("PUT", url.pathname) ?? this.#put(url, record.body);
     record.status = response.type === "error" ? 0 : response.status;
     return response;
+  }
+
+  /** The storage behind the download redirects: no API key, but the signature must match. */
+  async fetchDownload(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const record = await this.#record(request, url.href, url);
+    const stored = this.#downloads.get(url.pathname);
+    const response =
+      this.#injected("GET", url.pathname) ??
+      (stored && url.searchParams.get("X-Amz-Signature") === stored.signature
+        ? this.#archiveResponse(stored)
+        : new HttpResponse(
+            "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>",
+            { status: 403, headers: { "Content-Type": "application/xml" } },
+          ));
+    record.status = response.type === "error" ? 0 : response.status;
+    return response;
+  }
+
+  #archiveResponse(stored: { body: Uint8Array; type: string }): Response {
+    const cut = this.#options.cutDownloadsAt;
+    const headers = { "Content-Type": stored.type, "Content-Length": String(stored.body.length) };
+    if (cut === undefined) return new HttpResponse(stored.body, { status: 200, headers });
+    // The body stops short of what Content-Length promised, as when the connection drops.
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(stored.body.slice(0, cut));
+        controller.error(new TypeError("terminated"));
+      },
+    });
+    return new HttpResponse(body, { status: 200, headers });
   }
 
   #put(url: URL, body: unknown): Response {
@@ -263,7 +314,49 @@ class FakeTogether {
       }
     }
     if (path === "/chat/completions" && method === "POST") return this.#chat(record.body);
+    if (path === "/finetune/download" && method === "GET") return this.#download(url);
     return apiError(404, `Unknown route ${method} ${path}`, "not_found");
+  }
+
+  /**
+   * `GET /finetune/download?ft_id=…&checkpoint=adapter|merged|model_output_path[&checkpoint_step=N]`
+   * (together-typescript `FineTuneDownloadParams`, together-python `FineTuning.download`): a 302 to a
+   * pre-signed URL that serves the weights as a tar.zst (`application/zstd`).
+   */
+  #download(url: URL): Response {
+    const id = url.searchParams.get("ft_id");
+    if (!id) return apiError(400, "ft_id is required", "invalid_request");
+    const job = this.#jobs.get(id);
+    if (!job) return apiError(404, `Fine-tune job ${id} not found`, "not_found");
+    const checkpoint = url.searchParams.get("checkpoint") ?? "merged";
+    if (!["adapter", "merged", "model_output_path"].includes(checkpoint))
+      return apiError(400, `Invalid checkpoint type ${checkpoint}`, "invalid_request");
+    const full = (job.request.training_type as Record<string, unknown> | undefined)?.type === "Full";
+    if (full && checkpoint !== "model_output_path")
+      return apiError(
+        400,
+        "Only the model_output_path checkpoint exists for full training",
+        "invalid_request",
+      );
+    const stepText = url.searchParams.get("checkpoint_step");
+    const step = stepText === null ? undefined : Number(stepText);
+    if (step === undefined && this.#statusOf(job) !== "completed")
+      return apiError(400, `Fine-tune job ${id} has not completed`, "invalid_request");
+    if (step !== undefined && !job.checkpoints.some((entry) => entry.step === step))
+      return apiError(404, `No checkpoint at step ${stepText} for ${id}`, "not_found");
+    const files = checkpoint === "adapter" ? this.#options.weights?.adapter : this.#options.weights?.merged;
+    if (!files) return apiError(404, `No ${checkpoint} weights stored for ${id}`, "not_found");
+    const tar = tarArchive(files, { folder: outputName(job).split("/").at(-1) ?? id });
+    const gz = this.#options.archive === "gzip";
+    const path = `/${id}/${checkpoint}${step === undefined ? "" : `-${step}`}.tar.${gz ? "gz" : "zst"}`;
+    const signature = randomUUID().replaceAll("-", "");
+    this.#downloads.set(new URL(`${this.downloadURL}${path}`).pathname, {
+      signature,
+      body: gz ? gzip(tar) : zstdStore(tar),
+      type: gz ? "application/x-tar" : "application/zstd",
+    });
+    const location = `${this.downloadURL}${path}?X-Amz-Expires=3600&X-Amz-Signature=${signature}`;
+    return new HttpResponse(null, { status: 302, headers: { Location: location } });
   }
 
   /** `POST /files`: 302 to a pre-signed URL, the file id in `X-Together-File-Id`. */

@@ -16,6 +16,7 @@ import type {
   Checkpoint,
   CreateJobRequest,
   DownloadedAdapter,
+  DownloadOptions,
   FineTuningProvider,
   JobInfo,
   JobMetrics,
@@ -302,12 +303,17 @@ export class OpenAIProvider implements FineTuningProvider {
   async downloadAdapter(
     jobId: string,
     dir: string,
-    options: CallOptions & { step?: number } = {},
+    options: DownloadOptions = {},
   ): Promise<DownloadedAdapter> {
     if (!this.#dialect.weights)
       throw new ValidationError(
         "unsupported",
         `${this.name}: fine-tuned weights cannot be downloaded from this provider`,
+      );
+    if (options.kind === "merged")
+      throw new ValidationError(
+        "unsupported",
+        `${this.name}: a checkpoint holds the adapter; download the adapter and merge it here (LocalModel.mergeAndSave)`,
       );
     const checkpoints = await this.listCheckpoints(jobId, options);
     const checkpoint =
@@ -332,8 +338,8 @@ export class OpenAIProvider implements FineTuningProvider {
       const object = await this.#call(call, (client, request) => client.files.retrieve(id, request));
       return { name: object.filename, bytes: await this.downloadFile(id, call) };
     });
-    const names = await writeAdapterFolder(dir, await Promise.all(files));
-    return { dir, step: checkpoint.step, files: names };
+    const names = await writeAdapterFolder(dir, await Promise.all(files), this.name);
+    return { dir, kind: "adapter", step: checkpoint.step, files: names };
   }
 
   /** A file's content, as `GET /files/{id}/content` sends it (a result file comes base64-encoded). */

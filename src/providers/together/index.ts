@@ -1,7 +1,7 @@
 /**
  * The Together AI adapter: `together()` is a `FineTuningProvider` over Together's REST API
  * (https://api.together.ai/v1): file upload, fine-tuning jobs, their events and checkpoints, price
- * estimates, and chat with any Together model.
+ * estimates, the trained weights' download, and chat with any Together model.
  */
 import { ValidationError } from "../../core/errors.js";
 import type { Sleep } from "../../core/http.js";
@@ -9,6 +9,8 @@ import type {
   CallOptions,
   Checkpoint,
   CreateJobRequest,
+  DownloadedAdapter,
+  DownloadOptions,
   FineTuningProvider,
   JobInfo,
   JobMetrics,
@@ -22,6 +24,7 @@ import type {
 import { togetherChat } from "./chat.js";
 import { toCheckpoints } from "./checkpoints.js";
 import { TogetherClient } from "./client.js";
+import { downloadWeights } from "./download.js";
 import { errorMessageOf, eventsAfter, toJobMetrics, toProviderEvents } from "./events.js";
 import { PROVIDER, toJobInfo } from "./job.js";
 import { needsDefaultRank, toCreateBody, toEstimateBody } from "./request.js";
@@ -213,6 +216,18 @@ class TogetherProvider implements FineTuningProvider {
     };
   }
 
+  /**
+   * The job's adapter (or, with `kind: "merged"`, the merged model) from `GET /finetune/download`,
+   * unpacked from its tar.zst as it streams in and checked before it appears in `dir`.
+   */
+  async downloadAdapter(
+    jobId: string,
+    dir: string,
+    options: DownloadOptions = {},
+  ): Promise<DownloadedAdapter> {
+    return downloadWeights(this.#client, segmentless(jobId), dir, options);
+  }
+
   chat(modelId: string) {
     if (typeof modelId !== "string" || modelId.trim() === "") {
       throw new ValidationError("invalid_argument", "together: chat needs a model id");
@@ -247,6 +262,13 @@ function checkJobRequest(request: CreateJobRequest): void {
       "together: a job needs a trainingFile (the id of an uploaded file)",
     );
   }
+}
+
+/** An id, checked; the caller encodes it. */
+function segmentless(id: string): string {
+  if (typeof id !== "string" || id === "")
+    throw new ValidationError("invalid_argument", "together: an id is required");
+  return id;
 }
 
 /** An id as one path segment, whatever it holds. */
