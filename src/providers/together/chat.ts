@@ -2,81 +2,19 @@
  * A Together model as a `ChatTarget`, over its OpenAI-compatible `POST /chat/completions`, whole or
  * streamed as server-sent events.
  */
-
-import type { ChatCapabilities, ChatResult, ChatTarget } from "../../core/chat.js";
-import { chatStream } from "../../core/chat-stream.js";
-import { ConnectionError, ProviderError, TunekitError, ValidationError } from "../../core/errors.js";
-import { serverSentEvents } from "../../core/sse.js";
-import {
-  ChunkAccumulator,
-  chatCompletionSchema,
-  parseChunk,
-  requestBody,
-  resultOf,
-  type WireDialect,
-} from "../chat-completions.js";
-import { DEFAULT_BASE_URL, type TogetherClient } from "./client.js";
+import type { ChatResult, ChatTarget } from "../../core/chat.js";
+import { ProviderError } from "../../core/errors.js";
+import { apiChatTarget } from "../chat-target.js";
+import type { TogetherClient } from "./client.js";
 import { PROVIDER } from "./job.js";
 
-const DIALECT: WireDialect = { provider: PROVIDER, maxTokens: "max_tokens", logprobs: "together" };
-const CAPABILITIES: ChatCapabilities = { tools: true, logprobs: true };
-
 export function togetherChat(client: TogetherClient, modelId: string): ChatTarget {
-  if (typeof modelId !== "string" || modelId.trim() === "")
-    throw new ValidationError("invalid_argument", "together: chat needs a model id", {
-      location: { path: "modelId" },
-    });
-  return {
-    specificationVersion: "v2",
-    provider: PROVIDER,
-    modelId,
-    // Another endpoint (a proxy, a test server) is part of what answers.
-    identity:
-      client.baseURL === DEFAULT_BASE_URL ? `together:${modelId}` : `together:${client.baseURL}#${modelId}`,
-    capabilities: CAPABILITIES,
-    async complete(messages, options = {}) {
-      const answer = await client
-        .call("POST", "/chat/completions", {
-          schema: chatCompletionSchema,
-          json: requestBody(modelId, messages, options, DIALECT, false),
-          signal: options.signal,
-        })
-        .catch((error: unknown) => {
-          throw withEndpointAdvice(error, modelId);
-        });
-      return withoutUnaskedAlternatives(resultOf(answer), options.topLogprobs);
-    },
-    completeStream(messages, options = {}) {
-      const json = requestBody(modelId, messages, options, DIALECT, true);
-      return chatStream(async (emit, signal) => {
-        signal.throwIfAborted();
-        const answer = new ChunkAccumulator();
-        try {
-          const response = await client.stream("/chat/completions", json, signal);
-          if (!response.body)
-            throw new ConnectionError("connection_failed", "the stream has no body", { provider: PROVIDER });
-          for await (const event of serverSentEvents(response.body)) {
-            if (event.data === "[DONE]") break;
-            const delta = answer.push(parseChunk(event.data, PROVIDER));
-            if (delta) emit(delta);
-          }
-        } catch (error) {
-          if (signal.aborted) return withoutUnaskedAlternatives(answer.result("abort"), options.topLogprobs);
-          if (TunekitError.isInstance(error)) throw withEndpointAdvice(error, modelId);
-          throw new ConnectionError(
-            "connection_failed",
-            client.redact(`the stream broke off (${(error as Error).message})`),
-            {
-              provider: PROVIDER,
-              cause: error,
-            },
-          );
-        }
-        const result = signal.aborted ? answer.result("abort") : answer.result();
-        return withoutUnaskedAlternatives(result, options.topLogprobs);
-      }, options.signal);
-    },
-  };
+  return apiChatTarget(client, modelId, {
+    dialect: { provider: PROVIDER, maxTokens: "max_tokens", logprobs: "together" },
+    capabilities: { tools: true, logprobs: true },
+    advise: withEndpointAdvice,
+    finish: (result, options) => withoutUnaskedAlternatives(result, options.topLogprobs),
+  });
 }
 
 /**

@@ -23,7 +23,7 @@ import type {
 } from "../spec.js";
 import { togetherChat } from "./chat.js";
 import { toCheckpoints } from "./checkpoints.js";
-import { TogetherClient } from "./client.js";
+import { type TogetherClient, togetherClient } from "./client.js";
 import { downloadWeights } from "./download.js";
 import { errorMessageOf, eventsAfter, toJobMetrics, toProviderEvents } from "./events.js";
 import { PROVIDER, toJobInfo } from "./job.js";
@@ -65,7 +65,7 @@ export function together(options: TogetherProviderOptions = {}): FineTuningProvi
       `together: filePollInterval must be >= 0, got ${pollInterval}`,
     );
   }
-  const client = new TogetherClient({
+  const client = togetherClient({
     apiKey: options.apiKey,
     baseURL: options.baseURL,
     fetch: options.fetch,
