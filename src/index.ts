@@ -106,6 +106,12 @@ export {
   record,
   retrieveTrainingData,
 } from "./migrate/index.js";
+export {
+  FIREWORKS_BASE_URL,
+  FIREWORKS_INFERENCE_URL,
+  type FireworksProviderOptions,
+  fireworks,
+} from "./providers/fireworks/index.js";
 export { type LocalProvider, type LocalProviderOptions, local } from "./providers/local/index.js";
 export { NEBIUS_BASE_URL, type NebiusProviderOptions, nebius } from "./providers/nebius/index.js";
 export {
@@ -124,6 +130,7 @@ export {
   type Checkpoint,
   type CreateJobRequest,
   type DownloadedAdapter,
+  type DownloadOptions,
   type FineTuningProvider,
   type Hyperparameters,
   type JobError,

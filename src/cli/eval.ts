@@ -16,8 +16,8 @@ export const EVAL_USAGE = `  eval --cases FILE --target NAME=SPEC [--target NAME
        [--report FILE.html|.md|.json] [--json] [--gate 'METRIC:tuned>base[:MARGIN]' …]
        [--max-tokens N] [--concurrency N] [--quantization nf4|none] [--no-cache]
       Evaluate targets on test cases and compare every pair with paired statistics. SPEC is
-      local:PATH[+ADAPTER_DIR], openai:MODEL, together:MODEL or compat:MODEL@URL (an OpenAI-compatible
-      server). Exit 0, 1 when a gate fails, 2 on a usage error.`;
+      local:PATH[+ADAPTER_DIR], openai:MODEL, together:MODEL, fireworks:MODEL or compat:MODEL@URL (an
+      OpenAI-compatible server). Exit 0, 1 when a gate fails, 2 on a usage error.`;
 
 /** Metrics built from their common options only, by name. */
 const OPTION_ONLY = [
@@ -205,8 +205,19 @@ export class Targets {
         throw new UsageError("no Together API key: set TOGETHER_API_KEY in the environment", this.#command);
       return together({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}) }).chat(rest);
     }
+    if (kind === "fireworks") {
+      const { fireworks } = await import("../providers/fireworks/index.js");
+      const apiKey = this.#io.env.FIREWORKS_API_KEY;
+      const inferenceBaseURL = this.#io.env.FIREWORKS_INFERENCE_URL;
+      if (!apiKey && !inferenceBaseURL)
+        throw new UsageError("no Fireworks API key: set FIREWORKS_API_KEY in the environment", this.#command);
+      return fireworks({
+        ...(apiKey ? { apiKey } : {}),
+        ...(inferenceBaseURL ? { inferenceBaseURL } : {}),
+      }).chat(rest);
+    }
     throw new UsageError(
-      `--target: unknown kind in "${spec}"; use local:PATH[+ADAPTER], openai:MODEL, together:MODEL or compat:MODEL@URL`,
+      `--target: unknown kind in "${spec}"; use local:PATH[+ADAPTER], openai:MODEL, together:MODEL, fireworks:MODEL or compat:MODEL@URL`,
       this.#command,
     );
   }

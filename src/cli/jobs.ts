@@ -6,21 +6,24 @@ import { integerFlag, numberFlag, parseFlags, suggestion } from "./args.js";
 import { formatReport } from "./format.js";
 import { type CliIO, UsageError } from "./io.js";
 
-export const JOBS_USAGE = `  jobs create --provider openai|together|nebius|local --model ID --training FILE [--validation FILE]
-              [--epochs N] [--batch-size N] [--learning-rate X] [--learning-rate-multiplier X]
-              [--suffix S] [--seed N] [--watch] [--json] [--api-key KEY] [--output DIR]
+export const JOBS_USAGE = `  jobs create --provider openai|together|fireworks|nebius|local --model ID --training FILE
+              [--validation FILE] [--epochs N] [--batch-size N] [--learning-rate X]
+              [--learning-rate-multiplier X] [--suffix S] [--seed N] [--watch] [--json]
+              [--api-key KEY] [--account ID] [--output DIR]
       Validate, upload and start a fine-tuning job. Keys come from OPENAI_API_KEY / TOGETHER_API_KEY /
-      NEBIUS_API_KEY (or --api-key); --provider local trains here, keeping its jobs in --output DIR.
-  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together|nebius|local [--json]
-                [--output DIR] [--limit N]
+      FIREWORKS_API_KEY / NEBIUS_API_KEY (or --api-key), Fireworks' account from FIREWORKS_ACCOUNT_ID
+      (or --account); --provider local trains here, keeping its jobs in --output DIR.
+  jobs list|get ID|events ID|watch ID|cancel ID --provider openai|together|fireworks|nebius|local
+                [--json] [--output DIR] [--limit N]
       List jobs, show one, print its events, follow it live, or cancel it.
-  jobs download ID --provider together|nebius --dir DIR [--step N] [--merged]
+  jobs download ID --provider together|fireworks|nebius --dir DIR [--step N] [--merged]
       Bring a job's trained adapter home (its last checkpoint, or step N), checked as a PEFT adapter;
       --merged brings the base model with the adapter merged in (Together).`;
 
 const PROVIDERS = {
   openai: { key: "OPENAI_API_KEY", baseURL: "OPENAI_BASE_URL", label: "OpenAI" },
   together: { key: "TOGETHER_API_KEY", baseURL: "TOGETHER_BASE_URL", label: "Together" },
+  fireworks: { key: "FIREWORKS_API_KEY", baseURL: "FIREWORKS_BASE_URL", label: "Fireworks" },
   nebius: { key: "NEBIUS_API_KEY", baseURL: "NEBIUS_BASE_URL", label: "Nebius" },
 } as const;
 
@@ -30,7 +33,7 @@ const ACTIONS = ["create", "list", "get", "events", "watch", "cancel", "download
 export async function providerNamed(
   name: string | undefined,
   io: CliIO,
-  flags: { "api-key"?: string; output?: string },
+  flags: { "api-key"?: string; output?: string; account?: string },
   command = "jobs",
 ): Promise<FineTuningProvider> {
   if (name === "local") {
@@ -39,7 +42,7 @@ export async function providerNamed(
     const { local } = await import("../providers/local/index.js");
     return local({ outputDir: flags.output });
   }
-  if (name === "openai" || name === "together" || name === "nebius") {
+  if (name === "openai" || name === "together" || name === "fireworks" || name === "nebius") {
     const { key, baseURL: baseVariable, label } = PROVIDERS[name];
     const apiKey = flags["api-key"] ?? io.env[key];
     const baseURL = io.env[baseVariable];
@@ -57,13 +60,23 @@ export async function providerNamed(
       const { nebius } = await import("../providers/nebius/index.js");
       return nebius(options);
     }
+    if (name === "fireworks") {
+      const accountId = flags.account ?? io.env.FIREWORKS_ACCOUNT_ID;
+      if (!accountId)
+        throw new UsageError(
+          "no Fireworks account: set FIREWORKS_ACCOUNT_ID in the environment, or pass --account ID",
+          command,
+        );
+      const { fireworks } = await import("../providers/fireworks/index.js");
+      return fireworks({ ...options, accountId });
+    }
     const { together } = await import("../providers/together/index.js");
     return together(options);
   }
   throw new UsageError(
     name
-      ? `unknown provider "${name}"; use openai, together, nebius or local`
-      : "--provider openai|together|nebius|local is required",
+      ? `unknown provider "${name}"; use openai, together, fireworks, nebius or local`
+      : "--provider openai|together|fireworks|nebius|local is required",
     command,
   );
 }
@@ -141,6 +154,7 @@ export async function runJobs(argv: string[], io: CliIO): Promise<number> {
     watch: { type: "boolean" },
     json: { type: "boolean" },
     "api-key": { type: "string" },
+    account: { type: "string" },
     output: { type: "string" },
     dir: { type: "string" },
     step: { type: "string" },

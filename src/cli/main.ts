@@ -16,15 +16,15 @@ import { runServe, SERVE_USAGE } from "./serve.js";
 import { runTrain, TRAIN_USAGE } from "./train.js";
 
 const COMMAND_USAGE = {
-  validate: `  validate FILE [--target openai|together|nebius|local] [--model ID] [--format F] [--json]
-                [--max-problems N] [--max-record-bytes SIZE]
+  validate: `  validate FILE [--target openai|together|fireworks|nebius|local] [--model ID] [--format F]
+                [--json] [--max-problems N] [--max-record-bytes SIZE]
       Check a training file against a provider's rules; exit 1 when it has errors.
       With --target local, --model is a model folder or Hugging Face Hub id (its tokenizer counts).`,
   convert: `  convert IN OUT --to FORMAT [--format F] [--skip-unfit] [--max-record-bytes SIZE]
       Write IN in FORMAT (${FORMAT_NAMES.join(", ")}): JSON Lines when OUT ends in .jsonl,
       a JSON array when it ends in .json. --skip-unfit skips the examples FORMAT cannot hold.`,
-  stats: `  stats FILE [--target openai|together|nebius|local] [--model ID] [--format F] [--json]
-             [--max-record-bytes SIZE]
+  stats: `  stats FILE [--target openai|together|fireworks|nebius|local] [--model ID] [--format F]
+             [--json] [--max-record-bytes SIZE]
       Print counts and token statistics; exit 1 when no record is valid.`,
 };
 
@@ -97,11 +97,14 @@ function targetOption(value: string | undefined): ValidationTarget | undefined {
     value === undefined ||
     value === "openai" ||
     value === "together" ||
+    value === "fireworks" ||
     value === "nebius" ||
     value === "local"
   )
     return value;
-  throw new UsageError(`--target: unknown target "${value}"; use openai, together, nebius or local`);
+  throw new UsageError(
+    `--target: unknown target "${value}"; use openai, together, fireworks, nebius or local`,
+  );
 }
 
 function positionalCount(positionals: string[], count: number, command: string): void {

@@ -9,7 +9,8 @@ export const RECORD_USAGE = `  record --target SPEC --cases FILE --out FILE [--c
          [--temperature T] [--seed N] [--quantization nf4|none]
       Ask a model every case's input and keep its answers in FILE as chat JSONL (the answer the last
       assistant turn, where it came from in metadata): Evaluator cases and training data at once.
-      SPEC as in eval: openai:MODEL (an ft: id too), together:MODEL, compat:MODEL@URL, local:PATH[+ADAPTER].
+      SPEC as in eval: openai:MODEL (an ft: id too), together:MODEL, fireworks:MODEL, compat:MODEL@URL,
+      local:PATH[+ADAPTER].
       Run it again to go on after a stop: recorded cases are not asked twice; failed ones are.`;
 
 function usd(value: number): string {

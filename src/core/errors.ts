@@ -57,6 +57,7 @@ export type ProblemCode =
   | "function_call"
   | "no_trained_tokens"
   | "too_few_examples"
+  | "too_many_examples"
   | "unknown_model"
   /** The base model shuts down soon (or has): its fine-tunes go with it. */
   | "model_shutdown"

@@ -10,7 +10,13 @@ import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { decompress } from "../core/decompress.js";
-import { DataFormatError, ModelFormatError, ProviderError, ValidationError } from "../core/errors.js";
+import {
+  ConnectionError,
+  DataFormatError,
+  ModelFormatError,
+  ProviderError,
+  ValidationError,
+} from "../core/errors.js";
 import { temporaryPath } from "../core/files.js";
 import { readTar } from "../core/tar.js";
 import { readSafetensorsHeader } from "../engine/safetensors.js";
@@ -31,7 +37,10 @@ export interface WeightsFile {
 /** Kept for the adapters that bring whole files. */
 export type AdapterFile = WeightsFile;
 
-/** Writes the files as a folder at `dir` (see the module comment); returns their names, sorted. */
+/**
+ * Writes the files as a folder at `dir` (see the module comment); returns their names, sorted. Files
+ * that all sit in one top folder come out of it.
+ */
 export async function writeWeightsFolder(
   dir: string,
   files: AsyncIterable<WeightsFile> | Iterable<WeightsFile>,
@@ -40,6 +49,7 @@ export async function writeWeightsFolder(
   return fillFolder(dir, options, async (staging, names) => {
     for await (const file of files)
       await writeOne(staging, checkName(file.name, dir, options.provider), file, names, options);
+    await unwrapTopFolder(staging, names);
   });
 }
 
@@ -79,6 +89,46 @@ interface WriteOptions {
   kind: WeightsKind;
   provider: string;
   signal?: AbortSignal | undefined;
+}
+
+/**
+ * A response body's chunks, checked against `content-length` when the server sent one; a connection
+ * that drops midway is a `ConnectionError` (worth another try), never a damaged file.
+ */
+export async function* bodyChunks(
+  response: Response,
+  client: { provider: string; redact(text: string): string },
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Uint8Array> {
+  const announced = Number(response.headers.get("content-length") ?? Number.NaN);
+  let received = 0;
+  const broke = (reason: string, cause?: unknown) =>
+    new ConnectionError("connection_failed", client.redact(`the download broke off ${reason}; try again`), {
+      provider: client.provider,
+      ...(cause !== undefined ? { cause } : {}),
+    });
+  if (response.body) {
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        let next: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          if (signal?.aborted) throw signal.reason;
+          throw broke(`after ${received} bytes (${(error as Error).message})`, error);
+        }
+        if (next.done) break;
+        received += next.value.length;
+        yield next.value;
+      }
+    } finally {
+      reader.releaseLock();
+      void response.body.cancel().catch(() => {});
+    }
+  }
+  if (Number.isFinite(announced) && received !== announced)
+    throw broke(`after ${received} of ${announced} bytes`);
 }
 
 async function fillFolder(

@@ -40,7 +40,7 @@ export function zstdStore(data: Uint8Array): Uint8Array {
 }
 
 /** `data` gzipped. */
-export function gzip(data: Uint8Array): Uint8Array {
+export function gzipBytes(data: Uint8Array): Uint8Array {
   return new Uint8Array(gzipSync(data));
 }
 

@@ -4,7 +4,9 @@
  * generated models for the local engine. The handlers build on msw, an optional peer dependency:
  * install it (`npm i -D msw`) to use this entry.
  */
+export * from "./archive.js";
 export * from "./chat-completions.js";
+export * from "./fireworks.js";
 export * from "./hub.js";
 export * from "./mock-chat-target.js";
 export * from "./mock-provider.js";

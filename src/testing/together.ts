@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { HttpResponse, http, type RequestHandler } from "msw";
 import { ValidationError } from "../core/errors.js";
-import { gzip, tarArchive, zstdStore } from "./archive.js";
+import { gzipBytes, tarArchive, zstdStore } from "./archive.js";
 import { answerChat, type FakeModelReply } from "./chat-completions.js";
 
 /** One injected failure: it answers matching requests in place of the service, `times` times. */
@@ -352,7 +352,7 @@ class FakeTogether {
     const signature = randomUUID().replaceAll("-", "");
     this.#downloads.set(new URL(`${this.downloadURL}${path}`).pathname, {
       signature,
-      body: gz ? gzip(tar) : zstdStore(tar),
+      body: gz ? gzipBytes(tar) : zstdStore(tar),
       type: gz ? "application/x-tar" : "application/zstd",
     });
     const location = `${this.downloadURL}${path}?X-Amz-Expires=3600&X-Amz-Signature=${signature}`;

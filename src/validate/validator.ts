@@ -19,6 +19,7 @@ import { defaultEpochs } from "./cost.js";
 import type { LocalModelTokens } from "./local-tokens.js";
 import { DEFAULT_OPENAI_MODEL, encodingForModel, OPENAI_TRAINING_PRICES, openaiModel } from "./models.js";
 import { ProblemLog, type ValidationReport } from "./report.js";
+import { fireworksRules } from "./rules/fireworks.js";
 import { localRules } from "./rules/local.js";
 import { nebiusRules } from "./rules/nebius.js";
 import { openaiRules } from "./rules/openai.js";
@@ -70,6 +71,7 @@ const LOCAL_EPOCHS = 3;
 const RULES: Record<ValidationTarget, RuleSet> = {
   openai: openaiRules,
   together: togetherRules,
+  fireworks: fireworksRules,
   nebius: nebiusRules,
   local: localRules,
 };
@@ -248,6 +250,10 @@ export class Validator {
     if (examples < rules.minExamples) {
       const message = `${rules.target} needs at least ${rules.minExamples} example${rules.minExamples > 1 ? "s" : ""}, the data has ${examples}`;
       log.add(problem("error", "too_few_examples", message, { file: dataset.source }));
+    }
+    if (rules.maxExamples !== undefined && examples > rules.maxExamples) {
+      const message = `${rules.target} takes at most ${rules.maxExamples} examples in a dataset, the data has ${examples}`;
+      log.add(problem("error", "too_many_examples", message, { file: dataset.source }));
     }
 
     const epochs = this.options.epochs ?? (rules.target === "local" ? LOCAL_EPOCHS : defaultEpochs(valid));

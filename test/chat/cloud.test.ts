@@ -6,10 +6,12 @@
 import { setupServer } from "msw/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthenticationError, RateLimitError } from "../../src/core/errors.js";
+import { fireworks } from "../../src/providers/fireworks/index.js";
 import { nebius } from "../../src/providers/nebius/index.js";
 import { openai } from "../../src/providers/openai/index.js";
 import { together } from "../../src/providers/together/index.js";
 import { chatCompletionsHandlers } from "../../src/testing/chat-completions.js";
+import { fireworksFineTuningHandlers } from "../../src/testing/fireworks.js";
 import { MockChatTarget } from "../../src/testing/mock-chat-target.js";
 import { MockProvider } from "../../src/testing/mock-provider.js";
 import {
@@ -66,6 +68,36 @@ chatTargetContract("together().chat() against the Together fake", {
   subject: async () => ({ target: togetherFake().chat("meta-llama/Llama-3.3-70B-Instruct-Turbo"), messages }),
   failing: async () => ({
     target: togetherFake([{ status: 429, times: 3 }]).chat("meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    error: RateLimitError,
+    code: "rate_limited",
+  }),
+});
+
+function fireworksFake(failures: { status: number; times?: number }[] = []) {
+  const id = ++fakes;
+  const inferenceURL = `https://fireworks-chat-${id}.test/inference/v1`;
+  const apiKey = "fireworks-chat-key";
+  server.use(
+    ...fireworksFineTuningHandlers({
+      apiKey,
+      baseURL: `https://fireworks-chat-${id}.test/v1`,
+      inferenceURL,
+      chatStreamDelayMs: STREAM_DELAY_MS,
+      failures,
+    }).handlers,
+  );
+  return fireworks({ apiKey, accountId: "tunekit-test", inferenceBaseURL: inferenceURL, maxRetries: 0 });
+}
+
+chatTargetContract("fireworks().chat() against the Fireworks fake", {
+  subject: async () => ({
+    target: fireworksFake().chat("accounts/fireworks/models/llama-v3p1-8b-instruct"),
+    messages,
+  }),
+  failing: async () => ({
+    target: fireworksFake([{ status: 429, times: 3 }]).chat(
+      "accounts/fireworks/models/llama-v3p1-8b-instruct",
+    ),
     error: RateLimitError,
     code: "rate_limited",
   }),

@@ -11,7 +11,7 @@ import { compressionOf, decompress } from "../../src/core/decompress.js";
 import { DataFormatError } from "../../src/core/errors.js";
 import { readTar } from "../../src/core/tar.js";
 import { writeArchiveFolder } from "../../src/providers/download.js";
-import { gzip, tarArchive, zstdStore } from "../../src/testing/archive.js";
+import { gzipBytes, tarArchive, zstdStore } from "../../src/testing/archive.js";
 import { tempDir } from "../helpers.js";
 
 const here = join(import.meta.dirname, "archives");
@@ -69,7 +69,7 @@ describe("reading archives as they stream in", () => {
       "model/empty": sha(""),
     };
     expect(await unpack(pieces(zstdStore(tar), [4096]))).toEqual(expected);
-    expect(await unpack(pieces(gzip(tar)))).toEqual(expected);
+    expect(await unpack(pieces(gzipBytes(tar)))).toEqual(expected);
     expect(await unpack(pieces(zstdStore(new Uint8Array(0))))).toEqual({});
   });
 
@@ -111,7 +111,7 @@ describe("reading archives as they stream in", () => {
     }
     await expect(unpack(dropping())).rejects.toThrow("socket hang up");
     async function* droppingGzip() {
-      yield gzip(tar).subarray(0, 300);
+      yield gzipBytes(tar).subarray(0, 300);
       throw new Error("socket hang up");
     }
     await expect(unpack(droppingGzip())).rejects.toThrow("socket hang up");

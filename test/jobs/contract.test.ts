@@ -5,9 +5,11 @@
  */
 import { setupServer } from "msw/node";
 import { afterAll, beforeAll } from "vitest";
+import { fireworks } from "../../src/providers/fireworks/index.js";
 import { nebius } from "../../src/providers/nebius/index.js";
 import { openai } from "../../src/providers/openai/index.js";
 import { together } from "../../src/providers/together/index.js";
+import { type FireworksFineTuningOptions, fireworksFineTuningHandlers } from "../../src/testing/fireworks.js";
 import { MockProvider } from "../../src/testing/mock-provider.js";
 import {
   nebiusFineTuningHandlers,
@@ -99,4 +101,41 @@ fineTuneJobContract("nebius() against the Nebius fake", {
   longRunning: async () =>
     nebiusFake({ statuses: ["validating_files", "queued", ...running(1000), "succeeded"] }),
   failing: async () => nebiusFake({ statuses: ["validating_files", "queued", "running", "failed"] }),
+});
+
+function fireworksFake(options: FireworksFineTuningOptions = {}) {
+  const id = ++fakes;
+  const apiKey = "fireworks-contract-key";
+  const baseURL = `https://fireworks-${id}.test/v1`;
+  const inferenceURL = `https://fireworks-${id}.test/inference/v1`;
+  // Every fine-tuned model deployed, so that it answers chat.
+  server.use(
+    ...fireworksFineTuningHandlers({
+      apiKey,
+      baseURL,
+      inferenceURL,
+      storageURL: `https://fireworks-storage-${id}.test`,
+      deployed: "all",
+      ...options,
+    }).handlers,
+  );
+  return {
+    provider: fireworks({
+      apiKey,
+      accountId: "tunekit-test",
+      baseURL,
+      inferenceBaseURL: inferenceURL,
+      datasetPollInterval: 0,
+    }),
+    model: "llama-v3p1-8b-instruct",
+  };
+}
+
+const fireworksRunning = (count: number) => Array.from({ length: count }, () => "JOB_STATE_RUNNING");
+
+fineTuneJobContract("fireworks() against the Fireworks fake", {
+  succeeding: async () => fireworksFake(),
+  longRunning: async () =>
+    fireworksFake({ states: ["JOB_STATE_CREATING", ...fireworksRunning(1000), "JOB_STATE_COMPLETED"] }),
+  failing: async () => fireworksFake({ failure: { message: "the dataset has no assistant turns to learn" } }),
 });

@@ -303,7 +303,7 @@ describe("serve({ model, adapters })", () => {
     const reached = new Promise<void>((resolve) => {
       asked = resolve;
     });
-    const hub = createServer((request, response) => {
+    const hub = createServer((_request, response) => {
       asked();
       void held.then(() => {
         response.writeHead(404, { "content-type": "application/json", "x-error-code": "RepoNotFound" });

@@ -26,7 +26,7 @@ export function daysUntil(date: string, now: Date = new Date()): number {
 
 /** The one-line moves to providers that still fine-tune. */
 export const FINE_TUNING_ALTERNATIVES =
-  "the same FineTuneJob runs on open models with one line changed: provider: together() (Together AI) or provider: local() (this machine, QLoRA on the CPU); `tunekit migrate openai` records the old model's answers and retrains one (docs/migrate-from-openai.md)";
+  "the same FineTuneJob runs on open models with one line changed: provider: together() (Together AI), provider: fireworks() (Fireworks AI), provider: nebius() (Nebius Token Factory) or provider: local() (this machine, QLoRA on the CPU); `tunekit migrate openai` records the old model's answers and retrains one (docs/migrate-from-openai.md)";
 
 /** Why OpenAI refuses new jobs, as of `now`. */
 export function windDownReason(now: Date = new Date()): string {

@@ -9,8 +9,8 @@
  * its default; tunekit's is the adapter), a full fine-tune's `checkpoint=model_output_path`, and
  * `checkpoint_step=N` for an intermediate checkpoint.
  */
-import { ConnectionError, ProviderError, ValidationError } from "../../core/errors.js";
-import { writeArchiveFolder } from "../download.js";
+import { ProviderError, ValidationError } from "../../core/errors.js";
+import { bodyChunks, writeArchiveFolder } from "../download.js";
 import type { DownloadedAdapter, DownloadOptions } from "../spec.js";
 import { toCheckpoints } from "./checkpoints.js";
 import type { TogetherClient } from "./client.js";
@@ -66,7 +66,7 @@ export async function downloadWeights(
     ...(step !== undefined ? { checkpoint_step: String(step) } : {}),
   };
   const response = await openArchive(client, query, options.signal);
-  const files = await writeArchiveFolder(dir, counted(response, client, options.signal), {
+  const files = await writeArchiveFolder(dir, bodyChunks(response, client, options.signal), {
     kind,
     provider: PROVIDER,
     signal: options.signal,
@@ -105,44 +105,4 @@ async function openArchive(
     method: "GET",
     ...(signal ? { signal } : {}),
   });
-}
-
-/**
- * The body's chunks, checked against `content-length` when the server sent one; a connection that
- * drops midway is a `ConnectionError` (worth another try), never a damaged archive.
- */
-async function* counted(
-  response: Response,
-  client: TogetherClient,
-  signal: AbortSignal | undefined,
-): AsyncGenerator<Uint8Array> {
-  const announced = Number(response.headers.get("content-length") ?? Number.NaN);
-  let received = 0;
-  const broke = (reason: string, cause?: unknown) =>
-    new ConnectionError("connection_failed", client.redact(`the download broke off ${reason}; try again`), {
-      provider: PROVIDER,
-      ...(cause !== undefined ? { cause } : {}),
-    });
-  if (response.body) {
-    const reader = response.body.getReader();
-    try {
-      for (;;) {
-        let next: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          next = await reader.read();
-        } catch (error) {
-          if (signal?.aborted) throw signal.reason;
-          throw broke(`after ${received} bytes (${(error as Error).message})`, error);
-        }
-        if (next.done) break;
-        received += next.value.length;
-        yield next.value;
-      }
-    } finally {
-      reader.releaseLock();
-      void response.body.cancel().catch(() => {});
-    }
-  }
-  if (Number.isFinite(announced) && received !== announced)
-    throw broke(`after ${received} of ${announced} bytes`);
 }

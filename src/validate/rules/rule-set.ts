@@ -4,7 +4,7 @@ import type { FormatName } from "../../data/formats/index.js";
 import type { Problem } from "../../data/problem.js";
 
 /** The rule sets a Validator knows: a cloud provider's, or the local trainer's. */
-export type ValidationTarget = "openai" | "together" | "nebius" | "local";
+export type ValidationTarget = "openai" | "together" | "fireworks" | "nebius" | "local";
 
 /** What a provider accepts, as checks on the records that would be uploaded to it. */
 export interface RuleSet {
@@ -17,6 +17,8 @@ export interface RuleSet {
   check(record: Record<string, unknown>, format: FormatName, location: SourceLocation): Problem[];
   /** Fewer examples than this is an error. */
   readonly minExamples: number;
+  /** More examples than this is an error, where the provider has a limit. */
+  readonly maxExamples?: number;
   /** A larger file is an error. */
   readonly maxFileBytes: number | undefined;
 }
