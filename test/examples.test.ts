@@ -35,6 +35,22 @@ describe("examples", () => {
     expect(stdout).toContain("status: succeeded");
   });
 
+  it("10-cloud-weights-home trains on Together, Fireworks and Nebius (their fakes), and each adapter comes home and runs here", async () => {
+    const env = { ...process.env };
+    for (const name of ["TOGETHER_API_KEY", "FIREWORKS_API_KEY", "FIREWORKS_ACCOUNT_ID", "NEBIUS_API_KEY"])
+      delete env[name];
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "examples/10-cloud-weights-home.ts")],
+      { cwd: ROOT, env, timeout: 120_000 },
+    );
+    for (const name of ["together", "fireworks", "nebius"])
+      expect(stdout).toContain(`== ${name} (offline fake)`);
+    expect(stdout.match(/^status: succeeded/gm)).toHaveLength(3);
+    expect(stdout.match(/^adapter home: adapter_config\.json, adapter_model\.safetensors/gm)).toHaveLength(3);
+    if (HAS_FIXTURES) expect(stdout.match(/Who has the cat\? → Lily has the cat\.$/gm)).toHaveLength(3);
+  }, 120_000);
+
   it("05-local-job runs the FineTuneJob code of 02 on this machine, on a tiny model", async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,

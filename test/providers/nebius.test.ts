@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { AuthenticationError } from "../../src/core/errors.js";
-import { LocalModel } from "../../src/engine/local-model.js";
 import { FineTuneJob } from "../../src/jobs/fine-tune-job.js";
 import { nebius } from "../../src/providers/nebius/index.js";
 import {
@@ -18,9 +17,9 @@ import {
   type OpenAIFineTuningHandlersOptions,
   releaseResponseCopies,
 } from "../../src/testing/openai.js";
-import { TINY_LLAMA, writeTinyModel } from "../../src/testing/tiny-model.js";
 import { Validator } from "../../src/validate/validator.js";
 import { chatRow, jsonl, tempDir, tempFile } from "../helpers.js";
+import { greedyTokens, makeTinyWeights } from "./tiny-weights.js";
 
 const server = setupServer();
 releaseResponseCopies(server);
@@ -145,23 +144,10 @@ describe("nebius() end to end: train, follow, bring the adapter home, load it, g
   }, async () => {
     // The adapter the fake's checkpoints hold: made for the tiny test model here.
     const dir = await tempDir();
-    const modelDir = await writeTinyModel(join(dir, "tiny"), TINY_LLAMA);
-    const made = join(dir, "made");
-    let expected: number[];
-    {
-      await using model = await LocalModel.load(modelDir, { quantization: "none" });
-      model.attachLora({ r: 4, seed: 3 });
-      const ids = Array.from({ length: 16 }, (_, index) => 3 + ((index * 5) % 30));
-      await model.forwardBackward({ inputIds: ids, labels: ids });
-      await model.optimizerStep({ learningRate: 0.5 });
-      await model.saveAdapter(made);
-      expected = (
-        await model.generate({ inputIds: [4, 5, 6] }, { maxTokens: 12, temperature: 0, stopTokens: [] })
-      ).tokenIds;
-    }
+    const made = await makeTinyWeights(dir);
     const checkpointFiles = {
-      "adapter_config.json": await readFile(join(made, "adapter_config.json")),
-      "adapter_model.safetensors": await readFile(join(made, "adapter_model.safetensors")),
+      "adapter_config.json": made.adapter["adapter_config.json"] as Uint8Array,
+      "adapter_model.safetensors": made.adapter["adapter_model.safetensors"] as Uint8Array,
     };
     fake({ checkpointFiles, statuses: ["validating_files", "queued", "running", "running", "succeeded"] });
     const job = await FineTuneJob.create({
@@ -183,12 +169,7 @@ describe("nebius() end to end: train, follow, bring the adapter home, load it, g
     const downloaded = await job.downloadAdapter(home);
     expect(downloaded.files).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
     expect(downloaded.step).toBe(6);
-    await using loaded = await LocalModel.load(modelDir, { quantization: "none" });
-    await loaded.loadAdapter(home);
-    const tokens = (
-      await loaded.generate({ inputIds: [4, 5, 6] }, { maxTokens: 12, temperature: 0, stopTokens: [] })
-    ).tokenIds;
-    expect(tokens).toEqual(expected);
+    expect(await greedyTokens(made.modelDir, home)).toEqual(made.tunedTokens);
 
     // The same from the CLI.
     const { runCli } = await import("../cli-helpers.js");
