@@ -2,8 +2,13 @@
  * Undoing the compression of a downloaded archive as it streams in, chosen by its first bytes rather
  * than by a name or a header that may lie: Zstandard (`tar.zst`, what Together sends), gzip
  * (`tar.gz`), or nothing (a plain tar). Zstandard goes through Node's own zlib where it has one
- * (Node 22.15 and later) and through fzstd, a small pure-JavaScript decoder, before that.
+ * (Node 22.15 and later), else through the `zstd` command where one is on the PATH (about ten times
+ * faster than JavaScript: 1 GB/s against 100 MB/s here), else through fzstd, a small pure-JavaScript
+ * decoder that reads windows up to 32 MB (every zstd level below the "ultra" ones).
  */
+import { spawn } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
 import * as zlib from "node:zlib";
 import { Decompress as ZstdDecompress } from "fzstd";
 import { DataFormatError } from "./errors.js";
@@ -23,6 +28,9 @@ export function compressionOf(head: Uint8Array): Compression {
   return "none";
 }
 
+/** Which Zstandard decoder: the first that this machine has, in the module comment's order, by default. */
+export type ZstdDecoder = "auto" | "zlib" | "command" | "fzstd";
+
 /**
  * The stream's bytes, decompressed (Zstandard or gzip, as its first bytes say; anything else as it
  * is). `name` is how errors refer to it.
@@ -30,6 +38,7 @@ export function compressionOf(head: Uint8Array): Compression {
 export async function* decompress(
   chunks: AsyncIterable<Uint8Array>,
   name = "the download",
+  decoder: ZstdDecoder = "auto",
 ): AsyncGenerator<Uint8Array> {
   const iterator = chunks[Symbol.asyncIterator]();
   // Gather the first bytes to look at; they go on to the decoder with the rest.
@@ -58,25 +67,50 @@ export async function* decompress(
     },
   };
   const compression = compressionOf(first);
-  if (compression === "zstd") yield* zstd(rest, name);
+  if (compression === "zstd") yield* zstd(rest, name, decoder);
   else if (compression === "gzip") yield* gunzip(rest, name);
   else yield* rest;
 }
 
-async function* zstd(chunks: AsyncIterable<Uint8Array>, name: string): AsyncGenerator<Uint8Array> {
-  const native = (zlib as { createZstdDecompress?: () => zlib.Gunzip }).createZstdDecompress;
-  if (typeof native === "function") {
-    yield* throughZlib(chunks, native(), name, "Zstandard");
+/** The Zstandard decoders this machine has, fastest first. */
+export function zstdDecoders(): Exclude<ZstdDecoder, "auto">[] {
+  const found: Exclude<ZstdDecoder, "auto">[] = [];
+  if (typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress === "function")
+    found.push("zlib");
+  if (zstdCommand() !== undefined) found.push("command");
+  found.push("fzstd");
+  return found;
+}
+
+async function* zstd(
+  chunks: AsyncIterable<Uint8Array>,
+  name: string,
+  decoder: ZstdDecoder,
+): AsyncGenerator<Uint8Array> {
+  const available = zstdDecoders();
+  const use = decoder === "auto" ? available[0] : decoder;
+  if (use === undefined || !available.includes(use))
+    throw new DataFormatError(
+      "invalid_archive",
+      `no ${decoder} Zstandard decoder on this machine for ${name}`,
+    );
+  if (use === "zlib") {
+    const create = (zlib as unknown as { createZstdDecompress: () => zlib.Gunzip }).createZstdDecompress;
+    yield* throughZlib(chunks, create(), name, "Zstandard");
+    return;
+  }
+  if (use === "command") {
+    yield* throughCommand(chunks, zstdCommand() as string, name);
     return;
   }
   const out: Uint8Array[] = [];
   // fzstd hands each decoded block to the callback as it is made.
-  const decoder = new ZstdDecompress((block) => {
+  const javascript = new ZstdDecompress((block) => {
     if (block.length > 0) out.push(block.slice());
   });
   const push = (chunk: Uint8Array, final: boolean) => {
     try {
-      decoder.push(chunk, final);
+      javascript.push(chunk, final);
     } catch (error) {
       throw new DataFormatError(
         "invalid_archive",
@@ -133,6 +167,76 @@ async function* throughZlib(
     );
   } finally {
     transform.destroy();
+    await feeding;
+  }
+}
+
+let command: string | null | undefined;
+
+/** The `zstd` executable on the PATH, looked up once. */
+function zstdCommand(): string | undefined {
+  if (command === undefined) {
+    command = null;
+    const names = process.platform === "win32" ? ["zstd.exe"] : ["zstd"];
+    for (const folder of (process.env.PATH ?? "").split(delimiter).filter(Boolean))
+      for (const file of names.map((entry) => join(folder, entry)))
+        try {
+          accessSync(file, constants.X_OK);
+          command ??= file;
+        } catch {
+          // not here
+        }
+  }
+  return command ?? undefined;
+}
+
+/** `zstd -d -c` as a pipe: the chunks to its stdin, its stdout as they come; its exit status checked. */
+async function* throughCommand(
+  chunks: AsyncIterable<Uint8Array>,
+  path: string,
+  name: string,
+): AsyncGenerator<Uint8Array> {
+  const child = spawn(path, ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    if (stderr.length < 2000) stderr += chunk.toString();
+  });
+  // A decoder that stops early closes its stdin: the exit status tells why, not the broken pipe.
+  child.stdin.on("error", () => {});
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve(code));
+  });
+  exited.catch(() => {});
+  let sourceError: unknown;
+  const feeding = (async () => {
+    try {
+      for await (const chunk of chunks) {
+        if (child.stdin.destroyed) break;
+        if (!child.stdin.write(chunk))
+          await new Promise((resolve) => {
+            child.stdin.once("drain", resolve);
+            child.stdin.once("close", resolve);
+          });
+      }
+      child.stdin.end();
+    } catch (error) {
+      sourceError = error;
+      child.kill();
+    }
+  })();
+  try {
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) yield new Uint8Array(chunk);
+    const code = await exited;
+    await feeding;
+    if (sourceError !== undefined) throw sourceError;
+    if (code !== 0)
+      throw new DataFormatError(
+        "invalid_archive",
+        `${name} is not readable Zstandard data (zstd: ${stderr.trim() || `exit status ${code}`})`,
+      );
+  } finally {
+    if (child.exitCode === null) child.kill();
     await feeding;
   }
 }

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { compressionOf, decompress } from "../../src/core/decompress.js";
+import { compressionOf, decompress, type ZstdDecoder, zstdDecoders } from "../../src/core/decompress.js";
 import { DataFormatError } from "../../src/core/errors.js";
 import { readTar } from "../../src/core/tar.js";
 import { writeArchiveFolder } from "../../src/providers/download.js";
@@ -27,9 +27,12 @@ async function* pieces(bytes: Uint8Array, sizes: number[] = [65536]): AsyncGener
   }
 }
 
-async function unpack(chunks: AsyncIterable<Uint8Array>): Promise<Record<string, string>> {
+async function unpack(
+  chunks: AsyncIterable<Uint8Array>,
+  decoder: ZstdDecoder = "auto",
+): Promise<Record<string, string>> {
   const hashes: Record<string, string> = {};
-  await readTar(decompress(chunks), async (file) => {
+  await readTar(decompress(chunks, "the archive", decoder), async (file) => {
     const hash = createHash("sha256");
     for await (const chunk of file.content) hash.update(chunk);
     hashes[file.path] = hash.digest("hex");
@@ -53,6 +56,25 @@ describe("reading archives as they stream in", () => {
     expect(await unpack(pieces(zst, [1]))).toEqual(expected);
     expect(await unpack(pieces(await fixture("pax.tar.gz"), [7, 511, 3, 1025]))).toEqual(expected);
   });
+
+  it.each(zstdDecoders())(
+    "the %s Zstandard decoder reads real and stored frames, and refuses a cut one",
+    async (decoder) => {
+      const expected = JSON.parse(await readFile(join(here, "expected.json"), "utf8"));
+      const zst = await fixture("gnu.tar.zst");
+      expect(await unpack(pieces(zst, [3, 4096]), decoder)).toEqual(expected);
+      const stored = zstdStore(tarArchive({ "a.bin": new Uint8Array(300_000).fill(7) }));
+      expect(Object.keys(await unpack(pieces(stored), decoder))).toEqual(["a.bin"]);
+      await expect(unpack(pieces(zst.subarray(0, zst.length - 40)), decoder)).rejects.toThrow(
+        /not readable Zstandard data|ends in the middle/,
+      );
+      async function* dropping() {
+        yield stored.subarray(0, 5000);
+        throw new Error("socket hang up");
+      }
+      await expect(unpack(dropping(), decoder)).rejects.toThrow("socket hang up");
+    },
+  );
 
   it("tells the formats apart by their first bytes", async () => {
     expect(compressionOf(await fixture("gnu.tar.zst"))).toBe("zstd");
