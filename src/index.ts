@@ -79,6 +79,16 @@ export type { Problem, Severity } from "./data/problem.js";
 export { FILE_TYPES, type FileType, type ReadOptions } from "./data/readers/index.js";
 export * from "./engine/index.js";
 export * from "./eval/index.js";
+export {
+  type ExportGGUFOptions,
+  type ExportGGUFResult,
+  type ExportKind,
+  type ExportProgress,
+  exportGGUF,
+  type GGUFType,
+} from "./export/export-gguf.js";
+export type { GGUFValue } from "./export/gguf/format.js";
+export { type GGUFFile, type GGUFTensorInfo, readGGUF } from "./export/gguf/reader.js";
 export type { FineTuneJobEvent, FineTuneJobEventType } from "./jobs/events.js";
 export {
   type CreateFineTuneJobOptions,

@@ -6,6 +6,7 @@ import { FORMAT_NAMES, type FormatName, isFormatName } from "../data/formats/ind
 import { type ValidationTarget, Validator } from "../validate/validator.js";
 import { bytesFlag, type FlagValues, integerFlag, parseFlags, quoteArg, suggestion } from "./args.js";
 import { EVAL_USAGE, runEval } from "./eval.js";
+import { EXPORT_USAGE, runExport } from "./export.js";
 import { formatDatasetStats, formatReport, formatStats, plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 import { JOBS_USAGE, runJobs } from "./jobs.js";
@@ -39,6 +40,7 @@ ${JOBS_USAGE}
 ${TRAIN_USAGE}
 ${EVAL_USAGE}
 ${SERVE_USAGE}
+${EXPORT_USAGE}
 ${OPENAI_USAGE}
 ${RECORD_USAGE}
 ${MIGRATE_USAGE}
@@ -55,6 +57,7 @@ const COMMANDS = [
   "train",
   "eval",
   "serve",
+  "export",
   "openai",
   "record",
   "migrate",
@@ -67,6 +70,7 @@ export function usageOf(command: string | undefined): string {
   if (command === "train") return `Usage: tunekit${TRAIN_USAGE.slice(1)}`;
   if (command === "eval") return `Usage: tunekit${EVAL_USAGE.slice(1)}`;
   if (command === "serve") return `Usage: tunekit${SERVE_USAGE.slice(1)}`;
+  if (command === "export") return `Usage: tunekit${EXPORT_USAGE.slice(1)}`;
   if (command === "openai") return `Usage: tunekit${OPENAI_USAGE.slice(1)}`;
   if (command === "record") return `Usage: tunekit${RECORD_USAGE.slice(1)}`;
   if (command === "migrate") return `Usage: tunekit${MIGRATE_USAGE.slice(1)}`;
@@ -157,6 +161,7 @@ async function main(argv: string[], io: CliIO): Promise<number> {
   if (command === "train") return runTrain(rest, io);
   if (command === "eval") return runEval(rest, io);
   if (command === "serve") return runServe(rest, io);
+  if (command === "export") return runExport(rest, io);
   if (command === "openai") return runOpenAI(rest, io);
   if (command === "record") return runRecord(rest, io);
   if (command === "migrate") return runMigrate(rest, io);

@@ -96,6 +96,8 @@ export type ErrorCode =
   | "write_failed"
   /** A tar, tar.gz or tar.zst archive that cannot be read (damaged, cut short, or holding links). */
   | "invalid_archive"
+  /** A GGUF file whose header is damaged, cut short or lies about its sizes. */
+  | "invalid_gguf"
   | "fetch_failed"
   | "http_error"
   | "invalid_dataset"
