@@ -180,7 +180,7 @@ class Cursor {
   }
 
   fail(at: number, what: string): never {
-    throw new DataFormatError("invalid_gguf", `${this.#path}: byte ${at}: ${what}`, {
+    throw new DataFormatError("invalid_gguf", `byte ${at}: ${what}`, {
       location: { file: this.#path },
     });
   }
