@@ -5,6 +5,7 @@
  * install it (`npm i -D msw`) to use this entry.
  */
 export * from "./archive.js";
+export * from "./byte-level-tokenizer.js";
 export * from "./chat-completions.js";
 export * from "./fireworks.js";
 export * from "./hub.js";

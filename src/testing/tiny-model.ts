@@ -7,7 +7,9 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { ValidationError } from "../core/errors.js";
 import { writeSafetensors } from "../engine/safetensors.js";
+import { byteLevelTokenizer, CHATML_TEMPLATE, LLAMA3_SPLIT, QWEN2_SPLIT } from "./byte-level-tokenizer.js";
 
 /** The config.json of a tiny model (the fields the engine reads). */
 export interface TinyModelConfig {
@@ -203,7 +205,16 @@ export function tinyTokenizer(vocabSize: number): Record<string, unknown> {
 export async function writeTinyModel(
   dir: string,
   config: TinyModelConfig = TINY_LLAMA,
-  options: { chatTemplate?: string } = {},
+  options: {
+    /** `tokenizer_config.json`'s chat template; with a byte-level tokenizer, `false` leaves out its ChatML. */
+    chatTemplate?: string | false;
+    /**
+     * `characters` (default): one token per character. `qwen2` / `llama3`: a byte-level BPE that
+     * llama.cpp loads (`byteLevelTokenizer`), with `<|endoftext|>` (268) as BOS and `<|im_end|>` (270)
+     * as EOS, and ChatML as the chat template; the config needs 271 tokens or more.
+     */
+    tokenizer?: "characters" | "qwen2" | "llama3";
+  } = {},
 ): Promise<string> {
   await mkdir(dir, { recursive: true });
   const dtype = config.torch_dtype === "float16" ? "F16" : config.torch_dtype === "bfloat16" ? "BF16" : "F32";
@@ -214,6 +225,27 @@ export async function writeTinyModel(
   }
   await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
   await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  const kind = options.tokenizer ?? "characters";
+  if (kind !== "characters") {
+    const { tokenizer } = byteLevelTokenizer(kind === "qwen2" ? QWEN2_SPLIT : LLAMA3_SPLIT);
+    if (config.vocab_size < 271)
+      throw new ValidationError(
+        "invalid_argument",
+        `a byte-level tokenizer needs vocab_size >= 271, got ${config.vocab_size}`,
+      );
+    await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
+    const template = options.chatTemplate === false ? undefined : (options.chatTemplate ?? CHATML_TEMPLATE);
+    await writeFile(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({
+        add_bos_token: kind === "llama3",
+        bos_token: "<|endoftext|>",
+        eos_token: "<|im_end|>",
+        ...(template ? { chat_template: template } : {}),
+      }),
+    );
+    return dir;
+  }
   await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tinyTokenizer(config.vocab_size)));
   await writeFile(
     join(dir, "tokenizer_config.json"),
