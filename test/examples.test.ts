@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { HAS_LLAMA_CPP } from "./export/llama-cpp.js";
 import { HAS_FIXTURES, ROOT, tempDir } from "./helpers.js";
 
 describe("examples", () => {
@@ -50,6 +51,26 @@ describe("examples", () => {
     expect(stdout.match(/^adapter home: adapter_config\.json, adapter_model\.safetensors/gm)).toHaveLength(3);
     if (HAS_FIXTURES) expect(stdout.match(/Who has the cat\? → Lily has the cat\.$/gm)).toHaveLength(3);
   }, 120_000);
+
+  it.skipIf(!HAS_FIXTURES)(
+    "11-export-gguf trains an adapter, exports the base and the adapter as GGUF with a Modelfile, and llama.cpp answers with it",
+    async () => {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ["--import", "tsx", join(ROOT, "examples/11-export-gguf.ts")],
+        { cwd: ROOT, timeout: 120_000 },
+      );
+      expect(stdout).toMatch(/^base\.gguf: model, f32, 47 tensors, \d+ bytes$/m);
+      expect(stdout).toMatch(/^lora\.gguf: adapter, f32, 70 tensors, \d+ bytes$/m);
+      expect(stdout).toContain("FROM ./base.gguf\nADAPTER ./lora.gguf\n");
+      if (HAS_LLAMA_CPP) {
+        expect(stdout).toContain("llama.cpp tuned: Who has the cat? → Lily has the cat.\n");
+        expect(stdout).toContain("llama.cpp tuned: What color is the ball? → The ball is red.\n");
+        expect(stdout).not.toMatch(/llama\.cpp base: Who has the cat\? → Lily has the cat/);
+      } else expect(stdout).toContain("node-llama-cpp is not installed: run the files with");
+    },
+    120_000,
+  );
 
   it("05-local-job runs the FineTuneJob code of 02 on this machine, on a tiny model", async () => {
     const { stdout } = await promisify(execFile)(

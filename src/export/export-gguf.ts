@@ -120,7 +120,11 @@ export async function exportGGUF(options: ExportGGUFOptions): Promise<ExportGGUF
       type,
       ...(adapter ? { merge: adapter.modules } : {}),
     });
-    const vocab = await tokenizerMetadata(dir, template, config.vocabSize);
+    // A model without a template of its own gets tunekit's default, the one tunekit chats and trains
+    // with, so that llama.cpp's chat renders messages as tunekit does.
+    const written =
+      template === undefined || template === DEFAULT_CHAT_TEMPLATE ? defaultTemplate(tokenizer) : template;
+    const vocab = await tokenizerMetadata(dir, written, config.vocabSize);
     tokens = vocab.tokens;
     metadata = [
       ...generalMetadata(architecture, "model", name, planned.fileType),
@@ -161,6 +165,7 @@ export async function exportGGUF(options: ExportGGUFOptions): Promise<ExportGGUF
         template: renderer.format.template,
         stops: [...stopTokens, ...renderer.format.stopStrings],
         eosToken: tokenizer.eosToken,
+        generationPrompt: keepsTrailingSpace(tokenizer) ? "Assistant: " : "Assistant:",
         notes: [
           `Made by tunekit export gguf from ${options.model}${options.adapter ? ` and ${options.adapter}` : ""}.`,
           ...(kind === "adapter" && !options.baseGGUF
@@ -188,6 +193,24 @@ export async function exportGGUF(options: ExportGGUFOptions): Promise<ExportGGUF
     notes,
     ...(written ? { modelfile: written } : {}),
   };
+}
+
+/**
+ * tunekit's default template as llama.cpp should render it for this tokenizer. Its generation prompt
+ * ends in "Assistant: ". A tokenizer whose normalizer strips the text (stories260K's) drops that space
+ * in tunekit, while llama.cpp's tokenizers keep it as a token of its own, which the model never saw
+ * after "Assistant:" in training. Where tunekit drops it, the written template leaves it out: the
+ * same token ids on both.
+ */
+function defaultTemplate(tokenizer: LocalTokenizer): string {
+  return keepsTrailingSpace(tokenizer)
+    ? DEFAULT_CHAT_TEMPLATE
+    : DEFAULT_CHAT_TEMPLATE.replace("{{ '\\nAssistant: ' }}{% endif %}", "{{ '\\nAssistant:' }}{% endif %}");
+}
+
+function keepsTrailingSpace(tokenizer: LocalTokenizer): boolean {
+  const ids = (text: string) => tokenizer.encode(text, { addSpecialTokens: false }).join(",");
+  return ids("User: hi\nAssistant: ") !== ids("User: hi\nAssistant:");
 }
 
 /** The adapter's modules, with the model's shapes checked, and its chat template. */

@@ -18,12 +18,17 @@ export interface ModelfileInput {
   stops: string[];
   /** The EOS token's text, which tunekit's default template writes after each answer. */
   eosToken: string | undefined;
+  /** The default template's generation prompt: "Assistant: ", or without the space where the tokenizer drops it. */
+  generationPrompt?: string;
   /** Lines of comment at the top. */
   notes?: string[];
 }
 
 /** tunekit's default template in Go's template language, as Ollama renders a conversation. */
-export function defaultTemplateForOllama(eosToken: string | undefined): string {
+export function defaultTemplateForOllama(
+  eosToken: string | undefined,
+  generationPrompt = "Assistant: ",
+): string {
   const eos = eosToken ?? "";
   return [
     "{{- range $i, $m := .Messages }}{{ if $i }}",
@@ -31,7 +36,7 @@ export function defaultTemplateForOllama(eosToken: string | undefined): string {
     '{{- else if eq .Role "user" }}User: {{ .Content }}',
     `{{- else if eq .Role "assistant" }}Assistant: {{ .Content }}${eos}`,
     '{{- else if eq .Role "tool" }}Tool: {{ .Content }}{{ end }}{{ end }}',
-    "Assistant: ",
+    generationPrompt,
   ].join("\n");
 }
 
@@ -41,7 +46,7 @@ export function modelfile(input: ModelfileInput): string {
   for (const stop of [...new Set(input.stops)].filter((stop) => stop !== ""))
     lines.push(`PARAMETER stop ${quote(stop)}`);
   if (input.template === undefined || input.template === DEFAULT_CHAT_TEMPLATE)
-    lines.push(`TEMPLATE """${defaultTemplateForOllama(input.eosToken)}"""`);
+    lines.push(`TEMPLATE """${defaultTemplateForOllama(input.eosToken, input.generationPrompt)}"""`);
   return `${lines.join("\n")}\n`;
 }
 

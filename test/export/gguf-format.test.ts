@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { describe, expect, it } from "vitest";
 import { DataFormatError } from "../../src/core/errors.js";
+import { ChatRenderer, DEFAULT_CHAT_TEMPLATE } from "../../src/engine/chat-template.js";
 import { parseModelConfig } from "../../src/engine/config.js";
+import { LocalTokenizer } from "../../src/engine/tokenizer.js";
 import { exportGGUF } from "../../src/export/export-gguf.js";
 import { TensorType } from "../../src/export/gguf/format.js";
 import { llama3RopeFactors, permuteRows } from "../../src/export/gguf/model.js";
@@ -19,7 +21,7 @@ import { tokenizerMetadata } from "../../src/export/gguf/tokenizer.js";
 import { writeGGUF } from "../../src/export/gguf/writer.js";
 import { TINY_LLAMA, writeTinyModel } from "../../src/testing/tiny-model.js";
 import { runCli } from "../cli-helpers.js";
-import { tempDir } from "../helpers.js";
+import { FIXTURES, HAS_FIXTURES, tempDir } from "../helpers.js";
 import { TINY_LLAMA_BLOCKS, TINY_MISTRAL, TINY_QWEN2, writeByteLevelModel } from "./tiny-models.js";
 
 const values = (count: number, seed = 1) =>
@@ -401,6 +403,10 @@ describe("exportGGUF and tunekit export gguf", () => {
     expect(text).toContain('{{- else if eq .Role "user" }}User: {{ .Content }}');
     expect(text).toContain('{{- else if eq .Role "assistant" }}Assistant: {{ .Content }}<|im_end|>');
     expect(text.trimEnd().endsWith('Assistant: """')).toBe(true);
+    // The model has no template: the GGUF carries tunekit's default, for llama.cpp's chat.
+    expect((await readGGUF(model.out)).metadata.get("tokenizer.chat_template")?.value).toBe(
+      DEFAULT_CHAT_TEMPLATE,
+    );
     const chat = await writeByteLevelModel(join(root, "chat"), TINY_QWEN2);
     const chatModel = await exportGGUF({ model: chat, out: join(root, "chat.gguf"), type: "q8_0" });
     const chatText = await readFile(chatModel.modelfile as string, "utf8");
@@ -410,6 +416,28 @@ describe("exportGGUF and tunekit export gguf", () => {
       /<\|im_start\|>/,
     );
   });
+
+  it.skipIf(!HAS_FIXTURES)(
+    'for a tokenizer that strips the text (stories260K), the written default template ends in "Assistant:": the ids tunekit gives',
+    async () => {
+      const root = await tempDir();
+      const stories = join(FIXTURES, "stories260K-hf");
+      const result = await exportGGUF({ model: stories, out: join(root, "s.gguf"), type: "f32" });
+      const template = (await readGGUF(result.out)).metadata.get("tokenizer.chat_template")?.value;
+      expect(template).toEqual(expect.stringContaining("{{ '\\nAssistant:' }}{% endif %}"));
+      const tokenizer = await LocalTokenizer.fromFolder(stories);
+      const messages = [
+        { role: "system" as const, content: "You tell stories." },
+        { role: "user" as const, content: "Who has the cat?" },
+      ];
+      const written = new ChatRenderer(tokenizer, { template: template as string, source: "model" });
+      const rendered = written.encodePrompt(messages);
+      expect(rendered.text.endsWith("\nAssistant:")).toBe(true);
+      expect(rendered.inputIds).toEqual(new ChatRenderer(tokenizer).encodePrompt(messages).inputIds);
+      const text = await readFile(result.modelfile as string, "utf8");
+      expect(text.trimEnd().endsWith('Assistant:"""')).toBe(true);
+    },
+  );
 
   it("the CLI says what it wrote, and refuses wrong flags with one line", async () => {
     const root = await tempDir();
