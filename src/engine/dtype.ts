@@ -20,14 +20,22 @@ function floatOf(bits: number): number {
 
 /** float32 → bfloat16 bits. */
 export function toBF16(value: number): number {
-  const bits = bitsOf(value);
-  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x40) & 0xffff; // NaN stays NaN
-  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+  return bf16FromBits(bitsOf(value));
 }
 
 /** float32 → IEEE half bits (overflow to infinity, subnormals kept). */
 export function toF16(value: number): number {
-  const bits = bitsOf(value);
+  return f16FromBits(bitsOf(value));
+}
+
+/** float32 bits → bfloat16 bits. */
+function bf16FromBits(bits: number): number {
+  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x40) & 0xffff; // NaN stays NaN
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** float32 bits → IEEE half bits. */
+function f16FromBits(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const exponent = (bits >>> 23) & 0xff;
   let mantissa = bits & 0x7fffff;
@@ -66,6 +74,12 @@ export function fromF16(bits: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
+/** Whether typed arrays are little-endian here, as the files are: then they are read in place. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Every half's float32 value: decoding F16 is one lookup (256 KB, made on first use). */
+let halfTable: Float32Array | undefined;
+
 /** Raw little-endian bytes of a tensor in `dtype` → float32 values. */
 export function decodeFloats(bytes: Uint8Array, dtype: string, where: string): Float32Array {
   if (dtype === "F32") {
@@ -76,10 +90,27 @@ export function decodeFloats(bytes: Uint8Array, dtype: string, where: string): F
   }
   if (dtype !== "F16" && dtype !== "BF16")
     throw new ValidationError("unsupported_dtype", `${where}: dtype ${dtype} (F32, F16 or BF16)`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(bytes.byteLength / 2);
-  const decode = dtype === "BF16" ? fromBF16 : fromF16;
-  for (let i = 0; i < out.length; i++) out[i] = decode(view.getUint16(i * 2, true));
+  const count = Math.floor(bytes.byteLength / 2);
+  const out = new Float32Array(count);
+  if (!LITTLE_ENDIAN) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const decode = dtype === "BF16" ? fromBF16 : fromF16;
+    for (let i = 0; i < count; i++) out[i] = decode(view.getUint16(i * 2, true));
+    return out;
+  }
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+  if (dtype === "BF16") {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < count; i++) bits[i] = (halves[i] as number) << 16;
+  } else {
+    if (!halfTable) {
+      halfTable = new Float32Array(65536);
+      for (let half = 0; half < 65536; half++) halfTable[half] = fromF16(half);
+    }
+    const table = halfTable;
+    for (let i = 0; i < count; i++) out[i] = table[halves[i] as number] as number;
+  }
   return out;
 }
 
@@ -87,8 +118,14 @@ export function decodeFloats(bytes: Uint8Array, dtype: string, where: string): F
 export function encodeFloats(values: Float32Array, dtype: FloatDType): Uint8Array {
   if (dtype === "F32") return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const out = new Uint8Array(values.length * 2);
-  const view = new DataView(out.buffer);
-  const encode = dtype === "BF16" ? toBF16 : toF16;
-  for (let i = 0; i < values.length; i++) view.setUint16(i * 2, encode(values[i] as number), true);
+  const encode = dtype === "BF16" ? bf16FromBits : f16FromBits;
+  if (!LITTLE_ENDIAN) {
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < values.length; i++) view.setUint16(i * 2, encode(bitsOf(values[i] as number)), true);
+    return out;
+  }
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const halves = new Uint16Array(out.buffer);
+  for (let i = 0; i < values.length; i++) halves[i] = encode(bits[i] as number);
   return out;
 }

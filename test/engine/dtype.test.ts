@@ -47,4 +47,32 @@ describe("16-bit float conversions", () => {
     }
     expect(() => decodeFloats(new Uint8Array(4), "I32", "model.x")).toThrow(/model\.x: dtype I32/);
   });
+
+  it("the array conversions agree with the scalar ones on every 16-bit pattern, from any byte offset", () => {
+    const patterns = new Uint8Array(2 * 0x10000 + 1);
+    const view = new DataView(patterns.buffer);
+    for (let h = 0; h < 0x10000; h++) view.setUint16(1 + h * 2, h, true);
+    // Values between the representable ones, to check the rounding.
+    const between = new Float32Array(4096).map((_, i) => float(0x3f800000 + i * 4099) * (i % 2 ? -1 : 1));
+    for (const [dtype, fromScalar, toScalar] of [
+      ["F16", fromF16, toF16],
+      ["BF16", fromBF16, toBF16],
+    ] as const) {
+      const wrong: string[] = [];
+      // Offset 1: a tensor's bytes need not be aligned in the buffer they were read into.
+      const decoded = decodeFloats(patterns.subarray(1), dtype, "x");
+      for (let h = 0; h < 0x10000; h++) {
+        const expected = fromScalar(h);
+        if (!Object.is(decoded[h], expected) && !(Number.isNaN(expected) && Number.isNaN(decoded[h])))
+          wrong.push(`decode ${h}`);
+      }
+      for (const values of [decoded, between]) {
+        const encoded = new DataView(encodeFloats(values, dtype).buffer);
+        for (let i = 0; i < values.length; i++)
+          if (encoded.getUint16(i * 2, true) !== toScalar(values[i] as number))
+            wrong.push(`encode ${values[i]}`);
+      }
+      expect(wrong.slice(0, 5), dtype).toEqual([]);
+    }
+  });
 });

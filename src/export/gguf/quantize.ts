@@ -5,7 +5,7 @@
  * Q4_0 is blocks of 32: an fp16 scale, then 32 signed bytes (Q8_0) or 16 bytes of 4-bit values, the
  * block's first half in the low nibbles and its second half in the high ones (Q4_0).
  */
-import { fromF16, toBF16, toF16 } from "../../engine/dtype.js";
+import { encodeFloats, fromF16, toF16 } from "../../engine/dtype.js";
 import { TensorType } from "./format.js";
 
 const f32 = Math.fround;
@@ -13,27 +13,15 @@ const f32 = Math.fround;
 /** Half away from zero, as C's roundf. */
 const roundf = (value: number) => (value < 0 ? -Math.floor(-value + 0.5) : Math.floor(value + 0.5));
 
-export function encodeF16(values: Float32Array): Uint8Array {
-  const out = new Uint8Array(values.length * 2);
-  const view = new DataView(out.buffer);
-  for (let index = 0; index < values.length; index++)
-    view.setUint16(index * 2, toF16(values[index] as number), true);
-  return out;
-}
-
-export function encodeBF16(values: Float32Array): Uint8Array {
-  const out = new Uint8Array(values.length * 2);
-  const view = new DataView(out.buffer);
-  for (let index = 0; index < values.length; index++)
-    view.setUint16(index * 2, toBF16(values[index] as number), true);
-  return out;
-}
+export const encodeF16 = (values: Float32Array): Uint8Array => encodeFloats(values, "F16");
+export const encodeBF16 = (values: Float32Array): Uint8Array => encodeFloats(values, "BF16");
 
 /** Q8_0: per 32 values, d = max|x| / 127 (as fp16), then roundf(x / d) as int8. */
 export function encodeQ8_0(values: Float32Array): Uint8Array {
   const blocks = values.length / 32;
   const out = new Uint8Array(blocks * 34);
   const view = new DataView(out.buffer);
+  const quants = new Int8Array(out.buffer);
   for (let block = 0; block < blocks; block++) {
     const base = block * 32;
     let amax = 0;
@@ -41,8 +29,8 @@ export function encodeQ8_0(values: Float32Array): Uint8Array {
     const d = f32(amax / 127);
     const id = d ? f32(1 / d) : 0;
     view.setUint16(block * 34, toF16(d), true);
-    for (let j = 0; j < 32; j++)
-      view.setInt8(block * 34 + 2 + j, roundf(f32((values[base + j] as number) * id)));
+    const at = block * 34 + 2;
+    for (let j = 0; j < 32; j++) quants[at + j] = roundf(f32((values[base + j] as number) * id));
   }
   return out;
 }
