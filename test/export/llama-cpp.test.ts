@@ -78,6 +78,35 @@ async function sameGreedyTokens(
   return theirs.length;
 }
 
+/** An adapter that learns two facts on stories260K (a few seconds); its folder. */
+async function trainFacts(quantization: "none" | "nf4", outputDir: string): Promise<string> {
+  const facts = Dataset.fromArray(
+    [
+      ["Who has the cat?", "Lily has the cat."],
+      ["What color is the ball?", "The ball is red."],
+    ].map(([question, answer]) => ({
+      messages: [
+        { role: "user", content: question },
+        { role: "assistant", content: answer },
+      ],
+    })),
+  );
+  await using trainer = await LocalTrainer.load(STORIES, { quantization });
+  await trainer
+    .train(facts, {
+      epochs: 30,
+      packing: false,
+      batchSize: 1,
+      gradientAccumulation: 1,
+      learningRate: 3e-3,
+      loggingSteps: 1000,
+      lora: { r: 8, alpha: 16, dropout: 0 },
+      outputDir,
+    })
+    .done();
+  return join(outputDir, "adapter");
+}
+
 describe.skipIf(!HAS_LLAMA_CPP || !HAS_FIXTURES)("stories260K in llama.cpp", () => {
   it("the F32 export reproduces the fixture's 200-token golden text from BOS", {
     timeout: 60_000,
@@ -118,34 +147,7 @@ describe.skipIf(!HAS_LLAMA_CPP || !HAS_FIXTURES)("stories260K in llama.cpp", () 
   it("an adapter trained with LocalTrainer (no quantization) gives the same tokens in llama.cpp as in tunekit", {
     timeout: 120_000,
   }, async () => {
-    const facts = Dataset.fromArray(
-      [
-        ["Who has the cat?", "Lily has the cat."],
-        ["What color is the ball?", "The ball is red."],
-      ].map(([question, answer]) => ({
-        messages: [
-          { role: "user", content: question },
-          { role: "assistant", content: answer },
-        ],
-      })),
-    );
-    const outputDir = join(root, "trained");
-    {
-      await using trainer = await LocalTrainer.load(STORIES, { quantization: "none" });
-      await trainer
-        .train(facts, {
-          epochs: 30,
-          packing: false,
-          batchSize: 1,
-          gradientAccumulation: 1,
-          learningRate: 3e-3,
-          loggingSteps: 1000,
-          lora: { r: 8, alpha: 16, dropout: 0 },
-          outputDir,
-        })
-        .done();
-    }
-    const adapter = join(outputDir, "adapter");
+    const adapter = await trainFacts("none", join(root, "trained"));
     const base = join(root, "stories-base.gguf");
     const lora = join(root, "stories-lora.gguf");
     await exportGGUF({ model: STORIES, out: base, type: "f32" });
@@ -179,34 +181,7 @@ describe.skipIf(!HAS_LLAMA_CPP || !HAS_FIXTURES)("a QLoRA adapter in llama.cpp",
   it("runs on the F32 base, not on NF4 weights: the trained answer survives; the gap is measured", {
     timeout: 120_000,
   }, async () => {
-    const facts = Dataset.fromArray(
-      [
-        ["Who has the cat?", "Lily has the cat."],
-        ["What color is the ball?", "The ball is red."],
-      ].map(([question, answer]) => ({
-        messages: [
-          { role: "user", content: question },
-          { role: "assistant", content: answer },
-        ],
-      })),
-    );
-    const outputDir = join(root, "qlora");
-    {
-      await using trainer = await LocalTrainer.load(STORIES, { quantization: "nf4" });
-      await trainer
-        .train(facts, {
-          epochs: 30,
-          packing: false,
-          batchSize: 1,
-          gradientAccumulation: 1,
-          learningRate: 3e-3,
-          loggingSteps: 1000,
-          lora: { r: 8, alpha: 16, dropout: 0 },
-          outputDir,
-        })
-        .done();
-    }
-    const adapter = join(outputDir, "adapter");
+    const adapter = await trainFacts("nf4", join(root, "qlora"));
     const base = join(root, "qlora-base.gguf");
     const lora = join(root, "qlora-lora.gguf");
     await exportGGUF({ model: STORIES, out: base, type: "f32", modelfile: false });
