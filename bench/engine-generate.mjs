@@ -9,6 +9,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalModel } from "../dist/index.js";
+import { measurePeak, share } from "./peak.mjs";
+import { forwardWork, modelShape } from "./work.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -94,16 +96,35 @@ const together = (performance.now() - started) / 1000;
 batchModel.dispose();
 
 const base = rows[0];
+const peak = measurePeak();
+const shape = modelShape(folder);
+// Prefill: the prompt through every block and the head for its last row; a decoded token: one row
+// through everything, attending to about prompt + decode / 2 keys.
+const prefillWork = 2 * forwardWork(shape, { length: promptTokens, headRows: 1 }).total;
+const decodeWork =
+  2 *
+  (forwardWork(shape, { length: 1 }).total +
+    shape.layers * 2 * shape.heads * shape.headDim * (promptTokens + decodeTokens / 2));
 console.log(
-  `\n${promptTokens}-token prompt, ${decodeTokens} greedy tokens, SmolLM2-135M shape (random weights)\n`,
+  `\n${promptTokens}-token prompt, ${decodeTokens} greedy tokens, SmolLM2-135M shape (random weights)`,
 );
-console.log("| | prefill | prefill tokens/s | decode ms/token | decode tokens/s | weights |");
-console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+if (peak)
+  console.log(
+    `this CPU's limit (bench/peak.mjs, ${peak.threads} threads): fp32 ${peak.fp32.all.toFixed(0)} GFLOP/s${peak.bf16 ? `, bf16 ${peak.bf16.all.toFixed(0)}` : ""}`,
+  );
+console.log(
+  `counted work: prefill ${(prefillWork / 1e9).toFixed(1)} GFLOP, a decoded token ${(decodeWork / 1e9).toFixed(2)} GFLOP\n`,
+);
+console.log(
+  "| | prefill | prefill tokens/s | prefill work | decode ms/token | decode tokens/s | decode weights read | weights |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const row of rows) {
   const ratio = (value, baseValue) => (row === base ? "" : ` (${(baseValue / value).toFixed(2)}×)`);
   console.log(
-    `| ${row.name} | ${row.prefill.toFixed(3)} s${ratio(row.prefill, base.prefill)} | ${(promptTokens / row.prefill).toFixed(0)} | ` +
+    `| ${row.name} | ${row.prefill.toFixed(3)} s${ratio(row.prefill, base.prefill)} | ${(promptTokens / row.prefill).toFixed(0)} | ${share(prefillWork, row.prefill, peak)} | ` +
       `${(row.decode * 1000).toFixed(1)}${ratio(row.decode, base.decode)} | ${(1 / row.decode).toFixed(1)} | ` +
+      `${row.bytes === undefined ? "" : `${(row.bytes / row.decode / 1e9).toFixed(1)} GB/s`} | ` +
       `${row.bytes === undefined ? "fp32 in RAM" : `${(row.bytes / 2 ** 20).toFixed(0)} MiB`} |`,
   );
 }

@@ -12,6 +12,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { LocalModel } from "../dist/index.js";
+import { measurePeak, share } from "./peak.mjs";
+import { modelShape, trainingWork } from "./work.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -92,14 +94,25 @@ for (const [name, quantization, gradientCheckpointing] of cases) {
   model.dispose();
 }
 
+const peak = measurePeak();
+const work = trainingWork(modelShape(folder), { sequences, length, r: 16 });
 console.log(
-  `\nLoRA r = 16 on all seven projections, ${sequences} × ${length} tokens, SmolLM2-135M shape (random weights)\n`,
+  `\nLoRA r = 16 on all seven projections, ${sequences} × ${length} tokens, SmolLM2-135M shape (random weights)`,
 );
-console.log("| | step | tokens/s |");
-console.log("| --- | ---: | ---: |");
+console.log(
+  `counted work of a step: ${((2 * work.total) / 1e9).toFixed(0)} GFLOP (forward and backward; checkpointing recomputes ${((2 * work.recompute) / 1e9).toFixed(0)} more, not counted)`,
+);
+if (peak)
+  console.log(
+    `this CPU's limit (bench/peak.mjs, ${peak.threads} threads): fp32 ${peak.fp32.all.toFixed(0)} GFLOP/s${peak.bf16 ? `, bf16 ${peak.bf16.all.toFixed(0)}` : ""}\n`,
+  );
+console.log("| | step | tokens/s | counted work |");
+console.log("| --- | ---: | ---: | ---: |");
 const base = values["no-baseline"] ? undefined : rows[0];
 for (const row of rows) {
   const ratio = base && row !== base ? ` (${(base.seconds / row.seconds).toFixed(2)}×)` : "";
-  console.log(`| ${row.name} | ${row.seconds.toFixed(2)} s${ratio} | ${(tokens / row.seconds).toFixed(0)} |`);
+  console.log(
+    `| ${row.name} | ${row.seconds.toFixed(2)} s${ratio} | ${(tokens / row.seconds).toFixed(0)} | ${share(2 * work.total, row.seconds, peak)} |`,
+  );
 }
 if (base) console.log("\n(n×) = the baseline's time divided by this row's: above 1 is faster than PyTorch.");

@@ -235,6 +235,8 @@ export interface NativeBinding {
   quantizeNF4(values: Float32Array, blockSize: number, doubleQuant: boolean): NativeNF4;
   dequantizeNF4(packed: Uint8Array, absmax: Float32Array, blockSize: number, length: number): Float32Array;
   nf4DynamicMap(): Float32Array;
+  /** The keep-scales of dropout mask elements [first, first + count) keyed `key`, as training draws them. */
+  dropoutMask(key: bigint, first: number, count: number, p: number, kernels: string): Float32Array;
 }
 
 /** The package root: the nearest folder above this module whose package.json is tunekit's. */

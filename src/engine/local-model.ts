@@ -337,6 +337,13 @@ async function generationDefaults(dir: string, config: ModelConfig): Promise<Gen
 }
 
 /**
+ * How the engine draws dropout masks, recorded in each training state: one draw of the generator keys
+ * a mask, its elements come from splitmix64 by counter. States written before (one draw per element)
+ * lack it; resuming one continues with other masks than an uninterrupted run would have drawn.
+ */
+export const DROPOUT_MASKS = "splitmix64-counter";
+
+/**
  * A local Llama-family model in the native engine. It is a `ChatTarget` (its adapter on, when one is
  * attached); `view({ adapter: false })` is the base model's.
  */
@@ -1065,6 +1072,7 @@ export class LocalModel implements ChatTarget {
       version: 2,
       step: state.step,
       dropoutRandom: state.random,
+      dropoutMasks: DROPOUT_MASKS,
       ...extra,
     });
   }

@@ -8,6 +8,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ModelFormatError, ValidationError } from "../core/errors.js";
 import type { ModelConfig } from "../engine/config.js";
+import { DROPOUT_MASKS } from "../engine/local-model.js";
 import { type LoraConfig, type LoraOptions, loraConfig } from "../engine/lora.js";
 import { checkpointStep, latestCheckpoint, TRAINER_STATE } from "./run-folder.js";
 
@@ -36,6 +37,8 @@ export interface ResumePoint {
   step: number;
   /** Undefined for a checkpoint written before tunekit recorded them. */
   settings: RunSettings | undefined;
+  /** How its dropout masks were drawn (`DROPOUT_MASKS`); undefined for older checkpoints. */
+  dropoutMasks?: string | undefined;
 }
 
 /** The shape a base model must have for an adapter to fit it, as one comparable line. */
@@ -86,12 +89,20 @@ export async function findResumePoint(
       );
   }
   const step = await checkpointStep(folder);
-  return { folder, step, settings: await readSettings(folder) };
+  const json = JSON.parse(await readFile(join(folder, TRAINER_STATE), "utf8")) as {
+    run?: unknown;
+    dropoutMasks?: unknown;
+  };
+  return {
+    folder,
+    step,
+    settings: readSettings(folder, json),
+    dropoutMasks: typeof json.dropoutMasks === "string" ? json.dropoutMasks : undefined,
+  };
 }
 
-async function readSettings(folder: string): Promise<RunSettings | undefined> {
+function readSettings(folder: string, json: { run?: unknown }): RunSettings | undefined {
   const file = join(folder, TRAINER_STATE);
-  const json = JSON.parse(await readFile(file, "utf8")) as { run?: unknown };
   const run = json.run as RunSettings | undefined;
   if (run === undefined) return undefined;
   const ok =
@@ -162,6 +173,10 @@ export function checkResume(
   if (wanted.baseModel.name !== settings.baseModel.name)
     warnings.push(
       `${name} was trained on ${settings.baseModel.name}; resuming on ${wanted.baseModel.name}, which has the same shape`,
+    );
+  if (saved.dropout > 0 && point.dropoutMasks !== DROPOUT_MASKS)
+    warnings.push(
+      `${name} was written by a tunekit that drew dropout masks another way: the run resumes, but with other masks than an uninterrupted run would have drawn, so it will not match one bit for bit`,
     );
   const { r, alpha, dropout, targetModules, useRslora } = saved;
   return { lora: { ...asked, r, alpha, dropout, targetModules, useRslora }, warnings };

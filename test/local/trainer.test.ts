@@ -1,4 +1,4 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Example } from "../../src/data/example.js";
@@ -145,8 +145,26 @@ describe("LocalTrainer resume: the checkpoint's settings are the truth", () => {
     expect(start.plan.warnings).toContain(
       "the plan changed (steps 12 → 18, epochs 2 → 3): the schedule is re-planned from step 12",
     );
+    expect(state.dropoutMasks).toBe("splitmix64-counter");
+    expect(start.plan.warnings.join("\n")).not.toContain("dropout masks");
     const adapter = JSON.parse(await readFile(join(outputDir, "adapter", "adapter_config.json"), "utf8"));
     expect(adapter.r).toBe(4);
+  });
+
+  it("resumes a checkpoint whose dropout masks were drawn the old way, saying it will not match bit for bit", async () => {
+    const outputDir = await finished();
+    const file = join(outputDir, "checkpoint-12", "trainer_state.json");
+    const { dropoutMasks: _, ...older } = JSON.parse(await readFile(file, "utf8"));
+    await writeFile(file, JSON.stringify(older));
+    await using trainer = await tinyTrainer();
+    const run = trainer.train(tinyData, { ...options, epochs: 3, outputDir, resumeFrom: "latest" });
+    const events: TrainingRunEvent[] = [];
+    for await (const event of run) events.push(event);
+    expect(await run.done()).toMatchObject({ steps: 18, trainedSteps: 6 });
+    const start = events[0] as Extract<TrainingRunEvent, { type: "run-start" }>;
+    expect(start.plan.warnings).toContain(
+      "checkpoint-12 was written by a tunekit that drew dropout masks another way: the run resumes, but with other masks than an uninterrupted run would have drawn, so it will not match one bit for bit",
+    );
   });
 
   it("nothing left: no step, no new checkpoint, the adapter written; a missing folder fails at once", async () => {

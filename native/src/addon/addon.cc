@@ -1097,6 +1097,39 @@ Napi::Value DynamicMap(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// dropoutMask(key: bigint, first, count, p, kernels): the keep-scales of mask elements [first, first +
+// count) as training draws them (Kernels::dropout_mask), on a kernel path: for tests of the stream.
+Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBigInt()) throw range_error(env, "key must be a bigint");
+  bool lossless = false;
+  const uint64_t key = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw range_error(env, "key must be a bigint in [0, 2^64)");
+  const auto integer = [&](size_t index, const char* name, double most) {
+    const double value = info[index].IsNumber() ? info[index].As<Napi::Number>().DoubleValue() : -1;
+    if (!(value >= 0 && value <= most && value == double(uint64_t(value))))
+      throw range_error(env, std::string(name) + " must be an integer in [0, " + std::to_string(uint64_t(most)) + "]");
+    return uint64_t(value);
+  };
+  const uint64_t first = integer(1, "first", 9007199254740991.0);
+  const size_t count = size_t(integer(2, "count", double(1 << 26)));
+  const double p = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
+  if (!(p >= 0 && p < 1)) throw range_error(env, "p must be in [0, 1)");
+  const std::string path = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  const Kernels* kernels;
+  try {
+    kernels = &select_kernels(path);
+  } catch (const std::exception& error) {
+    throw range_error(env, error.what());
+  }
+  const float dropout = float(p);
+  std::vector<float> ones(count, 1.0f), dropped(count);
+  Napi::Float32Array mask = Napi::Float32Array::New(env, count);
+  kernels->dropout_mask(key, first, count, uint64_t(std::ldexp(double(dropout), 64)), 1.0f / (1.0f - dropout),
+                        ones.data(), mask.Data(), dropped.data());
+  return mask;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function model = Model::Define(env);
   Napi::Function cancel_token = CancelToken::Define(env);
@@ -1113,6 +1146,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeNF4", Napi::Function::New<QuantizeNF4>(env, "quantizeNF4"));
   exports.Set("dequantizeNF4", Napi::Function::New<DequantizeNF4>(env, "dequantizeNF4"));
   exports.Set("nf4DynamicMap", Napi::Function::New<DynamicMap>(env, "nf4DynamicMap"));
+  exports.Set("dropoutMask", Napi::Function::New<DropoutMask>(env, "dropoutMask"));
   return exports;
 }
 

@@ -187,8 +187,33 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
       for (size_t v = 0; v < kTileVectors; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
 }
 
+// Eight elements a step: splitmix64's output for eight counters in the 64-bit lanes (vpmullq), an
+// unsigned compare against the threshold, the keep-scales and the dropped inputs as eight floats.
+void dropout_mask(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x, float* mask,
+                  float* dropped) {
+  const __m512i gamma = _mm512_set1_epi64(static_cast<long long>(kSplitMixGamma));
+  const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitMixGamma));
+  const __m512i c1 = _mm512_set1_epi64(static_cast<long long>(0xbf58476d1ce4e5b9ull));
+  const __m512i c2 = _mm512_set1_epi64(static_cast<long long>(0x94d049bb133111ebull));
+  const __m512i limit = _mm512_set1_epi64(static_cast<long long>(threshold));
+  const __m256 keep = _mm256_set1_ps(kept);
+  __m512i state = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(key + (first + 1) * kSplitMixGamma)),
+                                   _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), gamma));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8, state = _mm512_add_epi64(state, step)) {
+    __m512i z = _mm512_mullo_epi64(_mm512_xor_si512(state, _mm512_srli_epi64(state, 30)), c1);
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
+    z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+    const __m256 scale = _mm256_maskz_mov_ps(_mm512_cmpge_epu64_mask(z, limit), keep);
+    _mm256_storeu_ps(mask + i, scale);
+    _mm256_storeu_ps(dropped + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), scale));
+  }
+  dropout_mask_reference(key, first + i, n - i, threshold, kept, x + i, mask + i, dropped + i);
+}
+
 const Kernels kAvx512 = {"avx512",   dot,       dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
-                         kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile};
+                         kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
+                         dropout_mask};
 
 }  // namespace
 

@@ -48,7 +48,27 @@ struct Kernels {
   // in L1 while a column of tiles runs against it.
   size_t gemm_mr, gemm_nr, gemm_kc;
   void (*gemm_tile)(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols);
+
+  // Dropout, drawn by counter rather than in sequence: elements [first, first + n) of the mask keyed
+  // `key`. Element e is dropped (mask 0) when splitmix64's output for e, mix(key + (e + 1) γ), is below
+  // `threshold` (p · 2⁶⁴), else kept (mask `kept`, 1 / (1 − p)); dropped[i] = x[i] · mask[i]. Integer
+  // arithmetic decides, so every path gives the same bits, and any cut of a mask into ranges (threads)
+  // the same mask.
+  void (*dropout_mask)(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
+                       float* mask, float* dropped);
 };
+
+// splitmix64 (Steele, Lea and Flood 2014; Vigna's constants): its increment and output function.
+constexpr uint64_t kSplitMixGamma = 0x9e3779b97f4a7c15ull;
+inline uint64_t splitmix64_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// The scalar dropout_mask, which the SIMD paths without 64-bit vector multiplies share.
+void dropout_mask_reference(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
+                            float* mask, float* dropped);
 
 const Kernels& scalar_kernels();
 #ifdef TUNEKIT_X86_SIMD

@@ -108,9 +108,18 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
 }
 
 const Kernels kScalar = {"scalar",  dot,       dot4x4,    f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
-                         4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile};
+                         4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile,
+                         dropout_mask_reference};
 
 }  // namespace
+
+void dropout_mask_reference(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
+                            float* mask, float* dropped) {
+  for (size_t i = 0; i < n; i++) {
+    mask[i] = splitmix64_mix(key + (first + i + 1) * kSplitMixGamma) < threshold ? 0.0f : kept;
+    dropped[i] = x[i] * mask[i];
+  }
+}
 
 const Kernels& scalar_kernels() { return kScalar; }
 

@@ -6,6 +6,7 @@
 // Shapes: T rows, H hidden, D head_dim, Hq / Hkv heads, Q = Hq·D, KV = Hkv·D, I intermediate, r a LoRA
 // rank, V the vocabulary.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "model/llama.h"
@@ -53,14 +54,22 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
   const size_t r = size_t(adapter->rank);
   std::vector<float> dropped;
   if (dropout && dropout->p > 0.0f) {
+    // One draw of the generator keys this mask; its elements come from their counters, in parallel.
     std::vector<float>& mask = a.lora_mask[p];
-    mask.resize(size_t(T) * in);
-    dropped.resize(size_t(T) * in);
+    const size_t count = size_t(T) * in;
+    mask.resize(count);
+    dropped.resize(count);
+    const uint64_t key = dropout->random->next();
+    const uint64_t threshold = uint64_t(std::ldexp(double(dropout->p), 64));  // p < 1: below 2⁶⁴
     const float kept = 1.0f / (1.0f - dropout->p);
-    for (size_t i = 0; i < mask.size(); i++) {
-      mask[i] = dropout->random->uniform() < double(dropout->p) ? 0.0f : kept;
-      dropped[i] = x[i] * mask[i];
-    }
+    constexpr size_t kChunk = size_t(1) << 14;
+    const Kernels& k = *kernels_;
+    pool_->parallel_for((count + kChunk - 1) / kChunk, [&](size_t begin, size_t end, size_t) {
+      for (size_t chunk = begin; chunk < end; chunk++) {
+        const size_t first = chunk * kChunk, n = std::min(kChunk, count - first);
+        k.dropout_mask(key, first, n, threshold, kept, x + first, mask.data() + first, dropped.data() + first);
+      }
+    });
     x = dropped.data();
   }
   float* t = nullptr;
