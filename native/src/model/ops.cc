@@ -115,11 +115,20 @@ void attention_backward(ThreadPool& pool, const Kernels& k, const float* q, cons
   const float scale = 1.0f / std::sqrt(float(D));
   int longest = 0;
   for (int t = 0; t < T; t++) longest = std::max(longest, t - first[t] + 1);
-  pool.parallel_for(size_t(Hkv), [&](size_t begin, size_t end, size_t) {
+  // The packed sequences' row ranges: rows attend only within their own, so each (key-value head,
+  // sequence) pair is a task of its own, and each dk and dv row still adds its terms in one order.
+  std::vector<std::pair<int, int>> sequences;
+  for (int t = 0; t < T; t++)
+    if (t == 0 || first[t] != first[t - 1]) sequences.emplace_back(t, t + 1);
+    else sequences.back().second = t + 1;
+  const size_t count = sequences.size();
+  pool.parallel_for(size_t(Hkv) * count, [&](size_t begin, size_t end, size_t) {
     std::vector<float> probabilities(static_cast<size_t>(longest)), dp(probabilities.size());
-    for (size_t kv = begin; kv < end; kv++)
+    for (size_t task = begin; task < end; task++) {
+      const size_t kv = task / count;
+      const auto [from, to] = sequences[task % count];
       for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
-        for (int t = 0; t < T; t++) {
+        for (int t = from; t < to; t++) {
           const int start = first[t];
           const float* query = q + size_t(t) * Q + size_t(h) * D;
           const float* d_output = d_out + size_t(t) * Q + size_t(h) * D;
@@ -141,6 +150,7 @@ void attention_backward(ThreadPool& pool, const Kernels& k, const float* q, cons
             k.axpy(probability, d_output, dv + size_t(p) * KV + kv * D, D);
           }
         }
+    }
   });
 }
 
