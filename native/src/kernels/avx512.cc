@@ -10,6 +10,9 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "kernels/kernels.h"
 
 namespace tunekit {
@@ -211,9 +214,209 @@ void dropout_mask(uint64_t key, uint64_t first, size_t n, uint64_t threshold, fl
   dropout_mask_reference(key, first + i, n - i, threshold, kept, x + i, mask + i, dropped + i);
 }
 
+// ---- Attention, one query row at a time ----------------------------------------------------------
+
+// The sixteen horizontal sums of v[0..15], lane j = _mm512_reduce_add_ps(v[j]) to the bit: the same
+// pairs (lanes i and i + 8, then i and i + 4, i and i + 2, 0 and 1), four vectors' worth per shuffle.
+inline __m512 reduce_add16(const __m512* v) {
+  __m512 w[8], x[4], y[2];
+  for (int m = 0; m < 8; m++)  // [v2m lanes i + i+8 | v2m+1 lanes i + i+8]
+    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xee));
+  for (int m = 0; m < 4; m++)  // 128-bit block b: vector 4m + b's lanes i + i+4
+    x[m] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
+                         _mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xdd));
+  for (int m = 0; m < 2; m++)  // block b: [lanes 0+2, 1+3] of vectors 8m + b and 8m + 4 + b
+    y[m] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * m], x[2 * m + 1], 0x44), _mm512_shuffle_ps(x[2 * m], x[2 * m + 1], 0xee));
+  // Block b: the sums of vectors b, 4 + b, 8 + b, 12 + b; then lane j takes vector j's.
+  const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xdd));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+}
+
+inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
+
+// q · rows[r] for the n ≤ 16 rows `stride` floats apart: per row, its NV vectors multiplied and added
+// in order, then reduce_add16; rows past n give 0 (and are not read).
+template <int NV>
+inline __m512 dots16(const __m512* q, const float* rows, size_t stride, int n) {
+  __m512 acc[16];
+  for (int r = 0; r < 16; r++) {
+    if (r < n) {
+      const float* row = rows + size_t(r) * stride;
+      __m512 sum = _mm512_mul_ps(q[0], _mm512_loadu_ps(row));
+      for (int c = 1; c < NV; c++) sum = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(row + 16 * c), sum);
+      acc[r] = sum;
+    } else {
+      acc[r] = _mm512_setzero_ps();
+    }
+  }
+  return reduce_add16(acc);
+}
+
+// e^x for sixteen floats (Cephes' expf: a degree-6 polynomial on x − n ln 2, then 2^n by scalef;
+// within 2 ulp of e^x over the range softmax uses, 0 below about −104).
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+bool attention_head_dim(int D) { return D >= 16 && D <= 256 && D % 16 == 0; }
+
+// Scores, softmax (16 lanes of partial sums, then reduced), and out = Σ weight_p v_p in the order of
+// p with out in registers.
+template <int NV>
+float attention_row_d(const float* q, const float* keys, const float* values, size_t stride, int count, float scale,
+                      float* out, float* scores) {
+  __m512 query[NV];
+  for (int c = 0; c < NV; c++) query[c] = _mm512_loadu_ps(q + 16 * c);
+  const __m512 scales = _mm512_set1_ps(scale);
+  __m512 maximum = _mm512_set1_ps(-INFINITY);
+  for (int p = 0; p < count; p += 16) {
+    const __mmask16 mask = first_lanes(count - p);
+    const __m512 s = _mm512_mul_ps(dots16<NV>(query, keys + size_t(p) * stride, stride, count - p), scales);
+    _mm512_mask_storeu_ps(scores + p, mask, s);
+    maximum = _mm512_mask_max_ps(maximum, mask, maximum, s);
+  }
+  const float top = _mm512_reduce_max_ps(maximum);
+  const __m512 tops = _mm512_set1_ps(top);
+  __m512 sums = _mm512_setzero_ps();
+  for (int p = 0; p < count; p += 16) {
+    const __mmask16 mask = first_lanes(count - p);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores + p), tops));
+    _mm512_mask_storeu_ps(scores + p, mask, e);
+    sums = _mm512_mask_add_ps(sums, mask, sums, e);
+  }
+  const float sum = _mm512_reduce_add_ps(sums);
+  __m512 acc[NV];
+  for (int c = 0; c < NV; c++) acc[c] = _mm512_setzero_ps();
+  for (int p = 0; p < count; p++) {
+    const __m512 weight = _mm512_set1_ps(scores[p] / sum);
+    const float* value = values + size_t(p) * stride;
+    for (int c = 0; c < NV; c++) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(value + 16 * c), acc[c]);
+  }
+  for (int c = 0; c < NV; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
+  return top + std::log(sum);
+}
+
+template <int NV>
+void attention_row_backward_d(const float* q, const float* d_out, const float* keys, const float* values,
+                              size_t stride, int count, float scale, float lse, float* dq, float* dk, float* dv,
+                              float* scratch) {
+  float* probabilities = scratch;
+  float* dp = scratch + count;
+  __m512 query[NV], d_output[NV];
+  for (int c = 0; c < NV; c++) {
+    query[c] = _mm512_loadu_ps(q + 16 * c);
+    d_output[c] = _mm512_loadu_ps(d_out + 16 * c);
+  }
+  const __m512 scales = _mm512_set1_ps(scale), lses = _mm512_set1_ps(lse);
+  __m512 weighted = _mm512_setzero_ps();
+  for (int p = 0; p < count; p += 16) {
+    const int n = count - p;
+    const __mmask16 mask = first_lanes(n);
+    const __m512 s = _mm512_mul_ps(dots16<NV>(query, keys + size_t(p) * stride, stride, n), scales);
+    const __m512 probability = exp16(_mm512_sub_ps(s, lses));
+    const __m512 d_probability = dots16<NV>(d_output, values + size_t(p) * stride, stride, n);
+    _mm512_mask_storeu_ps(probabilities + p, mask, probability);
+    _mm512_mask_storeu_ps(dp + p, mask, d_probability);
+    weighted = _mm512_mask3_fmadd_ps(probability, d_probability, weighted, mask);
+  }
+  const float w = _mm512_reduce_add_ps(weighted);
+  __m512 d_query[NV];
+  for (int c = 0; c < NV; c++) d_query[c] = _mm512_loadu_ps(dq + 16 * c);
+  for (int p = 0; p < count; p++) {
+    const float probability = probabilities[p];
+    const __m512 ds = _mm512_set1_ps(probability * (dp[p] - w) * scale);
+    const __m512 pv = _mm512_set1_ps(probability);
+    const float* key = keys + size_t(p) * stride;
+    float* d_key = dk + size_t(p) * stride;
+    float* d_value = dv + size_t(p) * stride;
+    for (int c = 0; c < NV; c++) {
+      d_query[c] = _mm512_fmadd_ps(ds, _mm512_loadu_ps(key + 16 * c), d_query[c]);
+      _mm512_storeu_ps(d_key + 16 * c, _mm512_fmadd_ps(ds, query[c], _mm512_loadu_ps(d_key + 16 * c)));
+      _mm512_storeu_ps(d_value + 16 * c, _mm512_fmadd_ps(pv, d_output[c], _mm512_loadu_ps(d_value + 16 * c)));
+    }
+  }
+  for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + 16 * c, d_query[c]);
+}
+
+template <int... NV>
+struct HeadSizes {};
+
+template <int First, int... Rest>
+float attention_row_dispatch(HeadSizes<First, Rest...>, int nv, const float* q, const float* keys,
+                             const float* values, size_t stride, int count, float scale, float* out, float* scratch) {
+  if (nv == First) return attention_row_d<First>(q, keys, values, stride, count, scale, out, scratch);
+  if constexpr (sizeof...(Rest) > 0)
+    return attention_row_dispatch(HeadSizes<Rest...>{}, nv, q, keys, values, stride, count, scale, out, scratch);
+  return 0.0f;
+}
+
+template <int First, int... Rest>
+void attention_row_backward_dispatch(HeadSizes<First, Rest...>, int nv, const float* q, const float* d_out,
+                                     const float* keys, const float* values, size_t stride, int count, float scale,
+                                     float lse, float* dq, float* dk, float* dv, float* scratch) {
+  if (nv == First)
+    return attention_row_backward_d<First>(q, d_out, keys, values, stride, count, scale, lse, dq, dk, dv, scratch);
+  if constexpr (sizeof...(Rest) > 0)
+    attention_row_backward_dispatch(HeadSizes<Rest...>{}, nv, q, d_out, keys, values, stride, count, scale, lse, dq,
+                                    dk, dv, scratch);
+}
+
+using AllHeadSizes = HeadSizes<4, 8, 2, 6, 1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 15, 16>;
+
+float attention_row(const float* q, const float* keys, const float* values, size_t stride, int count, int D,
+                    float scale, float* out, float* scratch) {
+  return attention_row_dispatch(AllHeadSizes{}, D / 16, q, keys, values, stride, count, scale, out, scratch);
+}
+
+void attention_row_backward(const float* q, const float* d_out, const float* keys, const float* values, size_t stride,
+                            int count, int D, float scale, float lse, float* dq, float* dk, float* dv, float* scratch) {
+  attention_row_backward_dispatch(AllHeadSizes{}, D / 16, q, d_out, keys, values, stride, count, scale, lse, dq, dk,
+                                  dv, scratch);
+}
+
+// ---- SwiGLU --------------------------------------------------------------------------------------
+
+void swiglu(const float* gate, const float* up, size_t n, float* act) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = first_lanes(int(std::min<size_t>(16, n - i)));
+    const __m512 g = _mm512_maskz_loadu_ps(mask, gate + i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    _mm512_mask_storeu_ps(act + i, mask,
+                          _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(mask, up + i)));
+  }
+}
+
+void swiglu_backward(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate, float* d_up) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = first_lanes(int(std::min<size_t>(16, n - i)));
+    const __m512 g = _mm512_maskz_loadu_ps(mask, gate + i), d = _mm512_maskz_loadu_ps(mask, d_act + i);
+    const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    _mm512_mask_storeu_ps(d_up + i, mask, _mm512_mul_ps(_mm512_mul_ps(d, g), sg));
+    const __m512 rest = _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, sg)));
+    _mm512_mask_storeu_ps(d_gate + i, mask,
+                          _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(mask, up + i)), sg), rest));
+  }
+}
+
 const Kernels kAvx512 = {"avx512",   dot,       dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                          kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
-                         dropout_mask};
+                         dropout_mask, attention_head_dim, attention_row, attention_row_backward,
+                         swiglu,       swiglu_backward};
 
 }  // namespace
 

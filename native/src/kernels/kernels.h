@@ -56,6 +56,28 @@ struct Kernels {
   // the same mask.
   void (*dropout_mask)(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
                        float* mask, float* dropped);
+
+  // Attention of one query row on one head, for head sizes D with attention_head_dim(D) true (the
+  // generic loops of ops.cc serve the others, and the paths where these are null). The `count` keys
+  // and values it attends to are D floats each, `stride` floats apart.
+  //
+  // Forward: s_p = (q · k_p) · scale, out = Σ_p (e^(s_p − max) / Σ e) v_p; returns the log-sum-exp.
+  // `scratch`: room for count floats. Each score is summed in one order whatever the count (so one row
+  // alone and the same row in a batch give the same bits), the softmax and out in the order of p.
+  bool (*attention_head_dim)(int D);
+  float (*attention_row)(const float* q, const float* keys, const float* values, size_t stride, int count, int D,
+                         float scale, float* out, float* scratch);
+  // Backward of that row, given its log-sum-exp: P_p = e^(s_p − lse), dP_p = d_out · v_p, w = Σ P dP,
+  // dS_p = P_p (dP_p − w) · scale; dq += Σ_p dS_p k_p, and for each p in order dk_p += dS_p q,
+  // dv_p += P_p d_out (dk and dv rows `stride` apart, as the keys). `scratch`: room for 2 · count floats.
+  void (*attention_row_backward)(const float* q, const float* d_out, const float* keys, const float* values,
+                                 size_t stride, int count, int D, float scale, float lse, float* dq, float* dk,
+                                 float* dv, float* scratch);
+  // SwiGLU's activation, as ops::swiglu and ops::swiglu_backward define it, n values (null: their
+  // scalar loops). The exponential may differ from std::exp in the last bits.
+  void (*swiglu)(const float* gate, const float* up, size_t n, float* act);
+  void (*swiglu_backward)(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate,
+                          float* d_up);
 };
 
 // splitmix64 (Steele, Lea and Flood 2014; Vigna's constants): its increment and output function.

@@ -185,7 +185,7 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
     a.act.resize(a.gate.size());
     act = a.act.data();
   }
-  ops::swiglu(a.gate.data(), a.up.data(), a.gate.size(), act);
+  ops::swiglu(*pool_, k, a.gate.data(), a.up.data(), a.gate.size(), act);
   project(l, kDown, act, T, nullptr, lora, dropout, projected.data(), a, keep);
   for (size_t i = 0; i < hidden; i++) x[i] += projected[i];
 }
@@ -204,7 +204,7 @@ void LlamaModel::block_backward(int l, const BlockRows& rows, const ops::RopeTab
   std::vector<float> d_act(size_t(T) * I, 0.0f), d_gate(size_t(T) * I), d_up(size_t(T) * I);
   std::vector<float> dn(size_t(T) * H, 0.0f);
   project_backward(l, kDown, a.act.data(), dx, T, lora, dropped, a, d_act.data(), grads[kDown]);
-  ops::swiglu_backward(d_act.data(), a.gate.data(), a.up.data(), d_act.size(), d_gate.data(), d_up.data());
+  ops::swiglu_backward(*pool_, k, d_act.data(), a.gate.data(), a.up.data(), d_act.size(), d_gate.data(), d_up.data());
   project_backward(l, kGate, a.n2.data(), d_gate.data(), T, lora, dropped, a, dn.data(), grads[kGate]);
   project_backward(l, kUp, a.n2.data(), d_up.data(), T, lora, dropped, a, dn.data(), grads[kUp]);
   ops::rms_norm_backward(k, dn.data(), a.x_mid.data(), T, H, vector_of(layer.post_attention_norm, scratch, k),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace tunekit::ops {
@@ -62,16 +63,48 @@ void rope(const RopeTable& table, float* vectors, int heads, int D, int t, float
 
 // ---- SwiGLU -------------------------------------------------------------------------------------
 
-void swiglu(const float* gate, const float* up, size_t n, float* act) {
+namespace {
+
+void swiglu_loop(const float* gate, const float* up, size_t n, float* act) {
   for (size_t i = 0; i < n; i++) act[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void swiglu_backward(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate, float* d_up) {
+void swiglu_backward_loop(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate,
+                          float* d_up) {
   for (size_t i = 0; i < n; i++) {
     const float g = gate[i], sg = 1.0f / (1.0f + std::exp(-g));
     d_up[i] = d_act[i] * g * sg;
     d_gate[i] = d_act[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
   }
+}
+
+// Elementwise work in chunks of kChunk values over the pool (each value its own: any cut gives the same bits).
+constexpr size_t kChunk = size_t(1) << 14;
+
+void chunked(ThreadPool& pool, size_t n, const std::function<void(size_t, size_t)>& body) {
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) {
+    body(0, n);
+    return;
+  }
+  pool.parallel_for(chunks, [&](size_t begin, size_t end, size_t) {
+    for (size_t chunk = begin; chunk < end; chunk++) body(chunk * kChunk, std::min(kChunk, n - chunk * kChunk));
+  });
+}
+
+}  // namespace
+
+void swiglu(ThreadPool& pool, const Kernels& k, const float* gate, const float* up, size_t n, float* act) {
+  const auto loop = k.swiglu ? k.swiglu : swiglu_loop;
+  chunked(pool, n, [&](size_t first, size_t count) { loop(gate + first, up + first, count, act + first); });
+}
+
+void swiglu_backward(ThreadPool& pool, const Kernels& k, const float* d_act, const float* gate, const float* up,
+                     size_t n, float* d_gate, float* d_up) {
+  const auto loop = k.swiglu_backward ? k.swiglu_backward : swiglu_backward_loop;
+  chunked(pool, n, [&](size_t first, size_t count) {
+    loop(d_act + first, gate + first, up + first, count, d_gate + first, d_up + first);
+  });
 }
 
 // ---- Attention ----------------------------------------------------------------------------------
@@ -82,12 +115,21 @@ void attention(ThreadPool& pool, const Kernels& k, const float* q, int T, int Hq
   const float scale = 1.0f / std::sqrt(float(D));
   int longest = 0;
   for (const AttentionSpan& span : spans) longest = std::max(longest, span.count);
+  const bool row_kernel = k.attention_row && k.attention_head_dim(D);
   // One (row, head) pair per task.
   pool.parallel_for(size_t(T) * Hq, [&](size_t begin, size_t end, size_t) {
     std::vector<float> scores(static_cast<size_t>(longest));
     for (size_t task = begin; task < end; task++) {
       const int t = int(task / Hq), h = int(task % Hq), kv_head = h / group;
       const AttentionSpan& span = spans[t];
+      if (row_kernel) {
+        const size_t offset = size_t(kv_head) * D;
+        const float row_lse = k.attention_row(q + size_t(t) * Q + size_t(h) * D, span.keys + offset,
+                                              span.values + offset, KV, span.count, D, scale,
+                                              out + size_t(t) * Q + size_t(h) * D, scores.data());
+        if (lse) lse[task] = row_lse;
+        continue;
+      }
       const float* query = q + size_t(t) * Q + size_t(h) * D;
       float maximum = -std::numeric_limits<float>::infinity();
       for (int p = 0; p < span.count; p++) {
@@ -122,11 +164,24 @@ void attention_backward(ThreadPool& pool, const Kernels& k, const float* q, cons
     if (t == 0 || first[t] != first[t - 1]) sequences.emplace_back(t, t + 1);
     else sequences.back().second = t + 1;
   const size_t count = sequences.size();
+  const bool row_kernel = k.attention_row_backward && k.attention_head_dim(D);
   pool.parallel_for(size_t(Hkv) * count, [&](size_t begin, size_t end, size_t) {
     std::vector<float> probabilities(static_cast<size_t>(longest)), dp(probabilities.size());
     for (size_t task = begin; task < end; task++) {
       const size_t kv = task / count;
       const auto [from, to] = sequences[task % count];
+      if (row_kernel) {
+        probabilities.resize(2 * size_t(longest));
+        for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
+          for (int t = from; t < to; t++) {
+            const size_t start = size_t(first[t]) * KV + kv * D;
+            k.attention_row_backward(q + size_t(t) * Q + size_t(h) * D, d_out + size_t(t) * Q + size_t(h) * D,
+                                     keys + start, values + start, KV, t - first[t] + 1, D, scale,
+                                     lse[size_t(t) * Hq + h], dq + size_t(t) * Q + size_t(h) * D, dk + start,
+                                     dv + start, probabilities.data());
+          }
+        continue;
+      }
       for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
         for (int t = from; t < to; t++) {
           const int start = first[t];

@@ -38,9 +38,11 @@ void rope(const RopeTable& table, float* vectors, int heads, int D, int t, float
 // ---- SwiGLU (LlamaMLP's act_fn(gate) * up) -------------------------------------------------------
 
 // act = silu(gate) · up = gate / (1 + e^−gate) · up, n values; `act` may be `gate` itself.
-void swiglu(const float* gate, const float* up, size_t n, float* act);
+// Runs on the pool in chunks, through the kernel table's loop where it has one.
+void swiglu(ThreadPool& pool, const Kernels& k, const float* gate, const float* up, size_t n, float* act);
 // With σ = sigmoid(gate): d_up = d_act · gate · σ, d_gate = d_act · up · σ · (1 + gate · (1 − σ)).
-void swiglu_backward(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate, float* d_up);
+void swiglu_backward(ThreadPool& pool, const Kernels& k, const float* d_act, const float* gate, const float* up,
+                     size_t n, float* d_gate, float* d_up);
 
 // ---- Causal attention with grouped-query heads --------------------------------------------------
 
