@@ -79,27 +79,37 @@ describe("attention kernels (head sizes of multiples of 16)", () => {
       }
     });
 
-    it(`give a row alone the bits it gets among others, on 1 and 3 threads: ${name}`, async () => {
-      await using model = await load(config);
-      await using three = await load(config, { threads: 3 });
-      const vocab = config.vocab_size;
-      const whole = await model.logits(inputIds.slice(0, 44));
-      expect(Array.from(await three.logits(inputIds.slice(0, 44)))).toEqual(Array.from(whole));
-      // From 8 rows on (fewer take the linear layers' few-row path, which sums in another order).
-      for (const length of [8, 15, 16, 17, 33, 44]) {
-        const prefix = await model.logits(inputIds.slice(0, length));
-        expect(Array.from(prefix.subarray((length - 1) * vocab)), `row ${length - 1}`).toEqual(
-          Array.from(whole.subarray((length - 1) * vocab, length * vocab)),
-        );
-      }
-      // Greedy decoding (one row at a time through the cache) continues as the whole batch predicts.
-      const reply = await model.generate(
-        { inputIds: inputIds.slice(0, 40) },
-        { maxTokens: 4, temperature: 0, stopTokens: [] },
-      );
-      const next = Array.from(whole.subarray(39 * vocab, 40 * vocab));
-      expect(reply.tokenIds[0]).toBe(next.indexOf(Math.max(...next)));
-    });
+    for (const kernels of availableKernels())
+      for (const weights of ["f32", "bf16", "nf4", "nf4 double-quantized"] as const)
+        it(`give a row alone the bits it gets among others, on 1 and 3 threads: ${name}, ${kernels}, ${weights} weights`, async () => {
+          const stored = { ...config, torch_dtype: weights === "f32" ? "float32" : "bfloat16" } as TinyConfig;
+          const options = {
+            kernels,
+            quantization: weights.startsWith("nf4") ? "nf4" : "none",
+            doubleQuant: weights === "nf4 double-quantized",
+          } as const;
+          await using model = await load(stored, options);
+          await using three = await load(stored, { ...options, threads: 3 });
+          const vocab = config.vocab_size;
+          const whole = await model.logits(inputIds.slice(0, 44));
+          expect(Array.from(await three.logits(inputIds.slice(0, 44)))).toEqual(Array.from(whole));
+          for (const length of [1, 2, 7, 8, 15, 16, 17, 33, 44]) {
+            const prefix = await model.logits(inputIds.slice(0, length));
+            expect(Array.from(prefix.subarray((length - 1) * vocab)), `row ${length - 1}`).toEqual(
+              Array.from(whole.subarray((length - 1) * vocab, length * vocab)),
+            );
+          }
+          // Decoding (one row at a time through the cache) gives each step the logits of the whole batch.
+          const reply = await model.generate(
+            { inputIds: inputIds.slice(0, 40) },
+            { maxTokens: 4, temperature: 0, stopTokens: [], returnLogits: true },
+          );
+          const decoded = [...inputIds.slice(0, 40), ...reply.tokenIds.slice(0, 3)];
+          const recomputed = await model.logits(decoded);
+          expect(Array.from(reply.logits as Float32Array)).toEqual(
+            Array.from(recomputed.subarray(39 * vocab)),
+          );
+        });
 
     it(`gradients match central finite differences of the loss: ${name}`, async () => {
       await using model = await load(config);

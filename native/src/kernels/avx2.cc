@@ -7,6 +7,8 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "kernels/kernels.h"
 
 namespace tunekit {
@@ -156,6 +158,27 @@ void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, 
     }
 }
 
+// One row of x against count rows of w, summed as dot_tile sums: one accumulator per output over
+// steps of 8, horizontal_sum, then the tail in order.
+void row_dots(const float* x, const float* const* w, size_t n, size_t count, float* out) {
+  for (size_t j0 = 0; j0 < count; j0 += 4) {
+    const size_t cols = std::min<size_t>(4, count - j0);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const float* ws[4];
+    for (size_t j = 0; j < 4; j++) ws[j] = w[j0 + (j < cols ? j : 0)];
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+      const __m256 a = _mm256_loadu_ps(x + k);
+      for (size_t j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(ws[j] + k), acc[j]);
+    }
+    for (size_t j = 0; j < cols; j++) {
+      float sum = horizontal_sum(acc[j]);
+      for (size_t t = k; t < n; t++) sum += x[t] * ws[j][t];
+      out[j0 + j] = sum;
+    }
+  }
+}
+
 // A 6 × 16 accumulated tile: 12 accumulators, two b vectors and a broadcast of a in the 16 registers.
 constexpr size_t kTileRows = 6, kTileCols = 16;
 
@@ -187,7 +210,7 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
 
 const Kernels kAvx2 = {"avx2",     dot,      dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                        kDotRows,   kDotCols, dot_tile, kTileRows,  kTileCols,   384,  gemm_tile,
-                       dropout_mask_reference, nullptr, nullptr, nullptr, nullptr, nullptr};
+                       dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 

@@ -387,6 +387,75 @@ void attention_row_backward(const float* q, const float* d_out, const float* key
                                   dv, scratch);
 }
 
+// ---- A few rows: one row of x against up to 16 weight rows ---------------------------------------
+
+// Per output one accumulator, x · w in steps of 16 in order (masked tail), then _mm512_reduce_add_ps:
+// the sums dot_tile and dot4x4 make. `load(j, k, mask)`: sixteen values of row j from column k, as
+// fp32. Four rows at a time: more streams at once outrun the hardware prefetchers. Where the rows lie
+// one after another from `base` (`row_bytes` each), the next four are prefetched a slice per step, so
+// that they have arrived when these end (twice the bandwidth of leaving it to the hardware here).
+template <typename Load>
+inline void row_dots_any(const float* x, size_t n, size_t count, float* out, const Load& load,
+                         const uint8_t* base = nullptr, size_t row_bytes = 0) {
+  const size_t steps = (n + 15) / 16;
+  const size_t lines = (4 * row_bytes + 63) / 64, per_step = (lines + steps - 1) / steps;
+  for (size_t j0 = 0; j0 < count; j0 += 4) {
+    const size_t rows = std::min<size_t>(4, count - j0);
+    const size_t r1 = j0 + (rows > 1 ? 1 : 0), r2 = j0 + (rows > 2 ? 2 : 0), r3 = j0 + (rows > 3 ? 3 : 0);
+    const char* next = base ? reinterpret_cast<const char*>(base + (j0 + 4) * row_bytes) : nullptr;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    size_t line = 0;
+    for (size_t k = 0; k < n; k += 16) {
+      if (next)
+        for (const size_t end = std::min(lines, line + per_step); line < end; line++)
+          _mm_prefetch(next + line * 64, _MM_HINT_T0);
+      const __mmask16 mask = first_lanes(int(std::min<size_t>(16, n - k)));
+      const __m512 a = _mm512_maskz_loadu_ps(mask, x + k);
+      acc0 = _mm512_fmadd_ps(a, load(j0, k, mask), acc0);
+      acc1 = _mm512_fmadd_ps(a, load(r1, k, mask), acc1);
+      acc2 = _mm512_fmadd_ps(a, load(r2, k, mask), acc2);
+      acc3 = _mm512_fmadd_ps(a, load(r3, k, mask), acc3);
+    }
+    out[j0] = _mm512_reduce_add_ps(acc0);
+    if (rows > 1) out[j0 + 1] = _mm512_reduce_add_ps(acc1);
+    if (rows > 2) out[j0 + 2] = _mm512_reduce_add_ps(acc2);
+    if (rows > 3) out[j0 + 3] = _mm512_reduce_add_ps(acc3);
+  }
+}
+
+void row_dots(const float* x, const float* const* w, size_t n, size_t count, float* out) {
+  row_dots_any(x, n, count, out, [w](size_t j, size_t k, __mmask16 mask) { return _mm512_maskz_loadu_ps(mask, w[j] + k); });
+}
+
+void row_dots_bf16(const float* x, const uint16_t* w, size_t stride, size_t n, size_t count, float* out) {
+  row_dots_any(
+      x, n, count, out,
+      [w, stride](size_t j, size_t k, __mmask16 mask) {
+        const __m256i half = _mm256_maskz_loadu_epi16(mask, w + j * stride + k);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+      },
+      stride == n ? reinterpret_cast<const uint8_t*>(w) : nullptr, 2 * n);
+}
+
+// Sixteen NF4 values from eight bytes: codes in element order (high nibble first), looked up in the
+// 16-entry table and scaled, as nf4_to_f32 decodes them.
+void row_dots_nf4(const float* x, const uint8_t* packed, size_t stride_bytes, const float* scales, size_t block,
+                  const float* code, size_t n, size_t count, float* out) {
+  const __m512 table = _mm512_loadu_ps(code);
+  const size_t blocks = n / block;
+  row_dots_any(
+      x, n, count, out,
+      [&](size_t j, size_t k, __mmask16) {
+        const __m128i bytes =
+            _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + j * stride_bytes + k / 2)));
+        const __m128i codes =
+            _mm_or_si128(_mm_srli_epi16(bytes, 4), _mm_slli_epi16(_mm_and_si128(bytes, _mm_set1_epi16(0x0f)), 8));
+        const __m512 values = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(codes), table);
+        return _mm512_mul_ps(values, _mm512_set1_ps(scales[j * blocks + k / block]));
+      },
+      stride_bytes * 2 == n ? packed : nullptr, stride_bytes);
+}
+
 // ---- SwiGLU --------------------------------------------------------------------------------------
 
 void swiglu(const float* gate, const float* up, size_t n, float* act) {
@@ -416,7 +485,7 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
 const Kernels kAvx512 = {"avx512",   dot,       dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                          kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
                          dropout_mask, attention_head_dim, attention_row, attention_row_backward,
-                         swiglu,       swiglu_backward};
+                         row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward};
 
 }  // namespace
 

@@ -73,6 +73,17 @@ struct Kernels {
   void (*attention_row_backward)(const float* q, const float* d_out, const float* keys, const float* values,
                                  size_t stride, int count, int D, float scale, float lse, float* dq, float* dk,
                                  float* dv, float* scratch);
+  // A few rows (decoding): one row of x (n floats) against `count` ≤ 16 rows of a weight, out[j] = the
+  // sum dot_tile gives x · w_j, in its order, so that a row gets the same bits alone as among many.
+  // F32 rows by pointer (every path); BF16 rows `stride` values apart and NF4 rows (null where a path
+  // has none: the rows are decoded to fp32 first). NF4: rows of n codes, two per byte, high nibble
+  // first, `stride_bytes` apart, in blocks of `block` values (a multiple of 16 dividing n) scaled by
+  // scales[j * (n / block) + b]; `code` the 16 code values.
+  void (*row_dots)(const float* x, const float* const* w, size_t n, size_t count, float* out);
+  void (*row_dots_bf16)(const float* x, const uint16_t* w, size_t stride, size_t n, size_t count, float* out);
+  void (*row_dots_nf4)(const float* x, const uint8_t* packed, size_t stride_bytes, const float* scales, size_t block,
+                       const float* code, size_t n, size_t count, float* out);
+
   // SwiGLU's activation, as ops::swiglu and ops::swiglu_backward define it, n values (null: their
   // scalar loops). The exponential may differ from std::exp in the last bits.
   void (*swiglu)(const float* gate, const float* up, size_t n, float* act);

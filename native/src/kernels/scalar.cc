@@ -86,6 +86,10 @@ void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, 
     for (size_t j = 0; j < cols; j++) out[i * out_stride + j] = dot(x + i * x_stride, w[j], n);
 }
 
+void row_dots(const float* x, const float* const* w, size_t n, size_t count, float* out) {
+  for (size_t j = 0; j < count; j++) out[j] = dot(x, w[j], n);
+}
+
 // A 4 × 8 accumulated tile in plain loops: products are added four steps of k at a time, as axpy4
 // adds four rows (then one at a time for the last kc % 4, as axpy).
 constexpr size_t kTileRows = 4, kTileCols = 8;
@@ -109,7 +113,7 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
 
 const Kernels kScalar = {"scalar",  dot,       dot4x4,    f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
                          4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile,
-                         dropout_mask_reference, nullptr, nullptr, nullptr, nullptr, nullptr};
+                         dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 

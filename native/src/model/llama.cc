@@ -191,30 +191,48 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
     }
     return;
   }
-  // A few rows (decoding): each weight row is read once and meets every row of x while it is in L1,
-  // which beats packing when there is little to reuse it for.
-  // Groups of four output features per task: each group's rows are decoded to fp32 once, then meet
-  // four rows of x at a time in a 4 × 4 tile of dot products.
-  pool_->parallel_for((N + 3) / 4, [&](size_t begin, size_t end, size_t) {
-    std::vector<float> scratch(4 * K), bias_scratch(bias ? N : 0);
+  // A few rows (decoding): each task takes 16 output features, whose weight rows are read in their
+  // stored type (BF16 and NF4 in place where the kernels can, else decoded to fp32 once) and meet
+  // every row of x while they are in L1. row_dots sums as the blocked product's tiles do, so a row
+  // gets the same bits here as among many.
+  constexpr size_t kGroup = 16;
+  const NF4Tensor* nf4 = weight.nf4();
+  const bool bf16_in_place = weight.dtype() == DType::BF16 && k.row_dots_bf16;
+  const bool nf4_in_place = weight.dtype() == DType::NF4 && k.row_dots_nf4 && nf4->block_size % 16 == 0 &&
+                            K % nf4->block_size == 0;
+  pool_->parallel_for((N + kGroup - 1) / kGroup, [&](size_t begin, size_t end, size_t) {
+    std::vector<float> scratch(bf16_in_place || nf4_in_place ? 0 : kGroup * K), bias_scratch(bias ? N : 0);
+    std::vector<float> scales(nf4_in_place && nf4->double_quant ? kGroup * (K / nf4->block_size) : 0);
     const float* b = bias ? bias->row(0, bias_scratch.data(), k) : nullptr;
-    const float* w[4];
-    float tile[16];
+    const float* w[kGroup];
+    float out[kGroup];
     for (size_t group = begin; group < end; group++) {
-      const size_t n0 = group * 4, count = std::min<size_t>(4, N - n0);
-      for (size_t j = 0; j < 4; j++) w[j] = j < count ? weight.row(n0 + j, scratch.data() + j * K, k) : w[0];
-      int row = 0;
-      for (; row + 4 <= m; row += 4) {
-        k.dot4x4(x + size_t(row) * K, K, w, K, tile);
-        for (int i = 0; i < 4; i++)
+      const size_t n0 = group * kGroup, count = std::min(kGroup, N - n0);
+      const float* group_scales = nullptr;
+      if (nf4_in_place) {
+        const size_t blocks = K / nf4->block_size;
+        if (!nf4->double_quant) {  // the rows' absmax values lie in order
+          group_scales = nf4->absmax.data() + n0 * blocks;
+        } else {
           for (size_t j = 0; j < count; j++)
-            y[size_t(row + i) * N + n0 + j] = b ? tile[i * 4 + j] + b[n0 + j] : tile[i * 4 + j];
-      }
-      for (; row < m; row++)
-        for (size_t j = 0; j < count; j++) {
-          const float value = k.dot(x + size_t(row) * K, w[j], K);
-          y[size_t(row) * N + n0 + j] = b ? value + b[n0 + j] : value;
+            for (size_t block = 0; block < blocks; block++)
+              scales[j * blocks + block] = nf4->block_absmax((n0 + j) * blocks + block);
+          group_scales = scales.data();
         }
+      } else if (!bf16_in_place) {
+        for (size_t j = 0; j < count; j++) w[j] = weight.row(n0 + j, scratch.data() + j * K, k);
+      }
+      for (int row = 0; row < m; row++) {
+        const float* xs = x + size_t(row) * K;
+        if (bf16_in_place)
+          k.row_dots_bf16(xs, weight.halves() + n0 * K, K, K, count, out);
+        else if (nf4_in_place)
+          k.row_dots_nf4(xs, nf4->packed.data() + n0 * K / 2, K / 2, group_scales, nf4->block_size, kNF4Code, K,
+                         count, out);
+        else
+          k.row_dots(xs, w, K, count, out);
+        for (size_t j = 0; j < count; j++) y[size_t(row) * N + n0 + j] = b ? out[j] + b[n0 + j] : out[j];
+      }
     }
   });
 }

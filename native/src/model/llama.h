@@ -73,6 +73,9 @@ class Weight {
   const float* row(size_t r, float* scratch, const Kernels& kernels) const;
   // Columns [col, col + count) of row r, the same way (scratch: count floats).
   const float* span(size_t r, size_t col, size_t count, float* scratch, const Kernels& kernels) const;
+  // The stored values, for kernels that read them in place: 16-bit rows (F16, BF16) and NF4.
+  const uint16_t* halves() const { return reinterpret_cast<const uint16_t*>(data_); }
+  const NF4Tensor* nf4() const { return nf4_.get(); }
 
  private:
   DType dtype_ = DType::F32;
