@@ -52,7 +52,8 @@ const prompt = [1, ...Array.from({ length: promptTokens - 1 }, (_, i) => 3 + ((i
 const greedy = { temperature: 0, stopTokens: [] };
 const rows = [
   {
-    name: `PyTorch ${baseline.torch} fp32 (threads: prefill ${baseline.prefillThreads}, decode ${baseline.decodeThreads})`,
+    // torch.set_num_threads does not reach OpenBLAS's own threads: its matrix products use every core.
+    name: `PyTorch ${baseline.torch} fp32 (torch threads: prefill ${baseline.prefillThreads}, decode ${baseline.decodeThreads}; OpenBLAS: all cores)`,
     prefill: baseline.prefillSeconds,
     decode: baseline.decodeSeconds / decodeTokens,
     bytes: undefined,

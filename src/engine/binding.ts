@@ -237,6 +237,21 @@ export interface NativeBinding {
   nf4DynamicMap(): Float32Array;
   /** The keep-scales of dropout mask elements [first, first + count) keyed `key`, as training draws them. */
   dropoutMask(key: bigint, first: number, count: number, p: number, kernels: string): Float32Array;
+  /**
+   * The engine's blocked matrix products alone (benchmarks, tests): "forward" y [m × n] = a · wᵀ,
+   * "input-gradient" dx [m × k] = a [m × n] · w; w [n × k] as float32 or BF16 bits. The fastest of `repeat` runs.
+   */
+  matmul(
+    form: "forward" | "input-gradient",
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    w: Float32Array | Uint16Array,
+    kernels: string,
+    threads: number,
+    repeat: number,
+  ): { out: Float32Array; seconds: number };
 }
 
 /** The package root: the nearest folder above this module whose package.json is tunekit's. */

@@ -3,12 +3,15 @@
 // TypeScript description of this surface is src/engine/binding.ts; keep the two in step.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -1097,6 +1100,75 @@ Napi::Value DynamicMap(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// matmul(form, m, n, k, a, w, kernels, threads, repeat): the engine's blocked matrix products on their
+// own, for benchmarks and tests. w: [n × k] weight rows, a Float32Array, or a Uint16Array of BF16.
+// "forward": y [m × n] = a [m × k] · wᵀ (a linear layer); "input-gradient": dx [m × k] = a [m × n] · w
+// (its input gradient). Runs `repeat` times; returns { out, seconds } (the fastest run).
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string form = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (form != "forward" && form != "input-gradient") throw range_error(env, "form must be \"forward\" or \"input-gradient\"");
+  const auto size = [&](size_t index, const char* name) {
+    const double value = info[index].IsNumber() ? info[index].As<Napi::Number>().DoubleValue() : -1;
+    if (!(value >= 1 && value <= 1 << 20 && value == double(size_t(value))))
+      throw range_error(env, std::string(name) + " must be an integer in [1, 2^20]");
+    return size_t(value);
+  };
+  const size_t m = size(1, "m"), n = size(2, "n"), k = size(3, "k");
+  auto a = typed_array<Napi::Float32Array>(env, info[4], "a", napi_float32_array, "Float32Array");
+  const size_t a_cols = form == "forward" ? k : n;
+  if (a.ElementLength() != m * a_cols) throw range_error(env, "a must hold m × " + std::string(form == "forward" ? "k" : "n") + " values");
+  const bool bf16 = info[5].IsTypedArray() && info[5].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  const float* w32 = nullptr;
+  const uint16_t* w16 = nullptr;
+  if (bf16) {
+    auto w = info[5].As<Napi::Uint16Array>();
+    if (w.ElementLength() != n * k) throw range_error(env, "w must hold n × k values");
+    w16 = w.Data();
+  } else {
+    auto w = typed_array<Napi::Float32Array>(env, info[5], "w", napi_float32_array, "Float32Array or Uint16Array");
+    if (w.ElementLength() != n * k) throw range_error(env, "w must hold n × k values");
+    w32 = w.Data();
+  }
+  const std::string path = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
+  const Kernels* kernels;
+  try {
+    kernels = &select_kernels(path);
+  } catch (const std::exception& error) {
+    throw range_error(env, error.what());
+  }
+  const double threads = info[7].IsNumber() ? info[7].As<Napi::Number>().DoubleValue() : 0;
+  const double repeat = info[8].IsNumber() ? info[8].As<Napi::Number>().DoubleValue() : 1;
+  if (!(threads >= 0 && threads <= 256) || !(repeat >= 1 && repeat <= 1000))
+    throw range_error(env, "threads must be in [0, 256] and repeat in [1, 1000]");
+  ThreadPool pool(threads >= 1 ? size_t(threads) : std::max(1u, std::thread::hardware_concurrency()));
+  const RowSpans rows = w16 ? RowSpans([w16, k, kernels](size_t row, size_t col, size_t count, float* scratch) {
+    kernels->bf16_to_f32(w16 + row * k + col, scratch, count);
+    return static_cast<const float*>(scratch);
+  })
+                            : dense_rows(w32, k);
+  const size_t out_size = form == "forward" ? m * n : m * k;
+  Napi::Float32Array out = Napi::Float32Array::New(env, out_size);
+  double best = 1e300;
+  try {
+    for (int run = 0; run < int(repeat); run++) {
+      std::fill(out.Data(), out.Data() + out_size, 0.0f);
+      const auto started = std::chrono::steady_clock::now();
+      if (form == "forward")
+        multiply_transposed(*kernels, pool, m, n, k, a.Data(), k, rows, out.Data(), n);
+      else
+        multiply_add(*kernels, pool, m, k, n, a.Data(), n, false, rows, out.Data(), k);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
+  } catch (const std::exception& error) {
+    throw native_error(env, error);
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("out", out);
+  result.Set("seconds", best);
+  return result;
+}
+
 // dropoutMask(key: bigint, first, count, p, kernels): the keep-scales of mask elements [first, first +
 // count) as training draws them (Kernels::dropout_mask), on a kernel path: for tests of the stream.
 Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
@@ -1147,6 +1219,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantizeNF4", Napi::Function::New<DequantizeNF4>(env, "dequantizeNF4"));
   exports.Set("nf4DynamicMap", Napi::Function::New<DynamicMap>(env, "nf4DynamicMap"));
   exports.Set("dropoutMask", Napi::Function::New<DropoutMask>(env, "dropoutMask"));
+  exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
   return exports;
 }
 
