@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { availableKernels } from "../../src/engine/binding.js";
 import { type LoadOptions, LocalModel } from "../../src/engine/local-model.js";
 import { tempDir } from "../helpers.js";
-import { maxRelativeError } from "./compare.js";
+import { fillLoraB, maxRelativeError } from "./compare.js";
 import { type TinyConfig, writeTinyModel } from "./tiny-model.js";
 
 const BASE: TinyConfig = {
@@ -42,15 +42,7 @@ async function load(config: TinyConfig, options: LoadOptions = {}) {
   const dir = await writeTinyModel(join(await tempDir(), "attention"), config);
   const model = await LocalModel.load(dir, { quantization: "none", ...options });
   model.attachLora({ r: 4, alpha: 8, seed: 3, targetModules: ["q_proj", "k_proj", "v_proj"] });
-  // Nonzero B, so that every gradient flows through attention.
-  const weights = model.getLoraWeights();
-  for (const [key, values] of weights)
-    if (key.endsWith("lora_B.weight"))
-      weights.set(
-        key,
-        values.map((_, i) => (((i * 7919) % 200) - 100) / 400),
-      );
-  model.setLoraWeights(weights);
+  fillLoraB(model, 400); // so that every gradient flows through attention
   return model;
 }
 

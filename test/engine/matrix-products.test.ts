@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { availableKernels } from "../../src/engine/binding.js";
 import { type LoadOptions, LocalModel } from "../../src/engine/local-model.js";
 import { tempDir } from "../helpers.js";
-import { maxRelativeError } from "./compare.js";
+import { fillLoraB, maxRelativeError } from "./compare.js";
 import { type TinyConfig, writeTinyModel } from "./tiny-model.js";
 
 const ODD: TinyConfig = {
@@ -36,16 +36,8 @@ const sequenceLengths = [20, 25];
 async function load(options: LoadOptions) {
   const dir = await writeTinyModel(join(await tempDir(), "odd"), ODD);
   const model = await LocalModel.load(dir, options);
-  // Nonzero B, so the adapters' products carry values and gradients everywhere.
   model.attachLora({ r: 5, alpha: 10, seed: 3 });
-  const weights = model.getLoraWeights();
-  for (const [key, values] of weights)
-    if (key.endsWith("lora_B.weight"))
-      weights.set(
-        key,
-        values.map((_, i) => (((i * 7919) % 200) - 100) / 1000),
-      );
-  model.setLoraWeights(weights);
+  fillLoraB(model, 1000);
   return model;
 }
 
