@@ -7,7 +7,7 @@
 // weights are streamed, never held), and the time within a small factor of the native tools.
 //
 //   npm run build && node bench/download-unpack.mjs [--sizes 256,1024]     # sizes in MB of weights
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   closeSync,
   createReadStream,
@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { run } from "./run.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -123,24 +124,6 @@ function serve(archive) {
     response.end();
   });
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
-/** Runs a command; its stdout and stderr, once it exits 0. */
-function run(command, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      err += chunk;
-    });
-    child.on("exit", (code) =>
-      code === 0 ? resolve({ out, err }) : reject(new Error(`${command} exited ${code}: ${err}`)),
-    );
-  });
 }
 
 const fixed = (value, digits = 2) => value.toFixed(digits).padStart(8);

@@ -8,12 +8,12 @@
 // and time within a small factor of the copy.
 //
 //   npm run build && node bench/export-memory.mjs [--sizes 256,1024,2048]     # sizes in MB of weights
-import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { run } from "./run.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -110,24 +110,6 @@ async function makeModel(mb) {
     }),
   );
   return { folder, layers, bytes: offset };
-}
-
-/** Runs a command; its stdout and stderr, once it exits 0. */
-function run(command, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      err += chunk;
-    });
-    child.on("exit", (code) =>
-      code === 0 ? resolve({ out, err }) : reject(new Error(`${command} exited ${code}: ${err}`)),
-    );
-  });
 }
 
 const self = fileURLToPath(import.meta.url);
