@@ -37,33 +37,6 @@ float dot(const float* a, const float* b, size_t n) {
   return sum;
 }
 
-// Two rows of x at a time against four rows of w: 8 accumulators + 4 w vectors fit the 16 registers.
-void dot4x4(const float* x, size_t x_stride, const float* const* w, size_t n, float* out) {
-  for (int i = 0; i < 4; i += 2) {
-    const float* x0 = x + i * x_stride;
-    const float* x1 = x0 + x_stride;
-    __m256 acc[2][4];
-    for (auto& row : acc)
-      for (auto& value : row) value = _mm256_setzero_ps();
-    size_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-      const __m256 a0 = _mm256_loadu_ps(x0 + k), a1 = _mm256_loadu_ps(x1 + k);
-      for (int j = 0; j < 4; j++) {
-        const __m256 b = _mm256_loadu_ps(w[j] + k);
-        acc[0][j] = _mm256_fmadd_ps(a0, b, acc[0][j]);
-        acc[1][j] = _mm256_fmadd_ps(a1, b, acc[1][j]);
-      }
-    }
-    for (int r = 0; r < 2; r++)
-      for (int j = 0; j < 4; j++) {
-        float sum = horizontal_sum(acc[r][j]);
-        const float* row = r == 0 ? x0 : x1;
-        for (size_t t = k; t < n; t++) sum += row[t] * w[j][t];
-        out[(i + r) * 4 + j] = sum;
-      }
-  }
-}
-
 void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -127,7 +100,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-// Four rows of x against three rows of w, summed as dot4x4 sums: 12 accumulators, three w vectors
+// Four rows of x against three rows of w, summed as row_dots sums: 12 accumulators, three w vectors
 // and one x vector of the 16 registers.
 constexpr size_t kDotRows = 4, kDotCols = 3;
 
@@ -208,7 +181,7 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
       for (size_t v = 0; v < 2; v++) _mm256_maskstore_ps(c + i * ldc + 8 * v, mask[v], acc[i][v]);
 }
 
-const Kernels kAvx2 = {"avx2",     dot,      dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
+const Kernels kAvx2 = {"avx2",     dot,      f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                        kDotRows,   kDotCols, dot_tile, kTileRows,  kTileCols,   384,  gemm_tile,
                        dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr};
 

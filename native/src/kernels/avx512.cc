@@ -36,28 +36,6 @@ float dot(const float* a, const float* b, size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
 }
 
-// Four rows of x against four rows of w: 16 accumulators + 4 w vectors + 1 x vector of 32 registers.
-void dot4x4(const float* x, size_t x_stride, const float* const* w, size_t n, float* out) {
-  __m512 acc[4][4];
-  for (auto& row : acc)
-    for (auto& value : row) value = _mm512_setzero_ps();
-  size_t k = 0;
-  for (; k < n; k += 16) {
-    const __mmask16 mask = n - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - k)) - 1);
-    const __m512 b0 = _mm512_maskz_loadu_ps(mask, w[0] + k), b1 = _mm512_maskz_loadu_ps(mask, w[1] + k);
-    const __m512 b2 = _mm512_maskz_loadu_ps(mask, w[2] + k), b3 = _mm512_maskz_loadu_ps(mask, w[3] + k);
-    for (int i = 0; i < 4; i++) {
-      const __m512 a = _mm512_maskz_loadu_ps(mask, x + i * x_stride + k);
-      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-      acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
-      acc[i][3] = _mm512_fmadd_ps(a, b3, acc[i][3]);
-    }
-  }
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++) out[i * 4 + j] = _mm512_reduce_add_ps(acc[i][j]);
-}
-
 void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -132,7 +110,7 @@ inline void reduce_add4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, float* out) 
   _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(first_lanes, q)));
 }
 
-// Four rows of x against six rows of w, summed as dot4x4 sums: 24 accumulators, six w vectors and
+// Four rows of x against six rows of w, summed as row_dots sums: 24 accumulators, six w vectors and
 // one x vector of the 32 registers; each step of 16 loads 10 vectors for 24 fused multiply-adds.
 constexpr size_t kDotRows = 4, kDotCols = 6;
 
@@ -390,7 +368,7 @@ void attention_row_backward(const float* q, const float* d_out, const float* key
 // ---- A few rows: one row of x against up to 16 weight rows ---------------------------------------
 
 // Per output one accumulator, x · w in steps of 16 in order (masked tail), then _mm512_reduce_add_ps:
-// the sums dot_tile and dot4x4 make. `load(j, k, mask)`: sixteen values of row j from column k, as
+// the sums dot_tile makes. `load(j, k, mask)`: sixteen values of row j from column k, as
 // fp32. Four rows at a time: more streams at once outrun the hardware prefetchers. Where the rows lie
 // one after another from `base` (`row_bytes` each), the next four are prefetched a slice per step, so
 // that they have arrived when these end (twice the bandwidth of leaving it to the hardware here).
@@ -482,7 +460,7 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
   }
 }
 
-const Kernels kAvx512 = {"avx512",   dot,       dot4x4,   f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
+const Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                          kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
                          dropout_mask, attention_head_dim, attention_row, attention_row_backward,
                          row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward};

@@ -17,9 +17,6 @@ struct Kernels {
   const char* name;
   // sum_i a[i] * b[i], accumulated in fp32.
   float (*dot)(const float* a, const float* b, size_t n);
-  // A 4 × 4 tile of dot products: out[i * 4 + j] = dot(x + i * x_stride, w[j], n). Loading each x and
-  // w vector once for four products is what makes a matrix product (prefill, training) fast.
-  void (*dot4x4)(const float* x, size_t x_stride, const float* const* w, size_t n, float* out);
   // dst[i] = float(src[i]) for IEEE half and bfloat16 sources.
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
   void (*bf16_to_f32)(const uint16_t* src, float* dst, size_t n);
@@ -33,10 +30,13 @@ struct Kernels {
 
   // The register tiles of the matrix products in kernels/gemm.cc (batches of kGemmRows rows on).
   // Each element is summed in an order fixed by its own row and column alone, the order of the
-  // few-row path, so results do not depend on how a product is cut into tiles, blocks or threads.
+  // few-row path (row_dots), so results do not depend on how a product is cut into tiles, blocks or
+  // threads, nor on how many rows a batch has.
   //
-  // Forward, y = x Wᵀ: out[i * out_stride + j] = the dot4x4 sum of x row i (x + i * x_stride) and
-  // w[j], n long, for i < rows ≤ dot_rows and j < cols ≤ dot_cols (w[j] for j ≥ cols may repeat).
+  // Forward, y = x Wᵀ: out[i * out_stride + j] = x row i (x + i * x_stride) · w[j], n long, for
+  // i < rows ≤ dot_rows and j < cols ≤ dot_cols (w[j] for j ≥ cols may repeat): on the SIMD paths
+  // one vector accumulator per element over the vector-wide steps of n in order, then its lanes
+  // summed in a fixed tree (AVX-512: as _mm512_reduce_add_ps); on the scalar path dot's plain loop.
   size_t dot_rows, dot_cols;
   void (*dot_tile)(const float* x, size_t x_stride, const float* const* w, size_t n, float* out, size_t out_stride,
                    size_t rows, size_t cols);

@@ -51,11 +51,6 @@ float dot(const float* a, const float* b, size_t n) {
   return sum;
 }
 
-void dot4x4(const float* x, size_t x_stride, const float* const* w, size_t n, float* out) {
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++) out[i * 4 + j] = dot(x + i * x_stride, w[j], n);
-}
-
 void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
 }
@@ -79,7 +74,7 @@ void nf4_to_f32(const uint8_t* packed, size_t pairs, float scale, const float* c
   }
 }
 
-// Forward tiles are dot products as dot computes them (dot4x4 is four times four of them).
+// Forward tiles are dot products as dot computes them.
 void dot_tile(const float* x, size_t x_stride, const float* const* w, size_t n, float* out, size_t out_stride,
               size_t rows, size_t cols) {
   for (size_t i = 0; i < rows; i++)
@@ -111,7 +106,7 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
     for (size_t j = 0; j < cols; j++) c[i * ldc + j] = acc[i][j];
 }
 
-const Kernels kScalar = {"scalar",  dot,       dot4x4,    f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
+const Kernels kScalar = {"scalar",  dot,       f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
                          4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile,
                          dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr};
 
