@@ -19,6 +19,8 @@ import {
 
 export type NativeDType = "F32" | "F16" | "BF16";
 export type KernelPath = "scalar" | "avx2" | "avx512";
+/** The type matrix products take their inputs in: "f32", or "bf16" (bf16 inputs, fp32 sums; AVX-512 BF16 only). */
+export type ComputeDtype = "f32" | "bf16";
 
 export interface NativeConfig {
   hiddenSize: number;
@@ -52,7 +54,13 @@ export interface NativeLoadSpec {
   config: NativeConfig;
   files: string[];
   tensors: NativeTensor[];
-  options: { quantization: "none" | "nf4"; doubleQuant?: boolean; threads?: number; cpu?: KernelPath | "" };
+  options: {
+    quantization: "none" | "nf4";
+    doubleQuant?: boolean;
+    computeDtype?: ComputeDtype;
+    threads?: number;
+    cpu?: KernelPath | "";
+  };
 }
 
 export interface NativeGenerateOptions {
@@ -207,7 +215,7 @@ export interface NativeModel {
     cancel?: NativeCancelToken,
   ): Promise<NativeGeneration[]>;
   weightBytes(): NativeWeightBytes;
-  info(): { kernels: KernelPath; threads: number };
+  info(): { kernels: KernelPath; computeDtype: ComputeDtype; threads: number };
   dispose(): void;
 }
 
@@ -240,6 +248,7 @@ export interface NativeBinding {
   /**
    * The engine's blocked matrix products alone (benchmarks, tests): "forward" y [m × n] = a · wᵀ,
    * "input-gradient" dx [m × k] = a [m × n] · w; w [n × k] as float32 or BF16 bits. The fastest of `repeat` runs.
+   * `compute` "bf16": bf16 inputs, fp32 sums, where the kernels have them (else fp32; `compute` in the result says).
    */
   matmul(
     form: "forward" | "input-gradient",
@@ -251,7 +260,8 @@ export interface NativeBinding {
     kernels: string,
     threads: number,
     repeat: number,
-  ): { out: Float32Array; seconds: number };
+    compute?: ComputeDtype,
+  ): { out: Float32Array; seconds: number; compute: ComputeDtype };
 }
 
 /** The package root: the nearest folder above this module whose package.json is tunekit's. */

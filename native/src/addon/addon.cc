@@ -187,6 +187,7 @@ LoadSpec parse_load_spec(const Napi::Env& env, const Napi::Object& spec) {
     result.options.quantization = string_field(options, "quantization", "none");
     result.options.nf4_double_quant = bool_field(options, "doubleQuant", false);
     result.options.cpu = string_field(options, "cpu", "");
+    result.options.compute_dtype = string_field(options, "computeDtype", "f32");
     if (!options.Get("threads").IsUndefined()) {
       const int threads = int_field(options, "threads");
       if (threads < 0) throw type_error(env, "threads must be >= 0");
@@ -375,6 +376,7 @@ class Model : public Napi::ObjectWrap<Model> {
     std::shared_ptr<LlamaModel> model = live(info.Env());
     Napi::Object result = Napi::Object::New(info.Env());
     result.Set("kernels", model->kernels().name);
+    result.Set("computeDtype", model->compute_dtype());
     result.Set("threads", double(model->threads()));
     return result;
   }
@@ -1100,10 +1102,12 @@ Napi::Value DynamicMap(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// matmul(form, m, n, k, a, w, kernels, threads, repeat): the engine's blocked matrix products on their
-// own, for benchmarks and tests. w: [n × k] weight rows, a Float32Array, or a Uint16Array of BF16.
-// "forward": y [m × n] = a [m × k] · wᵀ (a linear layer); "input-gradient": dx [m × k] = a [m × n] · w
-// (its input gradient). Runs `repeat` times; returns { out, seconds } (the fastest run).
+// matmul(form, m, n, k, a, w, kernels, threads, repeat, compute): the engine's blocked matrix products
+// on their own, for benchmarks and tests. w: [n × k] weight rows, a Float32Array, or a Uint16Array of
+// BF16. "forward": y [m × n] = a [m × k] · wᵀ (a linear layer); "input-gradient": dx [m × k] = a [m × n]
+// · w (its input gradient). compute "bf16": bf16 inputs where the kernels have them, else fp32, as a
+// model falls back. Runs `repeat` times; returns { out, seconds, compute } (the fastest run; the
+// compute type used).
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string form = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
@@ -1141,6 +1145,9 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const double repeat = info[8].IsNumber() ? info[8].As<Napi::Number>().DoubleValue() : 1;
   if (!(threads >= 0 && threads <= 256) || !(repeat >= 1 && repeat <= 1000))
     throw range_error(env, "threads must be in [0, 256] and repeat in [1, 1000]");
+  const std::string compute = info[9].IsString() ? info[9].As<Napi::String>().Utf8Value() : "f32";
+  if (compute != "f32" && compute != "bf16") throw range_error(env, "compute must be \"f32\" or \"bf16\"");
+  const bool bf16_compute = compute == "bf16" && kernels->has_bf16();
   ThreadPool pool(threads >= 1 ? size_t(threads) : std::max(1u, std::thread::hardware_concurrency()));
   const RowSpans rows = w16 ? RowSpans([w16, k, kernels](size_t row, size_t col, size_t count, float* scratch) {
     kernels->bf16_to_f32(w16 + row * k + col, scratch, count);
@@ -1154,8 +1161,12 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     for (int run = 0; run < int(repeat); run++) {
       std::fill(out.Data(), out.Data() + out_size, 0.0f);
       const auto started = std::chrono::steady_clock::now();
-      if (form == "forward")
+      if (form == "forward" && bf16_compute)
+        multiply_transposed_bf16(*kernels, pool, m, n, k, a.Data(), k, rows, out.Data(), n);
+      else if (form == "forward")
         multiply_transposed(*kernels, pool, m, n, k, a.Data(), k, rows, out.Data(), n);
+      else if (bf16_compute)
+        multiply_add_bf16(*kernels, pool, m, k, n, a.Data(), n, rows, out.Data(), k);
       else
         multiply_add(*kernels, pool, m, k, n, a.Data(), n, false, rows, out.Data(), k);
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -1166,6 +1177,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("out", out);
   result.Set("seconds", best);
+  result.Set("compute", bf16_compute ? "bf16" : "f32");
   return result;
 }
 

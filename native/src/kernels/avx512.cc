@@ -434,6 +434,89 @@ void row_dots_nf4(const float* x, const uint8_t* packed, size_t stride_bytes, co
       stride_bytes * 2 == n ? packed : nullptr, stride_bytes);
 }
 
+// ---- bf16 products (AVX-512 BF16) ---------------------------------------------------------------
+// Compiled for AVX-512 BF16 function by function, so that nothing else in this file needs it; the
+// table that points here is chosen only where the CPU has it (dispatch.cc). vdpbf16ps adds the two
+// products of a pair of bf16 values (exact in fp32) to each fp32 lane.
+#define TUNEKIT_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+TUNEKIT_BF16 inline __m512bh as_bf16(__m512i v) { return reinterpret_cast<__m512bh>(v); }
+
+// Round to nearest even (vcvtneps2bf16), sixteen at a time with a masked tail.
+TUNEKIT_BF16 void f32_to_bf16(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m256bh half = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, src + i));
+    _mm256_mask_storeu_epi16(dst + i, mask, reinterpret_cast<__m256i>(half));
+  }
+}
+
+// dst[2j] = bf16(first[j]), dst[2j + 1] = bf16(second[j]): two rows of k interleaved by pairs, the
+// layout the accumulated tile reads.
+TUNEKIT_BF16 void f32_to_bf16_pairs(const float* first, const float* second, size_t n, uint16_t* dst) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m256bh lo = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, first + i));
+    const __m256bh hi = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, second + i));
+    const __m512i pairs = _mm512_or_si512(_mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(lo)),
+                                          _mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(hi)), 16));
+    _mm512_mask_storeu_epi32(dst + 2 * i, mask, pairs);
+  }
+}
+
+// dot_tile's 4 × 6 tile on bf16 rows: 32 values (16 pairs) a step, masked tail, lanes summed as
+// dot_tile sums them.
+TUNEKIT_BF16 void bf16_dot_tile(const uint16_t* x, size_t x_stride, const uint16_t* const* w, size_t n, float* out,
+                                size_t out_stride, size_t rows, size_t cols) {
+  const uint16_t* xs[kDotRows];
+  for (size_t i = 0; i < kDotRows; i++) xs[i] = x + (i < rows ? i : 0) * x_stride;
+  __m512 acc[kDotRows][kDotCols];
+  for (auto& row : acc)
+    for (auto& value : row) value = _mm512_setzero_ps();
+  for (size_t k = 0; k < n; k += 32) {
+    const __mmask32 mask = n - k >= 32 ? __mmask32(0xffffffffu) : static_cast<__mmask32>((1u << (n - k)) - 1);
+    __m512i b[kDotCols];
+    for (size_t j = 0; j < kDotCols; j++) b[j] = _mm512_maskz_loadu_epi16(mask, w[j] + k);
+    for (size_t i = 0; i < kDotRows; i++) {
+      const __m512bh a = as_bf16(_mm512_maskz_loadu_epi16(mask, xs[i] + k));
+      for (size_t j = 0; j < kDotCols; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, as_bf16(b[j]));
+    }
+  }
+  float sums[kDotCols][kDotRows];
+#pragma GCC unroll 8
+  for (size_t j = 0; j < kDotCols; j++) reduce_add4(acc[0][j], acc[1][j], acc[2][j], acc[3][j], sums[j]);
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++) out[i * out_stride + j] = sums[j][i];
+}
+
+// gemm_tile's 8 × 48 accumulated tile on pairs of k: a [pairs][8][2], b [pairs][48][2].
+TUNEKIT_BF16 void bf16_gemm_tile(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
+                                 size_t cols) {
+  __mmask16 mask[kTileVectors];
+  for (size_t v = 0; v < kTileVectors; v++) {
+    const size_t left = cols > 16 * v ? cols - 16 * v : 0;
+    mask[v] = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+  }
+  __m512 acc[kTileRows][kTileVectors];
+  for (size_t i = 0; i < kTileRows; i++)
+    for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], i < rows);
+  for (size_t p = 0; p < pairs; p++, a += 2 * kTileRows, b += 2 * kTileCols) {
+    const __m512bh b0 = as_bf16(_mm512_loadu_si512(b)), b1 = as_bf16(_mm512_loadu_si512(b + 32));
+    const __m512bh b2 = as_bf16(_mm512_loadu_si512(b + 64));
+    for (size_t i = 0; i < kTileRows; i++) {
+      int32_t pair;
+      __builtin_memcpy(&pair, a + 2 * i, 4);
+      const __m512bh value = as_bf16(_mm512_set1_epi32(pair));
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], value, b0);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], value, b1);
+      acc[i][2] = _mm512_dpbf16_ps(acc[i][2], value, b2);
+    }
+  }
+  for (size_t i = 0; i < kTileRows; i++)
+    if (i < rows)
+      for (size_t v = 0; v < kTileVectors; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
+}
+
 // ---- SwiGLU --------------------------------------------------------------------------------------
 
 void swiglu(const float* gate, const float* up, size_t n, float* act) {
@@ -463,11 +546,20 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
 const Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                          kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
                          dropout_mask, attention_head_dim, attention_row, attention_row_backward,
-                         row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward};
+                         row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
+                         nullptr,      nullptr,            0,             nullptr,     nullptr};
+
+// The same with the bf16 products, for CPUs with AVX-512 BF16 (k blocks of 256: a [128][48][2] panel
+// of b is the 24 KB of L1 that fp32's 128 deep one is).
+const Kernels kAvx512Bf16 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
+                             kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
+                             dropout_mask, attention_head_dim, attention_row, attention_row_backward,
+                             row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
+                             f32_to_bf16,  f32_to_bf16_pairs,  256,           bf16_dot_tile, bf16_gemm_tile};
 
 }  // namespace
 
-const Kernels& avx512_kernels() { return kAvx512; }
+const Kernels& avx512_kernels(bool bf16) { return bf16 ? kAvx512Bf16 : kAvx512; }
 
 }  // namespace tunekit
 

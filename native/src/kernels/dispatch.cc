@@ -39,6 +39,7 @@ CpuFeatures cpu_features() {
   const bool avx512bw = ebx & (1u << 30), avx512vl = ebx & (1u << 31);
   features.avx2 = ymm_state && avx2 && fma && f16c;
   features.avx512 = features.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+  if (features.avx512 && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) features.avx512_bf16 = eax & (1u << 5);
 #endif
   return features;
 }
@@ -49,14 +50,14 @@ const Kernels& select_kernels(const std::string& path) {
 #ifdef TUNEKIT_X86_SIMD
   if (path == "avx512") {
     if (!features.avx512) throw Error(ErrorCode::UnsupportedCpu, "TUNEKIT_CPU=avx512: this CPU lacks AVX-512 (F/BW/VL/DQ)");
-    return avx512_kernels();
+    return avx512_kernels(features.avx512_bf16);
   }
   if (path == "avx2") {
     if (!features.avx2) throw Error(ErrorCode::UnsupportedCpu, "TUNEKIT_CPU=avx2: this CPU lacks AVX2/FMA/F16C");
     return avx2_kernels();
   }
   if (path.empty()) {
-    if (features.avx512) return avx512_kernels();
+    if (features.avx512) return avx512_kernels(features.avx512_bf16);
     if (features.avx2) return avx2_kernels();
     return scalar_kernels();
   }

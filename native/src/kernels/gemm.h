@@ -32,4 +32,11 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
 void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
                   bool a_transposed, const RowSpans& b, float* c, size_t ldc);
 
+// The same two products with bf16 inputs and fp32 sums (kernels.has_bf16() must hold): A and B
+// rounded to bf16 once (round to nearest even), C as fp32. multiply_add_bf16 takes A untransposed.
+void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                              size_t lda, const RowSpans& b, float* c, size_t ldc);
+void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                       size_t lda, const RowSpans& b, float* c, size_t ldc);
+
 }  // namespace tunekit

@@ -89,6 +89,23 @@ struct Kernels {
   void (*swiglu)(const float* gate, const float* up, size_t n, float* act);
   void (*swiglu_backward)(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate,
                           float* d_up);
+
+  // bf16 products (computeDtype "bf16"): inputs rounded to bf16 once, products summed in fp32. Null
+  // where the CPU lacks AVX-512 BF16; models then compute in fp32.
+  // f32_to_bf16 rounds to nearest even; f32_to_bf16_pairs interleaves two rows, dst[2j] = bf16(first[j]),
+  // dst[2j + 1] = bf16(second[j]) (the pairs of k the accumulated tile reads).
+  void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
+  void (*f32_to_bf16_pairs)(const float* first, const float* second, size_t n, uint16_t* dst);
+  // The tiles of the fp32 products (dot_rows × dot_cols, gemm_mr × gemm_nr) on bf16 inputs, each
+  // element summed in an order fixed by its row and column alone, as theirs. bf16_dot_tile: x and w
+  // rows of n bf16 values, 32 a step. bf16_gemm_tile: `pairs` steps of two k, a packed [pairs][mr][2]
+  // and b [pairs][nr][2]; bf16_kc (even) is its block depth.
+  size_t bf16_kc;
+  void (*bf16_dot_tile)(const uint16_t* x, size_t x_stride, const uint16_t* const* w, size_t n, float* out,
+                        size_t out_stride, size_t rows, size_t cols);
+  void (*bf16_gemm_tile)(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
+                         size_t cols);
+  bool has_bf16() const { return bf16_dot_tile != nullptr; }
 };
 
 // splitmix64 (Steele, Lea and Flood 2014; Vigna's constants): its increment and output function.
@@ -106,12 +123,14 @@ void dropout_mask_reference(uint64_t key, uint64_t first, size_t n, uint64_t thr
 const Kernels& scalar_kernels();
 #ifdef TUNEKIT_X86_SIMD
 const Kernels& avx2_kernels();
-const Kernels& avx512_kernels();
+// With `bf16`, the table with the bf16 products (only for CPUs with AVX-512 BF16).
+const Kernels& avx512_kernels(bool bf16);
 #endif
 
 struct CpuFeatures {
   bool avx2 = false;    // AVX2 + FMA + F16C
   bool avx512 = false;  // AVX-512 F/BW/VL/DQ (+ F16C)
+  bool avx512_bf16 = false;  // and AVX-512 BF16 (vdpbf16ps)
 };
 
 CpuFeatures cpu_features();
