@@ -150,6 +150,13 @@ export function quantizationFlag(
   return quantization;
 }
 
+/** `--compute-dtype f32|bf16`: the type of a local model's matrix products (LoadOptions.computeDtype). */
+export function computeDtypeFlag(value: string | undefined, command: string): "f32" | "bf16" | undefined {
+  if (value !== undefined && value !== "f32" && value !== "bf16")
+    throw new UsageError(`--compute-dtype: unknown "${value}"; use f32 or bf16`, command);
+  return value;
+}
+
 /** `--max-record-bytes`: bytes, or with a unit (`16MB`, `512KiB`). */
 export function bytesFlag(value: string | undefined, flag: string, command?: string): number | undefined {
   if (value === undefined) return undefined;

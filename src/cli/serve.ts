@@ -1,9 +1,10 @@
 /** `tunekit serve`: flags → `serve()`, the URL and model ids printed, Ctrl-C or SIGTERM → `close()`. */
-import { integerFlag, parseFlags, quantizationFlag } from "./args.js";
+import { computeDtypeFlag, integerFlag, parseFlags, quantizationFlag } from "./args.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
 export const SERVE_USAGE = `  serve --model PATH|HUB_ID [--adapter NAME=DIR …] [--port N] [--host H] [--api-key KEY]
-        [--quantization nf4|none] [--threads N] [--max-batch N] [--max-queue N] [--allow-adapter-updates]
+        [--quantization nf4|none] [--compute-dtype f32|bf16] [--threads N] [--max-batch N]
+        [--max-queue N] [--allow-adapter-updates]
       Serve the model and its adapters behind an OpenAI-compatible API (/v1/chat/completions,
       /v1/models, /health, /metrics); a request's "model" picks the base or an adapter. The key also
       comes from TUNEKIT_API_KEY. Ctrl-C or SIGTERM stops it, letting requests in flight finish.`;
@@ -16,6 +17,7 @@ export async function runServe(argv: string[], io: CliIO): Promise<number> {
     host: { type: "string" },
     "api-key": { type: "string" },
     quantization: { type: "string" },
+    "compute-dtype": { type: "string" },
     threads: { type: "string" },
     "max-batch": { type: "string" },
     "max-queue": { type: "string" },
@@ -37,6 +39,7 @@ export async function runServe(argv: string[], io: CliIO): Promise<number> {
     adapters[name] = entry.slice(equals + 1);
   }
   const quantization = quantizationFlag(values.quantization, "serve");
+  const computeDtype = computeDtypeFlag(values["compute-dtype"], "serve");
   const port = integerFlag(values.port, "--port", { min: 0, max: 65535, command: "serve" }) ?? 8000;
   const threads = integerFlag(values.threads, "--threads", { command: "serve" });
   const maxBatch = integerFlag(values["max-batch"], "--max-batch", { command: "serve" });
@@ -50,6 +53,7 @@ export async function runServe(argv: string[], io: CliIO): Promise<number> {
     ...(values.host ? { host: values.host } : {}),
     ...(apiKey ? { apiKey } : {}),
     quantization,
+    ...(computeDtype !== undefined ? { computeDtype } : {}),
     ...(threads !== undefined ? { threads } : {}),
     ...(maxBatch !== undefined ? { maxBatch } : {}),
     ...(maxQueue !== undefined ? { maxQueue } : {}),

@@ -12,14 +12,22 @@ import { modelFolder } from "../engine/model-source.js";
 import { LocalTrainer, type TrainOptions } from "../local/trainer.js";
 import type { RunPlan, RunSummary, StepEvent, TrainingRunEvent } from "../local/training-run.js";
 import { Validator } from "../validate/validator.js";
-import { bytesFlag, integerFlag, numberFlag, parseFlags, quantizationFlag, quoteArg } from "./args.js";
+import {
+  bytesFlag,
+  computeDtypeFlag,
+  integerFlag,
+  numberFlag,
+  parseFlags,
+  quantizationFlag,
+  quoteArg,
+} from "./args.js";
 import { formatReport, plural } from "./format.js";
 import { type CliIO, processIO, UsageError } from "./io.js";
 
 export const TRAIN_USAGE = `  train --model PATH|HUB_ID --data FILE [--output DIR] [--resume [latest|DIR]]
         [--epochs N] [--lr X] [--batch-size N] [--grad-accum N] [--max-seq-length N] [--seed N]
-        [--lora-r N] [--lora-alpha N] [--quantization nf4|none] [--threads N]
-        [--validation FILE|RATIO] [--eval-steps N] [--logging-steps N] [--save-steps N]
+        [--lora-r N] [--lora-alpha N] [--quantization nf4|none] [--compute-dtype f32|bf16]
+        [--threads N] [--validation FILE|RATIO] [--eval-steps N] [--logging-steps N] [--save-steps N]
         [--format F] [--max-record-bytes SIZE] [--json]
       Fine-tune a LoRA adapter on this machine (QLoRA by default); checkpoints and the adapter go
       to --output (default ./tunekit-output). Ctrl-C stops after the current step with a checkpoint;
@@ -36,6 +44,7 @@ interface TrainCommand {
   format: FormatName | undefined;
   maxRecordBytes: number | undefined;
   quantization: "nf4" | "none";
+  computeDtype: "f32" | "bf16" | undefined;
   threads: number | undefined;
   /** A ratio, or a file to read. */
   validation: number | string | undefined;
@@ -73,6 +82,7 @@ function parseTrainArgs(argv: string[], io: CliIO): TrainCommand | "help" {
     "lora-r": { type: "string" },
     "lora-alpha": { type: "string" },
     quantization: { type: "string" },
+    "compute-dtype": { type: "string" },
     threads: { type: "string" },
     validation: { type: "string" },
     "eval-steps": { type: "string" },
@@ -113,6 +123,7 @@ function parseTrainArgs(argv: string[], io: CliIO): TrainCommand | "help" {
     format: values.format,
     maxRecordBytes: bytesFlag(values["max-record-bytes"], "--max-record-bytes", "train"),
     quantization,
+    computeDtype: computeDtypeFlag(values["compute-dtype"], "train"),
     threads: integer(values.threads, "--threads"),
     validation: validationOption(values.validation),
     options,
@@ -419,6 +430,7 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
 
     const trainer = await LocalTrainer.load(command.model, {
       quantization: command.quantization,
+      ...(command.computeDtype !== undefined ? { computeDtype: command.computeDtype } : {}),
       ...(command.threads !== undefined ? { threads: command.threads } : {}),
       signal,
       onProgress: (event) => display.loading(event),

@@ -5,7 +5,7 @@ export {
   type Span,
   tokenizeConversation,
 } from "./assistant-mask.js";
-export { availableKernels, type KernelPath } from "./binding.js";
+export { availableKernels, type ComputeDtype, type KernelPath } from "./binding.js";
 export {
   type ChatFormat,
   ChatRenderer,

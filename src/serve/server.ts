@@ -40,6 +40,8 @@ export interface ServeOptions {
   /** Requests must send `Authorization: Bearer <apiKey>`. Default: `TUNEKIT_API_KEY`, else none. */
   apiKey?: string;
   quantization?: "nf4" | "none";
+  /** "bf16": bf16 matrix products with fp32 sums (LoadOptions.computeDtype). Default "f32". */
+  computeDtype?: "f32" | "bf16";
   threads?: number;
   /** Requests answered at once (more wait in the queue). Default 16. */
   maxBatch?: number;
@@ -206,6 +208,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
     const { LocalModel } = await import("../engine/local-model.js");
     base = await LocalModel.load(model, {
       quantization: options.quantization ?? "nf4",
+      ...(options.computeDtype !== undefined ? { computeDtype: options.computeDtype } : {}),
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
     });
     base.maxBatch = maxBatch;

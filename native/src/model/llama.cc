@@ -85,6 +85,9 @@ LlamaModel::LlamaModel(ModelConfig config, const std::vector<std::string>& files
     throw Error(ErrorCode::BadConfig, "config: RoPE needs head_dim / 2 frequencies");
   if (options.quantization != "none" && options.quantization != "nf4")
     throw Error(ErrorCode::InvalidArgument, "quantization must be \"none\" or \"nf4\", not \"" + options.quantization + "\"");
+  if (options.compute_dtype != "f32" && options.compute_dtype != "bf16")
+    throw Error(ErrorCode::InvalidArgument, "computeDtype must be \"f32\" or \"bf16\", not \"" + options.compute_dtype + "\"");
+  bf16_ = options.compute_dtype == "bf16" && kernels_->has_bf16();
 
   for (const std::string& path : files) files_.push_back(std::make_unique<MappedFile>(path));
 
@@ -181,8 +184,11 @@ RowSpans LlamaModel::weight_rows(const Weight& weight) const {
 void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
-  if (m >= kGemmRows) {
-    multiply_transposed(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
+  if (m >= kGemmRows || bf16_) {
+    if (bf16_)
+      multiply_transposed_bf16(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
+    else
+      multiply_transposed(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
     if (bias) {
       std::vector<float> bias_scratch(N);
       const float* b = bias->row(0, bias_scratch.data(), k);
@@ -243,6 +249,10 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
 void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
+  if (bf16_) {
+    multiply_add_bf16(k, *pool_, size_t(m), K, N, dy, N, weight_rows(weight), dx, K);
+    return;
+  }
   if (m >= kGemmRows) {
     multiply_add(k, *pool_, size_t(m), K, N, dy, N, false, weight_rows(weight), dx, K);
     return;

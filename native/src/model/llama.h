@@ -54,6 +54,9 @@ struct LoadOptions {
   bool nf4_double_quant = false;
   size_t threads = 0;  // 0: all hardware threads
   std::string cpu;     // "" (best), "scalar", "avx2", "avx512"
+  // "f32", or "bf16": the frozen weights' products (linear layers forward and backward, the head) take
+  // bf16 inputs with fp32 sums where the kernels have them (else f32); everything else stays fp32.
+  std::string compute_dtype = "f32";
 };
 
 // A weight matrix [rows × cols] in its storage dtype; rows are handed out as fp32.
@@ -206,6 +209,9 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   const Kernels& kernels() const { return *kernels_; }
   size_t threads() const { return pool_->size(); }
+  // The type the frozen weights' products take their inputs in: "bf16" when asked for and the kernels
+  // have bf16 products, else "f32".
+  const char* compute_dtype() const { return bf16_ ? "bf16" : "f32"; }
   WeightBytes weight_bytes() const;
 
   // The LoRA adapters now attached (null when none), and replacing them.
@@ -325,7 +331,8 @@ class LlamaModel {
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear.
   void linear_backward(const float* dy, int m, const Weight& weight, float* dx) const;
-  // From this many rows on, linear and linear_backward run as packed matrix products (kernels/gemm.h).
+  // From this many rows on, linear and linear_backward run as packed matrix products (kernels/gemm.h);
+  // in bf16 they always do (so that a row gets the same bits alone as among many).
   static constexpr int kGemmRows = 8;
   RowSpans weight_rows(const Weight& weight) const;
   void head(const float* hidden, int m, float* logits) const;
@@ -337,6 +344,7 @@ class LlamaModel {
   Weight embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
   const Kernels* kernels_;
+  bool bf16_ = false;  // compute_dtype "bf16" on kernels that have it
   std::unique_ptr<ThreadPool> pool_;
   std::shared_ptr<const LoraSet> lora_;
 

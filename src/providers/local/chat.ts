@@ -100,6 +100,7 @@ export class LocalChatModels {
     const model = await LocalModel.load(source.base, {
       quantization: source.load.quantization ?? "nf4",
       ...(source.load.doubleQuant !== undefined ? { doubleQuant: source.load.doubleQuant } : {}),
+      ...(source.load.computeDtype !== undefined ? { computeDtype: source.load.computeDtype } : {}),
       ...(source.load.threads !== undefined ? { threads: source.load.threads } : {}),
       ...(source.load.revision !== undefined ? { revision: source.load.revision } : {}),
     });
@@ -122,6 +123,11 @@ export class LocalChatModels {
   }
 }
 
+/** bf16 products answer differently from fp32 ones: their targets are told apart (fp32's name stays). */
+function compute(load: LoadSettings): string {
+  return load.computeDtype === "bf16" ? "&compute=bf16" : "";
+}
+
 /**
  * An adapter folder (with `adapter_config.json`) names its base model; a folder in a local job's
  * output (`jobs/<id>/adapter`, `jobs/<id>/checkpoint-N`) loads the base as the job trained it (NF4 or
@@ -137,7 +143,7 @@ function modelSource(modelId: string, defaults: LoadSettings): ModelSource {
     return {
       base,
       load: defaults,
-      identity: `local:${base}${local ? "" : revision}?quantization=${defaults.quantization ?? "nf4"}`,
+      identity: `local:${base}${local ? "" : revision}?quantization=${defaults.quantization ?? "nf4"}${compute(defaults)}`,
       template: local ? folderTemplate(base) : undefined,
     };
   }
@@ -167,7 +173,7 @@ function modelSource(modelId: string, defaults: LoadSettings): ModelSource {
     base,
     adapter,
     load,
-    identity: `local:${base}?quantization=${load.quantization ?? "nf4"}&adapter=${hash.digest("hex").slice(0, 32)}`,
+    identity: `local:${base}?quantization=${load.quantization ?? "nf4"}${compute(load)}&adapter=${hash.digest("hex").slice(0, 32)}`,
     template: ownTemplate ?? (isFile(join(base, "config.json")) ? folderTemplate(base) : undefined),
   };
 }

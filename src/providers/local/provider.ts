@@ -62,6 +62,11 @@ export interface LocalProviderOptions {
   outputDir: string;
   /** How base models load: "nf4" (QLoRA) or "none" (LoRA on the source dtype). Default "nf4". */
   quantization?: "nf4" | "none";
+  /**
+   * "bf16": the frozen weights' matrix products take bf16 inputs with fp32 sums (see
+   * `LoadOptions.computeDtype`; CPUs without AVX-512 BF16 compute in fp32). Default "f32".
+   */
+  computeDtype?: "f32" | "bf16";
   /** Compute threads. Default: all hardware threads. */
   threads?: number;
 }
@@ -126,8 +131,20 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
         },
       );
     }
+    const computeDtype = options.computeDtype;
+    if (computeDtype !== undefined && computeDtype !== "f32" && computeDtype !== "bf16") {
+      throw new ValidationError(
+        "invalid_argument",
+        `local: computeDtype must be "f32" or "bf16", not ${JSON.stringify(computeDtype)}`,
+        { location: { path: "computeDtype" } },
+      );
+    }
     this.outputDir = resolve(options.outputDir);
-    this.#load = { quantization, ...(threads !== undefined ? { threads } : {}) };
+    this.#load = {
+      quantization,
+      ...(computeDtype !== undefined ? { computeDtype } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+    };
     this.#chat = new LocalChatModels(this.#load);
   }
 
@@ -378,6 +395,7 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
       trainer = await LocalTrainer.load(record.model, {
         quantization,
         ...(load.doubleQuant !== undefined ? { doubleQuant: load.doubleQuant } : {}),
+        ...(load.computeDtype !== undefined ? { computeDtype: load.computeDtype } : {}),
         ...(load.threads !== undefined ? { threads: load.threads } : {}),
         ...(load.revision !== undefined ? { revision: load.revision } : {}),
         signal,

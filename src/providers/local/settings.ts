@@ -52,6 +52,8 @@ const trainShape = {
 const loadShape = {
   quantization: z.enum(["none", "nf4"]).optional(),
   doubleQuant: z.boolean().optional(),
+  /** "bf16": the frozen weights' products in bf16 with fp32 sums (LoadOptions.computeDtype). */
+  computeDtype: z.enum(["f32", "bf16"]).optional(),
   threads: count.optional(),
   /** Hub models: branch, tag or commit. */
   revision: z.string().min(1).optional(),
@@ -140,7 +142,7 @@ export function jobSettings(
   }
 
   const options = parse(providerOptionsSchema, request.providerOptions ?? {}, "providerOptions");
-  const { quantization, doubleQuant, threads, revision, lora, ...trainOptions } = options;
+  const { quantization, doubleQuant, computeDtype, threads, revision, lora, ...trainOptions } = options;
   if (trainOptions.resumeFrom === "latest") {
     throw invalid(
       'each job trains in a folder of its own, so "latest" would find nothing: pass the id of the job to continue, or a checkpoint folder',
@@ -166,7 +168,10 @@ export function jobSettings(
   };
   // A resume takes the checkpoint's adapter: only what the request states is checked against it.
   train.lora = train.resumeFrom !== undefined ? mergedLora : filledLora;
-  const load: LoadSettings = { ...defaults, ...defined({ quantization, doubleQuant, threads, revision }) };
+  const load: LoadSettings = {
+    ...defaults,
+    ...defined({ quantization, doubleQuant, computeDtype, threads, revision }),
+  };
   const hyperparameters: Hyperparameters = {
     epochs: train.epochs,
     batchSize: train.batchSize,
