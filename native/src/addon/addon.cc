@@ -1154,6 +1154,10 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     return static_cast<const float*>(scratch);
   })
                             : dense_rows(w32, k);
+  const Bf16Rows bf16_rows =
+      !bf16_compute ? Bf16Rows()
+      : w16         ? Bf16Rows([w16, k](size_t row, size_t col, size_t, uint16_t*) { return w16 + row * k + col; })
+                    : rounded_rows(*kernels, rows);
   const size_t out_size = form == "forward" ? m * n : m * k;
   Napi::Float32Array out = Napi::Float32Array::New(env, out_size);
   double best = 1e300;
@@ -1162,11 +1166,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       std::fill(out.Data(), out.Data() + out_size, 0.0f);
       const auto started = std::chrono::steady_clock::now();
       if (form == "forward" && bf16_compute)
-        multiply_transposed_bf16(*kernels, pool, m, n, k, a.Data(), k, rows, out.Data(), n);
+        multiply_transposed_bf16(*kernels, pool, m, n, k, a.Data(), k, bf16_rows, out.Data(), n);
       else if (form == "forward")
         multiply_transposed(*kernels, pool, m, n, k, a.Data(), k, rows, out.Data(), n);
       else if (bf16_compute)
-        multiply_add_bf16(*kernels, pool, m, k, n, a.Data(), n, rows, out.Data(), k);
+        multiply_add_bf16(*kernels, pool, m, k, n, a.Data(), n, bf16_rows, out.Data(), k);
       else
         multiply_add(*kernels, pool, m, k, n, a.Data(), n, false, rows, out.Data(), k);
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -287,46 +287,64 @@ float attention_row_d(const float* q, const float* keys, const float* values, si
   return top + std::log(sum);
 }
 
-template <int NV>
-void attention_row_backward_d(const float* q, const float* d_out, const float* keys, const float* values,
-                              size_t stride, int count, float scale, float lse, float* dq, float* dk, float* dv,
-                              float* scratch) {
-  float* probabilities = scratch;
-  float* dp = scratch + count;
-  __m512 query[NV], d_output[NV];
-  for (int c = 0; c < NV; c++) {
-    query[c] = _mm512_loadu_ps(q + 16 * c);
-    d_output[c] = _mm512_loadu_ps(d_out + 16 * c);
+// Rows r < ROWS of one head, consecutive in one sequence: row r attends to count + r keys. Each row's
+// probabilities, dP and w as one row alone computes them; then, key by key, both rows' terms go into
+// dk and dv (row 0's first, as rows one after another add them) with one load and store for both.
+template <int NV, int ROWS>
+void attention_rows_backward_d(const float* q, const float* d_out, size_t q_stride, const float* keys,
+                               const float* values, size_t stride, int count, float scale, const float* lse,
+                               size_t lse_stride, float* dq, float* dk, float* dv, float* scratch) {
+  const int longest = count + ROWS - 1;
+  __m512 query[ROWS][NV], d_output[ROWS][NV], d_query[ROWS][NV];
+  float w[ROWS];
+  const __m512 scales = _mm512_set1_ps(scale);
+  for (int r = 0; r < ROWS; r++) {
+    for (int c = 0; c < NV; c++) {
+      query[r][c] = _mm512_loadu_ps(q + r * q_stride + 16 * c);
+      d_output[r][c] = _mm512_loadu_ps(d_out + r * q_stride + 16 * c);
+      d_query[r][c] = _mm512_loadu_ps(dq + r * q_stride + 16 * c);
+    }
+    float* probabilities = scratch + 2 * r * longest;
+    float* dp = probabilities + longest;
+    const __m512 lses = _mm512_set1_ps(lse[r * lse_stride]);
+    __m512 weighted = _mm512_setzero_ps();
+    for (int p = 0; p < count + r; p += 16) {
+      const int n = count + r - p;
+      const __mmask16 mask = first_lanes(n);
+      const __m512 s = _mm512_mul_ps(dots16<NV>(query[r], keys + size_t(p) * stride, stride, n), scales);
+      const __m512 probability = exp16(_mm512_sub_ps(s, lses));
+      const __m512 d_probability = dots16<NV>(d_output[r], values + size_t(p) * stride, stride, n);
+      _mm512_mask_storeu_ps(probabilities + p, mask, probability);
+      _mm512_mask_storeu_ps(dp + p, mask, d_probability);
+      weighted = _mm512_mask3_fmadd_ps(probability, d_probability, weighted, mask);
+    }
+    w[r] = _mm512_reduce_add_ps(weighted);
   }
-  const __m512 scales = _mm512_set1_ps(scale), lses = _mm512_set1_ps(lse);
-  __m512 weighted = _mm512_setzero_ps();
-  for (int p = 0; p < count; p += 16) {
-    const int n = count - p;
-    const __mmask16 mask = first_lanes(n);
-    const __m512 s = _mm512_mul_ps(dots16<NV>(query, keys + size_t(p) * stride, stride, n), scales);
-    const __m512 probability = exp16(_mm512_sub_ps(s, lses));
-    const __m512 d_probability = dots16<NV>(d_output, values + size_t(p) * stride, stride, n);
-    _mm512_mask_storeu_ps(probabilities + p, mask, probability);
-    _mm512_mask_storeu_ps(dp + p, mask, d_probability);
-    weighted = _mm512_mask3_fmadd_ps(probability, d_probability, weighted, mask);
-  }
-  const float w = _mm512_reduce_add_ps(weighted);
-  __m512 d_query[NV];
-  for (int c = 0; c < NV; c++) d_query[c] = _mm512_loadu_ps(dq + 16 * c);
-  for (int p = 0; p < count; p++) {
-    const float probability = probabilities[p];
-    const __m512 ds = _mm512_set1_ps(probability * (dp[p] - w) * scale);
-    const __m512 pv = _mm512_set1_ps(probability);
+  for (int p = 0; p < longest; p++) {
     const float* key = keys + size_t(p) * stride;
     float* d_key = dk + size_t(p) * stride;
     float* d_value = dv + size_t(p) * stride;
+    const int first_row = p < count ? 0 : p - count + 1;  // the rows that see key p
+    __m512 ds[ROWS], pv[ROWS];
+    for (int r = first_row; r < ROWS; r++) {
+      const float probability = scratch[2 * r * longest + p];
+      ds[r] = _mm512_set1_ps(probability * (scratch[2 * r * longest + longest + p] - w[r]) * scale);
+      pv[r] = _mm512_set1_ps(probability);
+    }
     for (int c = 0; c < NV; c++) {
-      d_query[c] = _mm512_fmadd_ps(ds, _mm512_loadu_ps(key + 16 * c), d_query[c]);
-      _mm512_storeu_ps(d_key + 16 * c, _mm512_fmadd_ps(ds, query[c], _mm512_loadu_ps(d_key + 16 * c)));
-      _mm512_storeu_ps(d_value + 16 * c, _mm512_fmadd_ps(pv, d_output[c], _mm512_loadu_ps(d_value + 16 * c)));
+      const __m512 k = _mm512_loadu_ps(key + 16 * c);
+      __m512 d_k = _mm512_loadu_ps(d_key + 16 * c), d_v = _mm512_loadu_ps(d_value + 16 * c);
+      for (int r = first_row; r < ROWS; r++) {
+        d_query[r][c] = _mm512_fmadd_ps(ds[r], k, d_query[r][c]);
+        d_k = _mm512_fmadd_ps(ds[r], query[r][c], d_k);
+        d_v = _mm512_fmadd_ps(pv[r], d_output[r][c], d_v);
+      }
+      _mm512_storeu_ps(d_key + 16 * c, d_k);
+      _mm512_storeu_ps(d_value + 16 * c, d_v);
     }
   }
-  for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + 16 * c, d_query[c]);
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + r * q_stride + 16 * c, d_query[r][c]);
 }
 
 template <int... NV>
@@ -342,14 +360,24 @@ float attention_row_dispatch(HeadSizes<First, Rest...>, int nv, const float* q, 
 }
 
 template <int First, int... Rest>
-void attention_row_backward_dispatch(HeadSizes<First, Rest...>, int nv, const float* q, const float* d_out,
-                                     const float* keys, const float* values, size_t stride, int count, float scale,
-                                     float lse, float* dq, float* dk, float* dv, float* scratch) {
-  if (nv == First)
-    return attention_row_backward_d<First>(q, d_out, keys, values, stride, count, scale, lse, dq, dk, dv, scratch);
+void attention_rows_backward_dispatch(HeadSizes<First, Rest...>, int nv, int rows, const float* q,
+                                      const float* d_out, size_t q_stride, const float* keys, const float* values,
+                                      size_t stride, int count, float scale, const float* lse, size_t lse_stride,
+                                      float* dq, float* dk, float* dv, float* scratch) {
+  if (nv == First) {
+    // Two rows' registers (query, d_out, dq: 6 · NV vectors) fit the 32 up to NV = 4.
+    if (rows == 2 && First <= 4)
+      return attention_rows_backward_d<First, 2>(q, d_out, q_stride, keys, values, stride, count, scale, lse,
+                                                 lse_stride, dq, dk, dv, scratch);
+    for (int r = 0; r < rows; r++)
+      attention_rows_backward_d<First, 1>(q + r * q_stride, d_out + r * q_stride, q_stride, keys, values, stride,
+                                          count + r, scale, lse + r * lse_stride, lse_stride, dq + r * q_stride, dk,
+                                          dv, scratch);
+    return;
+  }
   if constexpr (sizeof...(Rest) > 0)
-    attention_row_backward_dispatch(HeadSizes<Rest...>{}, nv, q, d_out, keys, values, stride, count, scale, lse, dq,
-                                    dk, dv, scratch);
+    attention_rows_backward_dispatch(HeadSizes<Rest...>{}, nv, rows, q, d_out, q_stride, keys, values, stride, count,
+                                     scale, lse, lse_stride, dq, dk, dv, scratch);
 }
 
 using AllHeadSizes = HeadSizes<4, 8, 2, 6, 1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 15, 16>;
@@ -359,10 +387,11 @@ float attention_row(const float* q, const float* keys, const float* values, size
   return attention_row_dispatch(AllHeadSizes{}, D / 16, q, keys, values, stride, count, scale, out, scratch);
 }
 
-void attention_row_backward(const float* q, const float* d_out, const float* keys, const float* values, size_t stride,
-                            int count, int D, float scale, float lse, float* dq, float* dk, float* dv, float* scratch) {
-  attention_row_backward_dispatch(AllHeadSizes{}, D / 16, q, d_out, keys, values, stride, count, scale, lse, dq, dk,
-                                  dv, scratch);
+void attention_rows_backward(const float* q, const float* d_out, size_t q_stride, const float* keys,
+                             const float* values, size_t stride, int count, int rows, int D, float scale,
+                             const float* lse, size_t lse_stride, float* dq, float* dk, float* dv, float* scratch) {
+  attention_rows_backward_dispatch(AllHeadSizes{}, D / 16, rows, q, d_out, q_stride, keys, values, stride, count, scale,
+                                   lse, lse_stride, dq, dk, dv, scratch);
 }
 
 // ---- A few rows: one row of x against up to 16 weight rows ---------------------------------------
@@ -434,6 +463,32 @@ void row_dots_nf4(const float* x, const uint8_t* packed, size_t stride_bytes, co
       stride_bytes * 2 == n ? packed : nullptr, stride_bytes);
 }
 
+// ---- Softmax's exponentials -----------------------------------------------------------------------
+
+double exp_sum(const float* x, size_t n, float shift) {
+  const __m512 shifts = _mm512_set1_ps(shift);
+  __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    sum0 = _mm512_add_ps(sum0, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), shifts)));
+    sum1 = _mm512_add_ps(sum1, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), shifts)));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mask = first_lanes(int(std::min<size_t>(16, n - i)));
+    sum0 = _mm512_add_ps(sum0, _mm512_maskz_mov_ps(mask, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), shifts))));
+  }
+  return double(_mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1)));
+}
+
+void exp_scaled(const float* x, size_t n, float shift, float scale, float* out) {
+  const __m512 shifts = _mm512_set1_ps(shift), scales = _mm512_set1_ps(scale);
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = first_lanes(int(std::min<size_t>(16, n - i)));
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), shifts));
+    _mm512_mask_storeu_ps(out + i, mask, _mm512_mul_ps(e, scales));
+  }
+}
+
 // ---- bf16 products (AVX-512 BF16) ---------------------------------------------------------------
 // Compiled for AVX-512 BF16 function by function, so that nothing else in this file needs it; the
 // table that points here is chosen only where the CPU has it (dispatch.cc). vdpbf16ps adds the two
@@ -451,47 +506,9 @@ TUNEKIT_BF16 void f32_to_bf16(const float* src, uint16_t* dst, size_t n) {
   }
 }
 
-// dst[2j] = bf16(first[j]), dst[2j + 1] = bf16(second[j]): two rows of k interleaved by pairs, the
-// layout the accumulated tile reads.
-TUNEKIT_BF16 void f32_to_bf16_pairs(const float* first, const float* second, size_t n, uint16_t* dst) {
-  for (size_t i = 0; i < n; i += 16) {
-    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m256bh lo = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, first + i));
-    const __m256bh hi = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, second + i));
-    const __m512i pairs = _mm512_or_si512(_mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(lo)),
-                                          _mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(hi)), 16));
-    _mm512_mask_storeu_epi32(dst + 2 * i, mask, pairs);
-  }
-}
-
-// dot_tile's 4 × 6 tile on bf16 rows: 32 values (16 pairs) a step, masked tail, lanes summed as
-// dot_tile sums them.
-TUNEKIT_BF16 void bf16_dot_tile(const uint16_t* x, size_t x_stride, const uint16_t* const* w, size_t n, float* out,
-                                size_t out_stride, size_t rows, size_t cols) {
-  const uint16_t* xs[kDotRows];
-  for (size_t i = 0; i < kDotRows; i++) xs[i] = x + (i < rows ? i : 0) * x_stride;
-  __m512 acc[kDotRows][kDotCols];
-  for (auto& row : acc)
-    for (auto& value : row) value = _mm512_setzero_ps();
-  for (size_t k = 0; k < n; k += 32) {
-    const __mmask32 mask = n - k >= 32 ? __mmask32(0xffffffffu) : static_cast<__mmask32>((1u << (n - k)) - 1);
-    __m512i b[kDotCols];
-    for (size_t j = 0; j < kDotCols; j++) b[j] = _mm512_maskz_loadu_epi16(mask, w[j] + k);
-    for (size_t i = 0; i < kDotRows; i++) {
-      const __m512bh a = as_bf16(_mm512_maskz_loadu_epi16(mask, xs[i] + k));
-      for (size_t j = 0; j < kDotCols; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, as_bf16(b[j]));
-    }
-  }
-  float sums[kDotCols][kDotRows];
-#pragma GCC unroll 8
-  for (size_t j = 0; j < kDotCols; j++) reduce_add4(acc[0][j], acc[1][j], acc[2][j], acc[3][j], sums[j]);
-  for (size_t i = 0; i < rows; i++)
-    for (size_t j = 0; j < cols; j++) out[i * out_stride + j] = sums[j][i];
-}
-
 // gemm_tile's 8 × 48 accumulated tile on pairs of k: a [pairs][8][2], b [pairs][48][2].
 TUNEKIT_BF16 void bf16_gemm_tile(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
-                                 size_t cols) {
+                                 size_t cols, bool accumulate) {
   __mmask16 mask[kTileVectors];
   for (size_t v = 0; v < kTileVectors; v++) {
     const size_t left = cols > 16 * v ? cols - 16 * v : 0;
@@ -499,7 +516,7 @@ TUNEKIT_BF16 void bf16_gemm_tile(size_t pairs, const uint16_t* a, const uint16_t
   }
   __m512 acc[kTileRows][kTileVectors];
   for (size_t i = 0; i < kTileRows; i++)
-    for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], i < rows);
+    for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], accumulate && i < rows);
   for (size_t p = 0; p < pairs; p++, a += 2 * kTileRows, b += 2 * kTileCols) {
     const __m512bh b0 = as_bf16(_mm512_loadu_si512(b)), b1 = as_bf16(_mm512_loadu_si512(b + 32));
     const __m512bh b2 = as_bf16(_mm512_loadu_si512(b + 64));
@@ -545,17 +562,19 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
 
 const Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                          kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
-                         dropout_mask, attention_head_dim, attention_row, attention_row_backward,
+                         dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
                          row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
-                         nullptr,      nullptr,            0,             nullptr,     nullptr};
+                         exp_sum,      exp_scaled,
+                         nullptr,      0,                  nullptr};
 
 // The same with the bf16 products, for CPUs with AVX-512 BF16 (k blocks of 256: a [128][48][2] panel
 // of b is the 24 KB of L1 that fp32's 128 deep one is).
 const Kernels kAvx512Bf16 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                              kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
-                             dropout_mask, attention_head_dim, attention_row, attention_row_backward,
+                             dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
                              row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
-                             f32_to_bf16,  f32_to_bf16_pairs,  256,           bf16_dot_tile, bf16_gemm_tile};
+                             exp_sum,      exp_scaled,
+                             f32_to_bf16,  256,                bf16_gemm_tile};
 
 }  // namespace
 

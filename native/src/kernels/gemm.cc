@@ -162,73 +162,35 @@ void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, 
 }
 
 // ---- bf16 inputs -----------------------------------------------------------------------------
-// The same tasks on bf16 inputs: A rounded once, each panel of B decoded and rounded as it is packed.
+// Both products as one blocked product C (+)= A · B on the accumulated tiles (pairs of k): A [m × k]
+// rounded once into tiles, B decoded and rounded panel by panel. Each element sums its pairs in k
+// order from zero (forward) or from C (accumulated), whatever the cut into tiles, blocks or threads.
 
-void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                              size_t lda, const RowSpans& b, float* c, size_t ldc) {
-  if (m == 0 || n == 0) return;
-  const size_t DR = kernels.dot_rows, DC = kernels.dot_cols;
-  const size_t panel_rows = ceil_div(kForwardPanelRows, DC) * DC;
-  const size_t panels = ceil_div(n, panel_rows), tiles = ceil_div(m, DR);
-  const size_t block_tiles_fit = std::max<size_t>(1, kForwardBlockBytes / (std::max<size_t>(k, 1) * 2 * DR));
-  const size_t blocks = row_blocks(tiles, ceil_div(tiles, block_tiles_fit), panels, pool.size());
-  const size_t tiles_per_block = ceil_div(tiles, blocks);
-  const bool parallel = m * n * k >= kInlineWork;
-  const size_t stride = ceil_div(k, 32) * 32;  // rows start on a cache line
+namespace {
 
-  AlignedHalves rounded_a(m * stride);
-  run(pool, parallel && m > 1, m, [&](size_t begin, size_t end, size_t) {
-    for (size_t i = begin; i < end; i++) kernels.f32_to_bf16(a + i * lda, rounded_a.data() + i * stride, k);
-  });
+// Fills panels [p][kc_pairs][NR][2] with B's rows [k0, k0 + kc) and columns [n0, n0 + cols), zero past
+// column n and row k.
+using PackPanels = std::function<void(size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels)>;
 
-  run(pool, parallel, panels * blocks, [&](size_t begin, size_t end, size_t) {
-    AlignedHalves panel(panel_rows * stride);
-    AlignedFloats scratch(k);
-    std::vector<const uint16_t*> rows(panel_rows);
-    for (size_t task = begin; task < end; task++) {
-      const size_t p = task / blocks, block = task % blocks;
-      const size_t n0 = p * panel_rows, count = std::min(panel_rows, n - n0);
-      const size_t t0 = block * tiles_per_block, t1 = std::min(tiles, t0 + tiles_per_block);
-      if (t0 >= t1) continue;
-      for (size_t r = 0; r < count; r++) {
-        kernels.f32_to_bf16(b(n0 + r, 0, k, scratch.data()), panel.data() + r * stride, k);
-        rows[r] = panel.data() + r * stride;
-      }
-      for (size_t r = count; r < panel_rows; r++) rows[r] = rows[0];
-      for (size_t j = 0; j < count; j += DC) {
-        const size_t cols = std::min(DC, count - j);
-        for (size_t t = t0; t < t1; t++) {
-          const size_t i = t * DR;
-          kernels.bf16_dot_tile(rounded_a.data() + i * stride, stride, rows.data() + j, k, c + i * ldc + n0 + j, ldc,
-                                std::min(DR, m - i), cols);
-        }
-      }
-    }
-  });
-}
-
-void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                       size_t lda, const RowSpans& b, float* c, size_t ldc) {
-  if (m == 0 || n == 0 || k == 0) return;
+void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                   const PackPanels& pack_b, float* c, size_t ldc, bool accumulate) {
   const size_t MR = kernels.gemm_mr, NR = kernels.gemm_nr, KC = kernels.bf16_kc;
   const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool.size();
   const size_t pairs = ceil_div(k, 2);
   const bool parallel = m * n * k >= kInlineWork;
 
-  // A as tiles [pairs][MR][2]: each row rounded once, then scattered; zero past row m and column k.
+  // A as tiles [pairs][MR][2]: each row rounded once, then laid out as pairs (32-bit words).
   AlignedHalves packed_a(tiles * MR * 2 * pairs);
-  run(pool, parallel, tiles, [&](size_t begin, size_t end, size_t) {
+  run(pool, parallel && tiles > 1, tiles, [&](size_t begin, size_t end, size_t) {
     std::vector<uint16_t> row(2 * pairs);
     for (size_t t = begin; t < end; t++) {
-      uint16_t* out = packed_a.data() + t * MR * 2 * pairs;
+      uint32_t* out = reinterpret_cast<uint32_t*>(packed_a.data() + t * MR * 2 * pairs);
       for (size_t i = 0; i < MR; i++) {
         const size_t r = t * MR + i;
         std::fill(row.begin(), row.end(), uint16_t(0));
         if (r < m) kernels.f32_to_bf16(a + r * lda, row.data(), k);
-        for (size_t q = 0; q < pairs; q++) {
-          out[q * 2 * MR + 2 * i] = row[2 * q];
-          out[q * 2 * MR + 2 * i + 1] = row[2 * q + 1];
-        }
+        const uint32_t* words = reinterpret_cast<const uint32_t*>(row.data());
+        for (size_t q = 0; q < pairs; q++) out[q * MR + i] = words[q];
       }
     }
   });
@@ -241,9 +203,6 @@ void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_
   run(pool, parallel, groups * blocks, [&](size_t begin, size_t end, size_t) {
     const size_t width = group * NR;
     AlignedHalves packed_b(KC * width);
-    AlignedFloats first(width), second(width), zeros(width);
-    std::fill(zeros.data(), zeros.data() + width, 0.0f);
-    std::vector<uint16_t> interleaved(2 * width);
     for (size_t task = begin; task < end; task++) {
       const size_t g = task / blocks, block = task % blocks;
       const size_t n0 = g * width, cols = std::min(width, n - n0);
@@ -251,31 +210,84 @@ void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_
       if (t0 >= t1) continue;
       for (size_t k0 = 0; k0 < k; k0 += KC) {
         const size_t kc = std::min(KC, k - k0), kc_pairs = ceil_div(kc, 2);
-        // B's rows [k0, k0 + kc) two at a time, columns [n0, n0 + cols), as panels [p][pairs][NR][2].
-        for (size_t q = 0; q < kc_pairs; q++) {
-          const size_t row = k0 + 2 * q;
-          const float* even = b(row, n0, cols, first.data());
-          const float* odd = row + 1 < k ? b(row + 1, n0, cols, second.data()) : zeros.data();
-          kernels.f32_to_bf16_pairs(even, odd, cols, interleaved.data());
-          for (size_t p = 0; p * NR < cols; p++) {
-            uint16_t* out = packed_b.data() + p * kc_pairs * 2 * NR + q * 2 * NR;
-            const size_t count = std::min(NR, cols - p * NR);
-            std::memcpy(out, interleaved.data() + 2 * p * NR, 2 * count * sizeof(uint16_t));
-            std::fill(out + 2 * count, out + 2 * NR, uint16_t(0));
-          }
-        }
+        pack_b(k0, kc, n0, cols, packed_b.data());
         for (size_t p = 0; p * NR < cols; p++) {
           const uint16_t* panel = packed_b.data() + p * kc_pairs * 2 * NR;
           const size_t column = n0 + p * NR, panel_cols = std::min(NR, cols - p * NR);
           for (size_t t = t0; t < t1; t++) {
             const size_t row0 = t * MR;
             kernels.bf16_gemm_tile(kc_pairs, packed_a.data() + t * MR * 2 * pairs + (k0 / 2) * 2 * MR, panel,
-                                   c + row0 * ldc + column, ldc, std::min(MR, m - row0), panel_cols);
+                                   c + row0 * ldc + column, ldc, std::min(MR, m - row0), panel_cols,
+                                   accumulate || k0 > 0);
           }
         }
       }
     }
   });
+}
+
+}  // namespace
+
+Bf16Rows rounded_rows(const Kernels& kernels, const RowSpans& rows) {
+  return [&kernels, rows](size_t row, size_t col, size_t count, uint16_t* scratch) {
+    thread_local std::vector<float> decoded;
+    if (decoded.size() < count) decoded.resize(count);
+    kernels.f32_to_bf16(rows(row, col, count, decoded.data()), scratch, count);
+    return static_cast<const uint16_t*>(scratch);
+  };
+}
+
+// B = Wᵀ: a panel's column j is W's row n0 + j, whose pairs of k are 32-bit words already.
+void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                              size_t lda, const Bf16Rows& b, float* c, size_t ldc) {
+  if (m == 0 || n == 0) return;
+  const size_t NR = kernels.gemm_nr;
+  const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
+    const size_t kc_pairs = ceil_div(kc, 2);
+    thread_local std::vector<uint16_t> span;
+    span.assign(2 * kc_pairs, 0);
+    for (size_t p = 0; p * NR < cols; p++) {
+      uint32_t* out = reinterpret_cast<uint32_t*>(panels + p * kc_pairs * 2 * NR);
+      const size_t count = std::min(NR, cols - p * NR);
+      for (size_t j = 0; j < count; j++) {
+        const uint16_t* values = b(n0 + p * NR + j, k0, kc, span.data());
+        for (size_t q = 0; q < kc / 2; q++) {
+          uint32_t word;
+          std::memcpy(&word, values + 2 * q, 4);
+          out[q * NR + j] = word;
+        }
+        if (kc % 2) out[(kc_pairs - 1) * NR + j] = values[kc - 1];
+      }
+      for (size_t q = 0; q < kc_pairs; q++) std::fill(out + q * NR + count, out + (q + 1) * NR, 0u);
+    }
+  };
+  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, false);
+}
+
+// B's rows two at a time, interleaved into pairs.
+void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                       size_t lda, const Bf16Rows& b, float* c, size_t ldc) {
+  if (m == 0 || n == 0 || k == 0) return;
+  const size_t NR = kernels.gemm_nr;
+  const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
+    const size_t kc_pairs = ceil_div(kc, 2);
+    thread_local std::vector<uint16_t> first, second, zeros;
+    first.resize(cols);
+    second.resize(cols);
+    zeros.assign(cols, 0);
+    for (size_t q = 0; q < kc_pairs; q++) {
+      const size_t row = k0 + 2 * q;
+      const uint16_t* even = b(row, n0, cols, first.data());
+      const uint16_t* odd = row + 1 < k0 + kc ? b(row + 1, n0, cols, second.data()) : zeros.data();
+      for (size_t p = 0; p * NR < cols; p++) {
+        uint32_t* out = reinterpret_cast<uint32_t*>(panels + p * kc_pairs * 2 * NR + q * 2 * NR);
+        const size_t count = std::min(NR, cols - p * NR), j0 = p * NR;
+        for (size_t j = 0; j < count; j++) out[j] = uint32_t(even[j0 + j]) | uint32_t(odd[j0 + j]) << 16;
+        std::fill(out + count, out + NR, 0u);
+      }
+    }
+  };
+  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, true);
 }
 
 }  // namespace tunekit

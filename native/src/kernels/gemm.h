@@ -32,11 +32,19 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
 void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
                   bool a_transposed, const RowSpans& b, float* c, size_t ldc);
 
-// The same two products with bf16 inputs and fp32 sums (kernels.has_bf16() must hold): A and B
-// rounded to bf16 once (round to nearest even), C as fp32. multiply_add_bf16 takes A untransposed.
+// A matrix read by rows as bf16: columns [col, col + count) of `row`, either a pointer into the
+// matrix (BF16 storage) or `scratch` (room for count values) filled by decoding and rounding.
+using Bf16Rows = std::function<const uint16_t*(size_t row, size_t col, size_t count, uint16_t* scratch)>;
+// Rows decoded to fp32 by `rows`, then rounded to nearest even.
+Bf16Rows rounded_rows(const Kernels& kernels, const RowSpans& rows);
+
+// The same two products with bf16 inputs and fp32 sums (kernels.has_bf16() must hold): A rounded to
+// bf16 once (nearest even), B read as bf16, both run on bf16_gemm_tile: each element sums its pairs
+// of k in order, whatever the product's size or cut (so a row gets the same bits alone as in a
+// batch). multiply_transposed_bf16 writes C; multiply_add_bf16 adds to it and takes A untransposed.
 void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                              size_t lda, const RowSpans& b, float* c, size_t ldc);
+                              size_t lda, const Bf16Rows& b, float* c, size_t ldc);
 void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                       size_t lda, const RowSpans& b, float* c, size_t ldc);
+                       size_t lda, const Bf16Rows& b, float* c, size_t ldc);
 
 }  // namespace tunekit

@@ -67,12 +67,16 @@ struct Kernels {
   bool (*attention_head_dim)(int D);
   float (*attention_row)(const float* q, const float* keys, const float* values, size_t stride, int count, int D,
                          float scale, float* out, float* scratch);
-  // Backward of that row, given its log-sum-exp: P_p = e^(s_p − lse), dP_p = d_out · v_p, w = Σ P dP,
+  // Backward of `rows` (1 or 2) consecutive query rows of one head in one sequence, given their
+  // log-sum-exps: row r (q + r · q_stride, d_out and dq likewise, lse[r · lse_stride]) attends to the
+  // first count + r keys. Per row P_p = e^(s_p − lse), dP_p = d_out · v_p, w = Σ P dP,
   // dS_p = P_p (dP_p − w) · scale; dq += Σ_p dS_p k_p, and for each p in order dk_p += dS_p q,
-  // dv_p += P_p d_out (dk and dv rows `stride` apart, as the keys). `scratch`: room for 2 · count floats.
-  void (*attention_row_backward)(const float* q, const float* d_out, const float* keys, const float* values,
-                                 size_t stride, int count, int D, float scale, float lse, float* dq, float* dk,
-                                 float* dv, float* scratch);
+  // dv_p += P_p d_out, row 0's terms before row 1's (as the rows one after another add them; dk and
+  // dv rows `stride` apart, as the keys). `scratch`: room for 4 · (count + 1) floats.
+  void (*attention_rows_backward)(const float* q, const float* d_out, size_t q_stride, const float* keys,
+                                  const float* values, size_t stride, int count, int rows, int D, float scale,
+                                  const float* lse, size_t lse_stride, float* dq, float* dk, float* dv,
+                                  float* scratch);
   // A few rows (decoding): one row of x (n floats) against `count` ≤ 16 rows of a weight, out[j] = the
   // sum dot_tile gives x · w_j, in its order, so that a row gets the same bits alone as among many.
   // F32 rows by pointer (every path); BF16 rows `stride` values apart and NF4 rows (null where a path
@@ -90,22 +94,24 @@ struct Kernels {
   void (*swiglu_backward)(const float* d_act, const float* gate, const float* up, size_t n, float* d_gate,
                           float* d_up);
 
+  // Softmax's exponentials over a row of logits (null: std::exp in double): exp_sum returns
+  // Σ exp(x[i] − shift), exp_scaled writes out[i] = exp(x[i] − shift) · scale (out may be x). The
+  // exponential may differ from std::exp in the last bits; the sums are fp32 lanes, then reduced.
+  double (*exp_sum)(const float* x, size_t n, float shift);
+  void (*exp_scaled)(const float* x, size_t n, float shift, float scale, float* out);
+
   // bf16 products (computeDtype "bf16"): inputs rounded to bf16 once, products summed in fp32. Null
   // where the CPU lacks AVX-512 BF16; models then compute in fp32.
-  // f32_to_bf16 rounds to nearest even; f32_to_bf16_pairs interleaves two rows, dst[2j] = bf16(first[j]),
-  // dst[2j + 1] = bf16(second[j]) (the pairs of k the accumulated tile reads).
+  // f32_to_bf16 rounds to nearest even (vcvtneps2bf16).
   void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
-  void (*f32_to_bf16_pairs)(const float* first, const float* second, size_t n, uint16_t* dst);
-  // The tiles of the fp32 products (dot_rows × dot_cols, gemm_mr × gemm_nr) on bf16 inputs, each
-  // element summed in an order fixed by its row and column alone, as theirs. bf16_dot_tile: x and w
-  // rows of n bf16 values, 32 a step. bf16_gemm_tile: `pairs` steps of two k, a packed [pairs][mr][2]
-  // and b [pairs][nr][2]; bf16_kc (even) is its block depth.
+  // gemm_tile's gemm_mr × gemm_nr tile on `pairs` steps of two k: a packed [pairs][mr][2] and b
+  // [pairs][nr][2] bf16, zero-padded; c[i * ldc + j] (+)= the products in k order, each pair's two
+  // added to the fp32 sum (vdpbf16ps), from c's value when `accumulate`, else from zero. bf16_kc (even):
+  // its block depth.
   size_t bf16_kc;
-  void (*bf16_dot_tile)(const uint16_t* x, size_t x_stride, const uint16_t* const* w, size_t n, float* out,
-                        size_t out_stride, size_t rows, size_t cols);
   void (*bf16_gemm_tile)(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
-                         size_t cols);
-  bool has_bf16() const { return bf16_dot_tile != nullptr; }
+                         size_t cols, bool accumulate);
+  bool has_bf16() const { return bf16_gemm_tile != nullptr; }
 };
 
 // splitmix64 (Steele, Lea and Flood 2014; Vigna's constants): its increment and output function.

@@ -247,7 +247,7 @@ LlamaModel::HeadLoss LlamaModel::head_loss(const float* hidden, const std::vecto
     head(gathered.data(), n, logits.data());
     pool_->parallel_for(size_t(n), [&](size_t begin, size_t end, size_t) {
       for (size_t r = begin; r < end; r++)
-        results[r] = ops::cross_entropy(&logits[r * V], V, targets[c0 + r], gradient_scale);
+        results[r] = ops::cross_entropy(*kernels_, &logits[r * V], V, targets[c0 + r], gradient_scale);
     });
     for (int r = 0; r < n; r++) {  // in order, whatever the threads
       result.total += results[size_t(r)].loss;

@@ -70,6 +70,14 @@ const float* Weight::span(size_t r, size_t col, size_t count, float* scratch, co
   return scratch;
 }
 
+const uint16_t* Weight::span_bf16(size_t r, size_t col, size_t count, uint16_t* scratch, const Kernels& kernels) const {
+  if (dtype_ == DType::BF16) return reinterpret_cast<const uint16_t*>(data_) + r * cols_ + col;
+  thread_local std::vector<float> decoded;
+  if (decoded.size() < count) decoded.resize(count);
+  kernels.f32_to_bf16(span(r, col, count, decoded.data(), kernels), scratch, count);
+  return scratch;
+}
+
 // ---- Loading ------------------------------------------------------------------------------------
 
 LlamaModel::LlamaModel(ModelConfig config, const std::vector<std::string>& files,
@@ -181,12 +189,19 @@ RowSpans LlamaModel::weight_rows(const Weight& weight) const {
   };
 }
 
+Bf16Rows LlamaModel::weight_rows_bf16(const Weight& weight) const {
+  const Kernels& k = *kernels_;
+  return [&weight, &k](size_t row, size_t col, size_t count, uint16_t* scratch) {
+    return weight.span_bf16(row, col, count, scratch, k);
+  };
+}
+
 void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
   if (m >= kGemmRows || bf16_) {
     if (bf16_)
-      multiply_transposed_bf16(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
+      multiply_transposed_bf16(k, *pool_, size_t(m), N, K, x, K, weight_rows_bf16(weight), y, N);
     else
       multiply_transposed(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
     if (bias) {
@@ -250,7 +265,7 @@ void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, f
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
   if (bf16_) {
-    multiply_add_bf16(k, *pool_, size_t(m), K, N, dy, N, weight_rows(weight), dx, K);
+    multiply_add_bf16(k, *pool_, size_t(m), K, N, dy, N, weight_rows_bf16(weight), dx, K);
     return;
   }
   if (m >= kGemmRows) {

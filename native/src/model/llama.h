@@ -76,6 +76,9 @@ class Weight {
   const float* row(size_t r, float* scratch, const Kernels& kernels) const;
   // Columns [col, col + count) of row r, the same way (scratch: count floats).
   const float* span(size_t r, size_t col, size_t count, float* scratch, const Kernels& kernels) const;
+  // The same columns as bf16 (kernels.f32_to_bf16 must be there): a pointer into the weights for
+  // BF16, else decoded and rounded into scratch (count values).
+  const uint16_t* span_bf16(size_t r, size_t col, size_t count, uint16_t* scratch, const Kernels& kernels) const;
   // The stored values, for kernels that read them in place: 16-bit rows (F16, BF16) and NF4.
   const uint16_t* halves() const { return reinterpret_cast<const uint16_t*>(data_); }
   const NF4Tensor* nf4() const { return nf4_.get(); }
@@ -335,6 +338,7 @@ class LlamaModel {
   // in bf16 they always do (so that a row gets the same bits alone as among many).
   static constexpr int kGemmRows = 8;
   RowSpans weight_rows(const Weight& weight) const;
+  Bf16Rows weight_rows_bf16(const Weight& weight) const;
   void head(const float* hidden, int m, float* logits) const;
   const Weight& head_weight() const { return config_.tie_word_embeddings ? embed_ : lm_head_; }
   const Weight& projection(const Layer& layer, int projection) const;

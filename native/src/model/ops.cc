@@ -164,21 +164,21 @@ void attention_backward(ThreadPool& pool, const Kernels& k, const float* q, cons
     if (t == 0 || first[t] != first[t - 1]) sequences.emplace_back(t, t + 1);
     else sequences.back().second = t + 1;
   const size_t count = sequences.size();
-  const bool row_kernel = k.attention_row_backward && k.attention_head_dim(D);
+  const bool row_kernel = k.attention_rows_backward && k.attention_head_dim(D);
   pool.parallel_for(size_t(Hkv) * count, [&](size_t begin, size_t end, size_t) {
     std::vector<float> probabilities(static_cast<size_t>(longest)), dp(probabilities.size());
     for (size_t task = begin; task < end; task++) {
       const size_t kv = task / count;
       const auto [from, to] = sequences[task % count];
       if (row_kernel) {
-        probabilities.resize(2 * size_t(longest));
+        probabilities.resize(4 * (size_t(longest) + 1));
         for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
-          for (int t = from; t < to; t++) {
+          for (int t = from; t < to; t += 2) {  // two rows at a time: one pass over dk and dv for both
             const size_t start = size_t(first[t]) * KV + kv * D;
-            k.attention_row_backward(q + size_t(t) * Q + size_t(h) * D, d_out + size_t(t) * Q + size_t(h) * D,
-                                     keys + start, values + start, KV, t - first[t] + 1, D, scale,
-                                     lse[size_t(t) * Hq + h], dq + size_t(t) * Q + size_t(h) * D, dk + start,
-                                     dv + start, probabilities.data());
+            k.attention_rows_backward(q + size_t(t) * Q + size_t(h) * D, d_out + size_t(t) * Q + size_t(h) * D, Q,
+                                      keys + start, values + start, KV, t - first[t] + 1, std::min(2, to - t), D,
+                                      scale, lse + size_t(t) * Hq + h, Hq, dq + size_t(t) * Q + size_t(h) * D,
+                                      dk + start, dv + start, probabilities.data());
           }
         continue;
       }
@@ -211,17 +211,25 @@ void attention_backward(ThreadPool& pool, const Kernels& k, const float* q, cons
 
 // ---- Cross-entropy ------------------------------------------------------------------------------
 
-CrossEntropy cross_entropy(float* logits, int V, int32_t label, float gradient_scale) {
+CrossEntropy cross_entropy(const Kernels& k, float* logits, int V, int32_t label, float gradient_scale) {
   const float* best = std::max_element(logits, logits + V);
   const float maximum = *best;
   double sum = 0.0;
-  for (int v = 0; v < V; v++) sum += std::exp(double(logits[v] - maximum));
+  if (k.exp_sum) {
+    sum = k.exp_sum(logits, size_t(V), maximum);
+  } else {
+    for (int v = 0; v < V; v++) sum += std::exp(double(logits[v] - maximum));
+  }
   const double lse = double(maximum) + std::log(sum);
   CrossEntropy result;
   result.loss = lse - double(logits[label]);
   result.correct = best - logits == label;
   if (gradient_scale > 0.0f) {
-    for (int v = 0; v < V; v++) logits[v] = float(std::exp(double(logits[v]) - lse)) * gradient_scale;
+    if (k.exp_scaled) {
+      k.exp_scaled(logits, size_t(V), float(lse), gradient_scale, logits);
+    } else {
+      for (int v = 0; v < V; v++) logits[v] = float(std::exp(double(logits[v]) - lse)) * gradient_scale;
+    }
     logits[label] -= gradient_scale;
   }
   return result;

@@ -72,6 +72,7 @@ struct CrossEntropy {
   bool correct = false;  // the first argmax is the label
 };
 // With `gradient_scale` > 0 the row is overwritten with its gradient (softmax − onehot) · scale.
-CrossEntropy cross_entropy(float* logits, int V, int32_t label, float gradient_scale);
+// The exponentials are the kernels' (exp_sum, exp_scaled) where they have them, else std::exp in double.
+CrossEntropy cross_entropy(const Kernels& k, float* logits, int V, int32_t label, float gradient_scale);
 
 }  // namespace tunekit::ops
