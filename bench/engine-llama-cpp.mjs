@@ -39,11 +39,18 @@ const best = (list) => Math.min(...list);
 const rows = [];
 
 // tunekit: prefill = a generation of one token; decode = (64 + 1 tokens − that) / 64.
-for (const [name, quantization] of [
-  ["NF4", "nf4"],
-  ["BF16", "none"],
+for (const [name, quantization, computeDtype] of [
+  ["NF4", "nf4", "f32"],
+  ["BF16", "none", "f32"],
+  ["NF4, computeDtype bf16", "nf4", "bf16"],
+  ["BF16, computeDtype bf16", "none", "bf16"],
 ]) {
-  const model = await LocalModel.load(folder, { quantization, threads });
+  const model = await LocalModel.load(folder, { quantization, threads, computeDtype });
+  if (model.engine.computeDtype !== computeDtype) {
+    console.log(`tunekit ${name}: skipped (no AVX-512 BF16 here: it would compute in fp32)`);
+    model.dispose();
+    continue;
+  }
   const greedy = { temperature: 0, stopTokens: [] };
   await model.generate({ inputIds: prompt.slice(0, 8) }, { ...greedy, maxTokens: 2 });
   const prefills = [];

@@ -73,12 +73,19 @@ if (!values["no-baseline"]) {
 const ids = Array.from({ length: tokens }, (_, i) => 3 + ((i * 7) % 27));
 const batch = { inputIds: ids, labels: ids, sequenceLengths: Array(sequences).fill(length) };
 const cases = [
-  ["QLoRA (NF4)", "nf4", true],
-  ["QLoRA (NF4), no checkpointing", "nf4", false],
-  ["LoRA (BF16 weights)", "none", true],
+  ["QLoRA (NF4)", "nf4", true, "f32"],
+  ["QLoRA (NF4), no checkpointing", "nf4", false, "f32"],
+  ["LoRA (BF16 weights)", "none", true, "f32"],
+  ["QLoRA (NF4), computeDtype bf16", "nf4", true, "bf16"],
+  ["LoRA (BF16 weights), computeDtype bf16", "none", true, "bf16"],
 ];
-for (const [name, quantization, gradientCheckpointing] of cases) {
-  const model = await LocalModel.load(folder, { quantization });
+for (const [name, quantization, gradientCheckpointing, computeDtype] of cases) {
+  const model = await LocalModel.load(folder, { quantization, computeDtype });
+  if (model.engine.computeDtype !== computeDtype) {
+    console.log(`${name}: skipped (this CPU has no AVX-512 BF16: the model computes in fp32)`);
+    model.dispose();
+    continue;
+  }
   model.attachLora({ r: 16, alpha: 32, dropout: 0.05 });
   const times = [];
   for (let step = 0; step <= steps; step++) {

@@ -198,9 +198,13 @@ describe("computeDtype", () => {
         expect(gradientGap).toBeLessThan(0.08);
       });
 
-    for (const quantization of ["none", "nf4"] as const)
-      it(`gives a row alone the bits it gets among others, on 1 and 3 threads (${quantization})`, async () => {
-        const options = { quantization, computeDtype: "bf16" } as const;
+    for (const weights of ["bf16", "nf4", "nf4 double-quantized"] as const)
+      it(`gives a row alone the bits it gets among others, on 1 and 3 threads (${weights} weights)`, async () => {
+        const options = {
+          quantization: weights === "bf16" ? "none" : "nf4",
+          doubleQuant: weights === "nf4 double-quantized",
+          computeDtype: "bf16",
+        } as const;
         await using model = await load(options);
         await using three = await load({ ...options, threads: 3 });
         const vocab = CONFIG.vocab_size;

@@ -506,21 +506,23 @@ TUNEKIT_BF16 void f32_to_bf16(const float* src, uint16_t* dst, size_t n) {
   }
 }
 
-// gemm_tile's 8 × 48 accumulated tile on pairs of k: a [pairs][8][2], b [pairs][48][2].
-TUNEKIT_BF16 void bf16_gemm_tile(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
-                                 size_t cols, bool accumulate) {
+// gemm_tile's 8 × 48 accumulated tile on pairs of k: a [pairs][8][2], b [pairs][48][2]; ROWS of the
+// eight computed (a decoding step's one row costs one row's products, not eight).
+template <size_t ROWS>
+TUNEKIT_BF16 void bf16_gemm_tile_rows(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc,
+                                      size_t cols, bool accumulate) {
   __mmask16 mask[kTileVectors];
   for (size_t v = 0; v < kTileVectors; v++) {
     const size_t left = cols > 16 * v ? cols - 16 * v : 0;
     mask[v] = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1);
   }
-  __m512 acc[kTileRows][kTileVectors];
-  for (size_t i = 0; i < kTileRows; i++)
-    for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], accumulate && i < rows);
+  __m512 acc[ROWS][kTileVectors];
+  for (size_t i = 0; i < ROWS; i++)
+    for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], accumulate);
   for (size_t p = 0; p < pairs; p++, a += 2 * kTileRows, b += 2 * kTileCols) {
     const __m512bh b0 = as_bf16(_mm512_loadu_si512(b)), b1 = as_bf16(_mm512_loadu_si512(b + 32));
     const __m512bh b2 = as_bf16(_mm512_loadu_si512(b + 64));
-    for (size_t i = 0; i < kTileRows; i++) {
+    for (size_t i = 0; i < ROWS; i++) {
       int32_t pair;
       __builtin_memcpy(&pair, a + 2 * i, 4);
       const __m512bh value = as_bf16(_mm512_set1_epi32(pair));
@@ -529,9 +531,132 @@ TUNEKIT_BF16 void bf16_gemm_tile(size_t pairs, const uint16_t* a, const uint16_t
       acc[i][2] = _mm512_dpbf16_ps(acc[i][2], value, b2);
     }
   }
-  for (size_t i = 0; i < kTileRows; i++)
-    if (i < rows)
-      for (size_t v = 0; v < kTileVectors; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
+  for (size_t i = 0; i < ROWS; i++)  // constant indices keep acc in registers
+    for (size_t v = 0; v < kTileVectors; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
+}
+
+TUNEKIT_BF16 void bf16_gemm_tile(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
+                                 size_t cols, bool accumulate) {
+  switch (rows) {
+    case 1: return bf16_gemm_tile_rows<1>(pairs, a, b, c, ldc, cols, accumulate);
+    case 2: return bf16_gemm_tile_rows<2>(pairs, a, b, c, ldc, cols, accumulate);
+    case 3: return bf16_gemm_tile_rows<3>(pairs, a, b, c, ldc, cols, accumulate);
+    case 4: return bf16_gemm_tile_rows<4>(pairs, a, b, c, ldc, cols, accumulate);
+    case 5: return bf16_gemm_tile_rows<5>(pairs, a, b, c, ldc, cols, accumulate);
+    case 6: return bf16_gemm_tile_rows<6>(pairs, a, b, c, ldc, cols, accumulate);
+    case 7: return bf16_gemm_tile_rows<7>(pairs, a, b, c, ldc, cols, accumulate);
+    default: return bf16_gemm_tile_rows<8>(pairs, a, b, c, ldc, cols, accumulate);
+  }
+}
+
+// Sixteen rows' sixteen pairs (r[j]: row j's 32-bit words) transposed in registers: p[l] holds pair l
+// of the sixteen rows (unpack 32, unpack 64, two rounds of 128-bit shuffles).
+inline void transpose16(__m512i* r, __m512i* p) {
+  __m512i t[16];
+  for (size_t j = 0; j < 16; j += 2) {
+    t[j] = _mm512_unpacklo_epi32(r[j], r[j + 1]);
+    t[j + 1] = _mm512_unpackhi_epi32(r[j], r[j + 1]);
+  }
+  for (size_t j = 0; j < 16; j += 4) {
+    r[j] = _mm512_unpacklo_epi64(t[j], t[j + 2]);
+    r[j + 1] = _mm512_unpackhi_epi64(t[j], t[j + 2]);
+    r[j + 2] = _mm512_unpacklo_epi64(t[j + 1], t[j + 3]);
+    r[j + 3] = _mm512_unpackhi_epi64(t[j + 1], t[j + 3]);
+  }
+  // r[4g + s] now holds, in 128-bit lane L, pair 4L + s of rows 4g … 4g + 3.
+  for (size_t s = 0; s < 4; s++) {
+    t[s] = _mm512_shuffle_i32x4(r[s], r[4 + s], 0x44);  // lanes 0, 1 of rows 0-3 and 4-7
+    t[4 + s] = _mm512_shuffle_i32x4(r[s], r[4 + s], 0xee);  // lanes 2, 3
+    t[8 + s] = _mm512_shuffle_i32x4(r[8 + s], r[12 + s], 0x44);
+    t[12 + s] = _mm512_shuffle_i32x4(r[8 + s], r[12 + s], 0xee);
+  }
+  for (size_t s = 0; s < 4; s++) {  // pairs s, 4 + s, 8 + s, 12 + s of all sixteen rows
+    p[s] = _mm512_shuffle_i32x4(t[s], t[8 + s], 0x88);
+    p[4 + s] = _mm512_shuffle_i32x4(t[s], t[8 + s], 0xdd);
+    p[8 + s] = _mm512_shuffle_i32x4(t[4 + s], t[12 + s], 0x88);
+    p[12 + s] = _mm512_shuffle_i32x4(t[4 + s], t[12 + s], 0xdd);
+  }
+}
+
+// Pairs [q0, q0 + 16) of rows[j < count] (zero past `pairs` and for j ≥ count), transposed.
+inline void load_transposed(const uint16_t* const* rows, size_t count, size_t q0, size_t pairs, __m512i* p) {
+  const size_t left = std::min<size_t>(16, pairs - q0);
+  const __mmask16 mask = static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1);
+  __m512i r[16];
+  for (size_t j = 0; j < 16; j++)
+    r[j] = j < count ? _mm512_maskz_loadu_epi32(mask, rows[j] + 2 * q0) : _mm512_setzero_si512();
+  transpose16(r, p);
+}
+
+// out[q * out_stride + j] = the q-th pair (32-bit word) of rows[j], for j < count ≤ 16 and q < pairs.
+void bf16_transpose_pairs(const uint16_t* const* rows, size_t count, size_t pairs, uint32_t* out, size_t out_stride) {
+  const __mmask16 columns = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1);
+  for (size_t q0 = 0; q0 < pairs; q0 += 16) {
+    __m512i p[16];
+    load_transposed(rows, count, q0, pairs, p);
+    for (size_t l = 0; l < 16 && q0 + l < pairs; l++) _mm512_mask_storeu_epi32(out + (q0 + l) * out_stride, columns, p[l]);
+  }
+}
+
+// A few rows of x against sixteen weight rows without a panel: the rows' pairs transposed in registers
+// and met by each x row's pair in k order, the sums bf16_gemm_tile makes. The next rows are prefetched
+// a slice a step when `next` is given.
+template <size_t ROWS>
+TUNEKIT_BF16 void bf16_row_dots_rows(const uint32_t* x, size_t x_stride, const uint16_t* const* w, size_t count,
+                                     size_t pairs, float* out, size_t out_stride, const char* next, size_t next_bytes) {
+  __m512 acc[ROWS];
+  for (size_t i = 0; i < ROWS; i++) acc[i] = _mm512_setzero_ps();
+  const size_t steps = (pairs + 15) / 16, lines = (next_bytes + 63) / 64, per_step = (lines + steps - 1) / steps;
+  size_t line = 0;
+  for (size_t q0 = 0; q0 < pairs; q0 += 16) {
+    if (next)
+      for (const size_t end = std::min(lines, line + per_step); line < end; line++)
+        _mm_prefetch(next + line * 64, _MM_HINT_T0);
+    __m512i p[16];
+    load_transposed(w, count, q0, pairs, p);
+    const size_t left = std::min<size_t>(16, pairs - q0);
+    for (size_t l = 0; l < left; l++)
+      for (size_t i = 0; i < ROWS; i++)
+        acc[i] = _mm512_dpbf16_ps(acc[i], as_bf16(_mm512_set1_epi32(int(x[i * x_stride + q0 + l]))), as_bf16(p[l]));
+  }
+  const __mmask16 columns = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1);
+  for (size_t i = 0; i < ROWS; i++) _mm512_mask_storeu_ps(out + i * out_stride, columns, acc[i]);
+}
+
+TUNEKIT_BF16 void bf16_row_dots(const uint32_t* x, size_t x_stride, size_t rows, const uint16_t* const* w,
+                                size_t count, size_t pairs, float* out, size_t out_stride, const char* next,
+                                size_t next_bytes) {
+  switch (rows) {
+    case 1: return bf16_row_dots_rows<1>(x, x_stride, w, count, pairs, out, out_stride, next, next_bytes);
+    case 2: return bf16_row_dots_rows<2>(x, x_stride, w, count, pairs, out, out_stride, next, next_bytes);
+    case 3: return bf16_row_dots_rows<3>(x, x_stride, w, count, pairs, out, out_stride, next, next_bytes);
+    default: return bf16_row_dots_rows<4>(x, x_stride, w, count, pairs, out, out_stride, next, next_bytes);
+  }
+}
+
+// n NF4 values (two per byte, high nibble first) in blocks of `block` (a multiple of 16) scaled by
+// scales[b], as bf16: each value code · scale in fp32 (as nf4_to_f32 decodes it), then rounded.
+TUNEKIT_BF16 void nf4_to_bf16(const uint8_t* packed, const float* scales, size_t block, const float* code, size_t n,
+                              uint16_t* out) {
+  const __m512 table = _mm512_loadu_ps(code);
+  for (size_t k = 0; k < n; k += 16) {
+    const __m128i bytes = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + k / 2)));
+    const __m128i codes =
+        _mm_or_si128(_mm_srli_epi16(bytes, 4), _mm_slli_epi16(_mm_and_si128(bytes, _mm_set1_epi16(0x0f)), 8));
+    const __m512 values = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(codes), table),
+                                        _mm512_set1_ps(scales[k / block]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values)));
+  }
+}
+
+// out[j] = even[j] | odd[j] << 16: two rows of bf16 interleaved into pairs.
+void bf16_interleave(const uint16_t* even, const uint16_t* odd, size_t n, uint32_t* out) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = static_cast<__mmask16>(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+    const __m512i low = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, even + i));
+    const __m512i high = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, odd + i));
+    _mm512_mask_storeu_epi32(out + i, mask, _mm512_or_si512(low, _mm512_slli_epi32(high, 16)));
+  }
 }
 
 // ---- SwiGLU --------------------------------------------------------------------------------------
@@ -565,7 +690,8 @@ const Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, a
                          dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
                          row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
                          exp_sum,      exp_scaled,
-                         nullptr,      0,                  nullptr};
+                         nullptr,      nullptr,            nullptr,       0,           nullptr,
+                         nullptr,      nullptr};
 
 // The same with the bf16 products, for CPUs with AVX-512 BF16 (k blocks of 256: a [128][48][2] panel
 // of b is the 24 KB of L1 that fp32's 128 deep one is).
@@ -574,7 +700,8 @@ const Kernels kAvx512Bf16 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axp
                              dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
                              row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
                              exp_sum,      exp_scaled,
-                             f32_to_bf16,  256,                bf16_gemm_tile};
+                             f32_to_bf16,  bf16_transpose_pairs, bf16_interleave, 256, bf16_gemm_tile,
+                             bf16_row_dots, nf4_to_bf16};
 
 }  // namespace
 

@@ -237,28 +237,34 @@ Bf16Rows rounded_rows(const Kernels& kernels, const RowSpans& rows) {
   };
 }
 
-// B = Wᵀ: a panel's column j is W's row n0 + j, whose pairs of k are 32-bit words already.
+// B = Wᵀ: a panel's column j is W's row n0 + j, whose pairs of k are 32-bit words already: sixteen
+// rows at a time transposed into the panel.
 void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
                               size_t lda, const Bf16Rows& b, float* c, size_t ldc) {
   if (m == 0 || n == 0) return;
   const size_t NR = kernels.gemm_nr;
   const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
     const size_t kc_pairs = ceil_div(kc, 2);
-    thread_local std::vector<uint16_t> span;
-    span.assign(2 * kc_pairs, 0);
+    thread_local std::vector<uint16_t> scratch;
+    scratch.resize(16 * 2 * kc_pairs);
+    const uint16_t* rows[16];
     for (size_t p = 0; p * NR < cols; p++) {
       uint32_t* out = reinterpret_cast<uint32_t*>(panels + p * kc_pairs * 2 * NR);
       const size_t count = std::min(NR, cols - p * NR);
-      for (size_t j = 0; j < count; j++) {
-        const uint16_t* values = b(n0 + p * NR + j, k0, kc, span.data());
-        for (size_t q = 0; q < kc / 2; q++) {
-          uint32_t word;
-          std::memcpy(&word, values + 2 * q, 4);
-          out[q * NR + j] = word;
+      for (size_t j0 = 0; j0 < NR; j0 += 16) {
+        const size_t group = j0 < count ? std::min<size_t>(16, count - j0) : 0;
+        for (size_t j = 0; j < group; j++) {
+          uint16_t* row = scratch.data() + j * 2 * kc_pairs;
+          rows[j] = b(n0 + p * NR + j0 + j, k0, kc, row);
+          if (kc % 2) {  // an odd last row of k: its pair's second half is zero
+            if (rows[j] != row) std::memcpy(row, rows[j], kc * sizeof(uint16_t));
+            row[kc] = 0;
+            rows[j] = row;
+          }
         }
-        if (kc % 2) out[(kc_pairs - 1) * NR + j] = values[kc - 1];
+        if (group > 0) kernels.bf16_transpose_pairs(rows, group, kc_pairs, out + j0, NR);
+        for (size_t q = 0; q < kc_pairs; q++) std::fill(out + q * NR + j0 + group, out + q * NR + j0 + 16, 0u);
       }
-      for (size_t q = 0; q < kc_pairs; q++) std::fill(out + q * NR + count, out + (q + 1) * NR, 0u);
     }
   };
   multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, false);
@@ -272,17 +278,20 @@ void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_
   const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
     const size_t kc_pairs = ceil_div(kc, 2);
     thread_local std::vector<uint16_t> first, second, zeros;
+    thread_local std::vector<uint32_t> pairs;
     first.resize(cols);
     second.resize(cols);
     zeros.assign(cols, 0);
+    pairs.resize(cols);
     for (size_t q = 0; q < kc_pairs; q++) {
       const size_t row = k0 + 2 * q;
       const uint16_t* even = b(row, n0, cols, first.data());
       const uint16_t* odd = row + 1 < k0 + kc ? b(row + 1, n0, cols, second.data()) : zeros.data();
+      kernels.bf16_interleave(even, odd, cols, pairs.data());
       for (size_t p = 0; p * NR < cols; p++) {
         uint32_t* out = reinterpret_cast<uint32_t*>(panels + p * kc_pairs * 2 * NR + q * 2 * NR);
-        const size_t count = std::min(NR, cols - p * NR), j0 = p * NR;
-        for (size_t j = 0; j < count; j++) out[j] = uint32_t(even[j0 + j]) | uint32_t(odd[j0 + j]) << 16;
+        const size_t count = std::min(NR, cols - p * NR);
+        std::memcpy(out, pairs.data() + p * NR, count * sizeof(uint32_t));
         std::fill(out + count, out + NR, 0u);
       }
     }

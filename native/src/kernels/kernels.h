@@ -104,6 +104,12 @@ struct Kernels {
   // where the CPU lacks AVX-512 BF16; models then compute in fp32.
   // f32_to_bf16 rounds to nearest even (vcvtneps2bf16).
   void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
+  // Packing: out[q * out_stride + j] = the q-th pair (32-bit word) of rows[j], j < count ≤ 16,
+  // q < pairs (a block of weight rows as columns of a panel); out[j] = even[j] | odd[j] << 16 (two
+  // rows of k as pairs).
+  void (*bf16_transpose_pairs)(const uint16_t* const* rows, size_t count, size_t pairs, uint32_t* out,
+                               size_t out_stride);
+  void (*bf16_interleave)(const uint16_t* even, const uint16_t* odd, size_t n, uint32_t* out);
   // gemm_tile's gemm_mr × gemm_nr tile on `pairs` steps of two k: a packed [pairs][mr][2] and b
   // [pairs][nr][2] bf16, zero-padded; c[i * ldc + j] (+)= the products in k order, each pair's two
   // added to the fp32 sum (vdpbf16ps), from c's value when `accumulate`, else from zero. bf16_kc (even):
@@ -111,6 +117,16 @@ struct Kernels {
   size_t bf16_kc;
   void (*bf16_gemm_tile)(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc, size_t rows,
                          size_t cols, bool accumulate);
+  // A few rows (decoding) without packing: x holds `rows` ≤ 4 rows of pairs (bf16 rounded, 32-bit
+  // words, x_stride words apart), w `count` ≤ 16 weight rows of `pairs` pairs; out[i * out_stride + j]
+  // = row i · w_j, summed as bf16_gemm_tile sums it (pair by pair in k order from zero), so that a
+  // row gets the same bits here as in a blocked product. `next` (or null): next_bytes to prefetch.
+  void (*bf16_row_dots)(const uint32_t* x, size_t x_stride, size_t rows, const uint16_t* const* w, size_t count,
+                        size_t pairs, float* out, size_t out_stride, const char* next, size_t next_bytes);
+  // n NF4 values (rows as row_dots_nf4 reads them: blocks of `block`, a multiple of 16 dividing n,
+  // scaled by scales[b]) decoded as nf4_to_f32 decodes them, then rounded to bf16.
+  void (*nf4_to_bf16)(const uint8_t* packed, const float* scales, size_t block, const float* code, size_t n,
+                      uint16_t* out);
   bool has_bf16() const { return bf16_gemm_tile != nullptr; }
 };
 

@@ -109,7 +109,7 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
 const Kernels kScalar = {"scalar",  dot,       f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
                          4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile,
                          dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr,
-                         nullptr, nullptr, nullptr, 0, nullptr};
+                         nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr};
 
 }  // namespace
 

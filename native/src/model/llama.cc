@@ -199,7 +199,11 @@ Bf16Rows LlamaModel::weight_rows_bf16(const Weight& weight) const {
 void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
-  if (m >= kGemmRows || bf16_) {
+  if (bf16_ && m < kGemmRows) {
+    linear_bf16_rows(x, m, weight, bias, y);
+    return;
+  }
+  if (m >= kGemmRows) {
     if (bf16_)
       multiply_transposed_bf16(k, *pool_, size_t(m), N, K, x, K, weight_rows_bf16(weight), y, N);
     else
@@ -254,6 +258,61 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
           k.row_dots(xs, w, K, count, out);
         for (size_t j = 0; j < count; j++) y[size_t(row) * N + n0 + j] = b ? out[j] + b[n0 + j] : out[j];
       }
+    }
+  });
+}
+
+// A few rows in bf16 (decoding): x rounded once into pairs; each task takes 16 output features, whose
+// weight rows are read in place (BF16) or decoded and rounded (else), and runs every row of x against
+// them with bf16_row_dots, which sums as the blocked product's tiles do.
+void LlamaModel::linear_bf16_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
+  const size_t N = weight.rows(), K = weight.cols(), pairs = (K + 1) / 2;
+  const Kernels& k = *kernels_;
+  constexpr size_t kGroup = 16;
+  std::vector<uint32_t> xs(size_t(m) * pairs, 0);
+  for (int row = 0; row < m; row++) k.f32_to_bf16(x + size_t(row) * K, reinterpret_cast<uint16_t*>(&xs[row * pairs]), K);
+  const bool in_place = weight.dtype() == DType::BF16 && K % 2 == 0;
+  const NF4Tensor* nf4 = weight.nf4();
+  const bool nf4_rows = weight.dtype() == DType::NF4 && nf4->block_size % 16 == 0 && K % nf4->block_size == 0;
+  const size_t blocks = nf4_rows ? K / nf4->block_size : 0;
+  pool_->parallel_for((N + kGroup - 1) / kGroup, [&](size_t begin, size_t end, size_t) {
+    std::vector<uint16_t> scratch(in_place ? 0 : kGroup * 2 * pairs);
+    std::vector<float> scales(nf4_rows && nf4->double_quant ? blocks : 0);
+    std::vector<float> bias_values(bias ? N : 0);
+    const float* b = bias ? bias->row(0, bias_values.data(), k) : nullptr;
+    const uint16_t* rows[kGroup];
+    float out[kGroup * kGemmRows];
+    for (size_t group = begin; group < end; group++) {
+      const size_t n0 = group * kGroup, count = std::min(kGroup, N - n0);
+      for (size_t j = 0; j < count; j++) {
+        if (in_place) {
+          rows[j] = weight.halves() + (n0 + j) * K;
+          continue;
+        }
+        uint16_t* row = scratch.data() + j * 2 * pairs;
+        if (nf4_rows) {  // one call a row (the values span_bf16 gives, decoded block by block)
+          const size_t first = (n0 + j) * blocks;
+          const float* row_scales = nf4->absmax.data() + first;
+          if (nf4->double_quant) {
+            for (size_t block = 0; block < blocks; block++) scales[block] = nf4->block_absmax(first + block);
+            row_scales = scales.data();
+          }
+          k.nf4_to_bf16(nf4->packed.data() + (n0 + j) * K / 2, row_scales, nf4->block_size, kNF4Code, K, row);
+        } else {
+          const uint16_t* values = weight.span_bf16(n0 + j, 0, K, row, k);
+          if (values != row) std::memcpy(row, values, K * sizeof(uint16_t));
+        }
+        if (K % 2) row[K] = 0;  // the last pair's second half, as the blocked product pads it
+        rows[j] = row;
+      }
+      const size_t next_rows = group + 1 < end ? std::min(kGroup, N - n0 - count) : 0;
+      const char* next = in_place && next_rows ? reinterpret_cast<const char*>(weight.halves() + (n0 + count) * K) : nullptr;
+      for (int r0 = 0; r0 < m; r0 += 4)
+        k.bf16_row_dots(xs.data() + size_t(r0) * pairs, pairs, size_t(std::min(4, m - r0)), rows, count, pairs,
+                        out + size_t(r0) * kGroup, kGroup, r0 == 0 ? next : nullptr, next_rows * K * 2);
+      for (int row = 0; row < m; row++)
+        for (size_t j = 0; j < count; j++)
+          y[size_t(row) * N + n0 + j] = b ? out[size_t(row) * kGroup + j] + b[n0 + j] : out[size_t(row) * kGroup + j];
     }
   });
 }

@@ -332,10 +332,12 @@ class LlamaModel {
   KVCache new_cache(int capacity) const;
   // y[m × N] = x[m × K] · Wᵀ (+ bias)
   void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
+  // linear for m < kGemmRows rows in bf16, summed as the blocked bf16 product sums.
+  void linear_bf16_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear.
   void linear_backward(const float* dy, int m, const Weight& weight, float* dx) const;
   // From this many rows on, linear and linear_backward run as packed matrix products (kernels/gemm.h);
-  // in bf16 they always do (so that a row gets the same bits alone as among many).
+  // fewer rows take paths that sum as those do (so that a row gets the same bits alone as among many).
   static constexpr int kGemmRows = 8;
   RowSpans weight_rows(const Weight& weight) const;
   Bf16Rows weight_rows_bf16(const Weight& weight) const;
