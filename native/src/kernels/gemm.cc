@@ -278,20 +278,17 @@ void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_
   const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
     const size_t kc_pairs = ceil_div(kc, 2);
     thread_local std::vector<uint16_t> first, second, zeros;
-    thread_local std::vector<uint32_t> pairs;
     first.resize(cols);
     second.resize(cols);
     zeros.assign(cols, 0);
-    pairs.resize(cols);
     for (size_t q = 0; q < kc_pairs; q++) {
       const size_t row = k0 + 2 * q;
       const uint16_t* even = b(row, n0, cols, first.data());
       const uint16_t* odd = row + 1 < k0 + kc ? b(row + 1, n0, cols, second.data()) : zeros.data();
-      kernels.bf16_interleave(even, odd, cols, pairs.data());
       for (size_t p = 0; p * NR < cols; p++) {
         uint32_t* out = reinterpret_cast<uint32_t*>(panels + p * kc_pairs * 2 * NR + q * 2 * NR);
         const size_t count = std::min(NR, cols - p * NR);
-        std::memcpy(out, pairs.data() + p * NR, count * sizeof(uint32_t));
+        kernels.bf16_interleave(even + p * NR, odd + p * NR, count, out);
         std::fill(out + count, out + NR, 0u);
       }
     }

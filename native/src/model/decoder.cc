@@ -22,6 +22,18 @@ const float* vector_of(const Weight& weight, std::vector<float>& scratch, const 
   return weight.row(0, scratch.data(), k);
 }
 
+// fp32 storage left uninitialized, for buffers that are written whole before they are read (zeroing
+// large ones on every call showed up in the training step's profile).
+class Floats {
+ public:
+  explicit Floats(size_t count) : data_(new float[count]) {}
+  float* data() { return data_.get(); }
+  float& operator[](size_t i) { return data_[i]; }
+
+ private:
+  std::unique_ptr<float[]> data_;
+};
+
 }  // namespace
 
 void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
@@ -52,13 +64,13 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
   const LoraAdapter* adapter = lora[0].set ? lora[0].set->layers[l][p].get() : nullptr;
   if (!adapter) return;
   const size_t r = size_t(adapter->rank);
-  std::vector<float> dropped;
+  std::unique_ptr<Floats> dropped;
   if (dropout && dropout->p > 0.0f) {
     // One draw of the generator keys this mask; its elements come from their counters, in parallel.
     std::vector<float>& mask = a.lora_mask[p];
     const size_t count = size_t(T) * in;
     mask.resize(count);
-    dropped.resize(count);
+    dropped = std::make_unique<Floats>(count);
     const uint64_t key = dropout->random->next();
     const uint64_t threshold = uint64_t(std::ldexp(double(dropout->p), 64));  // p < 1: below 2⁶⁴
     const float kept = 1.0f / (1.0f - dropout->p);
@@ -67,10 +79,10 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
     pool_->parallel_for((count + kChunk - 1) / kChunk, [&](size_t begin, size_t end, size_t) {
       for (size_t chunk = begin; chunk < end; chunk++) {
         const size_t first = chunk * kChunk, n = std::min(kChunk, count - first);
-        k.dropout_mask(key, first, n, threshold, kept, x + first, mask.data() + first, dropped.data() + first);
+        k.dropout_mask(key, first, n, threshold, kept, x + first, mask.data() + first, dropped->data() + first);
       }
     });
-    x = dropped.data();
+    x = dropped->data();
   }
   float* t = nullptr;
   if (keep) {
@@ -91,10 +103,10 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   const float s = adapter->scale;
   const std::vector<float>& lora_t = a.lora_t[p];
   const std::vector<float>& mask = a.lora_mask[p];
-  std::vector<float> x_dropped, dx_lora;
+  Floats x_dropped(dropped ? rows * in : 0);
+  std::vector<float> dx_lora;
   if (dropped) {
-    x_dropped.resize(rows * in);
-    for (size_t i = 0; i < x_dropped.size(); i++) x_dropped[i] = x[i] * mask[i];
+    for (size_t i = 0; i < rows * in; i++) x_dropped[i] = x[i] * mask[i];
     x = x_dropped.data();
     dx_lora.assign(rows * in, 0.0f);
   }
@@ -110,8 +122,9 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   }
   std::vector<float> u(rows * r);  // dy B [T × r]
   multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed, out), u.data(), r);
-  std::vector<float> scaled_dy(rows * out), grad_b_transposed(r * out, 0.0f);
-  for (size_t i = 0; i < scaled_dy.size(); i++) scaled_dy[i] = s * dy[i];
+  Floats scaled_dy(rows * out);
+  std::vector<float> grad_b_transposed(r * out, 0.0f);
+  for (size_t i = 0; i < rows * out; i++) scaled_dy[i] = s * dy[i];
   multiply_add(k, *pool_, r, out, rows, lora_t.data(), r, true, dense_rows(scaled_dy.data(), out),
                grad_b_transposed.data(), out);  // (dB)ᵀ = (A x̃)ᵀ s dy
   for (size_t o = 0; o < out; o++)
@@ -201,7 +214,8 @@ void LlamaModel::block_backward(int l, const BlockRows& rows, const ops::RopeTab
   std::vector<float> scratch;
 
   // MLP: x_out = x_mid + down(silu(gate)·up).
-  std::vector<float> d_act(size_t(T) * I, 0.0f), d_gate(size_t(T) * I), d_up(size_t(T) * I);
+  std::vector<float> d_act(size_t(T) * I, 0.0f);
+  Floats d_gate(size_t(T) * I), d_up(size_t(T) * I);
   std::vector<float> dn(size_t(T) * H, 0.0f);
   project_backward(l, kDown, a.act.data(), dx, T, lora, dropped, a, d_act.data(), grads[kDown]);
   ops::swiglu_backward(*pool_, k, d_act.data(), a.gate.data(), a.up.data(), d_act.size(), d_gate.data(), d_up.data());
