@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The engine's matrix products on a training step's own shapes (SmolLM2-135M, 4 × 256 tokens: the
 // projections, the MLP and the head), forward (y = x Wᵀ) and input-gradient (dx = dy W) forms, with
-// BF16 weights as the engine stores them (decoded into fp32 panels as it goes), beside PyTorch 1.13's
+// BF16 weights as the engine stores them (decoded into fp32 panels as it goes, or packed as bf16 pairs
+// with computeDtype "bf16"), beside PyTorch 1.13's
 // fp32 torch.mm in the same run (OpenBLAS, whose own threads use every core whatever torch's thread
 // count: measured, OPENBLAS_NUM_THREADS=1 halves it), and the CPU's limit.
 //
@@ -88,22 +89,29 @@ const native = createRequire(import.meta.url)(
 console.log(
   `\nthis CPU's limit (bench/peak.mjs, ${threads} threads): fp32 ${peak?.fp32.all.toFixed(0) ?? "?"} GFLOP/s${peak?.bf16 ? `, bf16 ${peak.bf16.all.toFixed(0)}` : ""}`,
 );
-console.log(`tunekit: ${threads} threads, its best kernels, BF16 weights; the fastest of ${repeat} runs\n`);
 console.log(
-  "| shape (m × n × k) | form | tunekit | share of fp32 limit | PyTorch fp32 (torch threads) | ratio |",
+  `tunekit: ${threads} threads, its best kernels, BF16 weights; fp32 and bf16 compute (computeDtype); the fastest of ${repeat} runs\n`,
 );
-console.log("| --- | --- | ---: | ---: | ---: | ---: |");
+console.log(
+  "| shape (m × n × k) | form | tunekit fp32 | share of fp32 limit | tunekit bf16 | share of bf16 limit | PyTorch fp32 (torch threads) | fp32 ratio | bf16 ratio |",
+);
+console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+const percent = (rate, limit) => (limit ? `${((100 * rate) / limit).toFixed(0)} %` : "");
 for (const [name, m, n, k] of shapes) {
   const w = bf16(random(n * k));
   for (const form of ["forward", "input-gradient"]) {
     const a = random(m * (form === "forward" ? k : n));
-    const { seconds } = native.matmul(form, m, n, k, a, w, "", threads, repeat);
-    const rate = (2 * m * n * k) / seconds / 1e9;
-    const share = peak ? `${((100 * rate) / peak.fp32.all).toFixed(0)} %` : "";
+    const work = 2 * m * n * k;
+    const fp32 = native.matmul(form, m, n, k, a, w, "", threads, repeat, "f32").seconds;
+    const half = native.matmul(form, m, n, k, a, w, "", threads, repeat, "bf16");
+    const bf16Seconds = half.compute === "bf16" ? half.seconds : undefined;
     const theirs = torch?.results[name]?.[form];
-    const baseline = theirs ? `${((2 * m * n * k) / theirs[0] / 1e9).toFixed(0)} GFLOP/s (${theirs[1]})` : "";
-    const ratio = theirs ? `${(theirs[0] / seconds).toFixed(2)}×` : "";
-    console.log(`| ${name} | ${form} | ${rate.toFixed(0)} GFLOP/s | ${share} | ${baseline} | ${ratio} |`);
+    const baseline = theirs ? `${(work / theirs[0] / 1e9).toFixed(0)} GFLOP/s (${theirs[1]})` : "";
+    const ratio = (seconds) => (theirs && seconds ? `${(theirs[0] / seconds).toFixed(2)}×` : "");
+    const rate = (seconds) => (seconds ? work / seconds / 1e9 : undefined);
+    console.log(
+      `| ${name} | ${form} | ${rate(fp32).toFixed(0)} GFLOP/s | ${percent(rate(fp32), peak?.fp32.all)} | ${bf16Seconds ? `${rate(bf16Seconds).toFixed(0)} GFLOP/s` : "(no AVX-512 BF16)"} | ${bf16Seconds ? percent(rate(bf16Seconds), peak?.bf16?.all) : ""} | ${baseline} | ${ratio(fp32)} | ${ratio(bf16Seconds)} |`,
+    );
   }
 }
 console.log("\nratio = PyTorch's time divided by tunekit's: above 1 is faster than PyTorch.");
