@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Training speed of the native engine: one LoRA step (forwardBackward + optimizerStep) of r = 16 on
-// all seven projections, batch 4 × 256 tokens, on the SmolLM2-135M-shaped model of bench:engine (run
-// that first: it writes the model), against PyTorch (Debian's /usr/bin/python3, fp32 on the CPU,
-// plain autograd) doing the same LoRA forward and backward and AdamW in the same run. Each figure is
-// the median of --steps steps after a warm-up step.
-// `npm run build && npm run bench:engine && node bench/engine-train-speed.mjs` (--steps N, --python PATH,
-// --no-baseline to time the engine alone).
+// all seven projections, against PyTorch (Debian's /usr/bin/python3, fp32 on the CPU, plain autograd)
+// doing the same LoRA forward and backward and AdamW in the same run. Two shapes of random weights:
+// --shape smollm2-135m (default; batch 4 × 256 tokens, the model bench:engine writes: run that first)
+// and --shape qwen2.5-0.5b (batch 1 × 512; the model is written on first run, about 1 GB). Each figure
+// is the median of --steps steps after a warm-up step.
+// `npm run build && npm run bench:engine && node bench/engine-train-speed.mjs` (--shape S, --steps N,
+// --python PATH, --no-baseline to time the engine alone).
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -19,18 +20,36 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
   options: {
     steps: { type: "string", default: "3" },
+    shape: { type: "string", default: "smollm2-135m" },
     python: { type: "string", default: "/usr/bin/python3" },
     "no-baseline": { type: "boolean", default: false },
   },
 });
 const steps = Number(values.steps);
-const folder = join(root, "bench/.data/engine-smollm2-135m");
-if (!existsSync(join(folder, "model.safetensors"))) {
-  console.error("run `npm run bench:engine` first: it writes the model this benchmark trains");
+const SHAPES = {
+  "smollm2-135m": { title: "SmolLM2-135M", sequences: 4, length: 256 },
+  "qwen2.5-0.5b": { title: "Qwen2.5-0.5B", sequences: 1, length: 512 },
+};
+const shape = SHAPES[values.shape];
+if (!shape) {
+  console.error(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
   process.exit(1);
 }
-const sequences = 4;
-const length = 256;
+const folder = join(root, `bench/.data/engine-${values.shape}`);
+if (!existsSync(join(folder, "model.safetensors"))) {
+  if (values.shape === "smollm2-135m") {
+    console.error("run `npm run bench:engine` first: it writes the model this benchmark trains");
+    process.exit(1);
+  }
+  console.log(`writing the ${shape.title}-shaped model (random weights)…`);
+  const writer = spawnSync(
+    values.python,
+    [join(root, "bench/engine_baseline.py"), "--out", folder, "--shape", values.shape, "--write-only"],
+    { encoding: "utf8", stdio: ["ignore", "inherit", "inherit"] },
+  );
+  if (writer.status !== 0) process.exit(1);
+}
+const { sequences, length } = shape;
 const tokens = sequences * length;
 const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
 
@@ -105,7 +124,7 @@ for (const [name, quantization, gradientCheckpointing, computeDtype] of cases) {
 const peak = measurePeak();
 const work = trainingWork(modelShape(folder), { sequences, length, r: 16 });
 console.log(
-  `\nLoRA r = 16 on all seven projections, ${sequences} × ${length} tokens, SmolLM2-135M shape (random weights)`,
+  `\nLoRA r = 16 on all seven projections, ${sequences} × ${length} tokens, ${shape.title} shape (random weights)`,
 );
 console.log(
   `counted work of a step: ${((2 * work.total) / 1e9).toFixed(0)} GFLOP (forward and backward; checkpointing recomputes ${((2 * work.recompute) / 1e9).toFixed(0)} more, not counted)`,

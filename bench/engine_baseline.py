@@ -17,10 +17,17 @@ SHAPES = {
     "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                          num_key_value_heads=3, head_dim=64, vocab_size=49152, tie_word_embeddings=True,
                          rope_theta=100000.0),
+    # Qwen/Qwen2.5-0.5B's config (q, k and v carry biases)
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, head_dim=64, vocab_size=151936, tie_word_embeddings=True,
+                         rope_theta=1000000.0),
 }
+QWEN2 = {"qwen2.5-0.5b"}
 
 
-def write_model(folder, shape):
+def write_model(folder, name):
+    shape = SHAPES[name]
+    qwen2 = name in QWEN2
     os.makedirs(folder, exist_ok=True)
     g = torch.Generator().manual_seed(0)
     H, I, L = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
@@ -35,6 +42,9 @@ def write_model(folder, shape):
             p + "self_attn.v_proj.weight": (KV, H), p + "self_attn.o_proj.weight": (H, Q),
             p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H), p + "mlp.down_proj.weight": (H, I),
         })
+        if qwen2:
+            tensors.update({p + "self_attn.q_proj.bias": (Q,), p + "self_attn.k_proj.bias": (KV,),
+                            p + "self_attn.v_proj.bias": (KV,)})
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
         size = tensors[name]
@@ -50,8 +60,10 @@ def write_model(folder, shape):
         f.write(text)
         for blob in blobs:
             f.write(blob)
-    config = dict(architectures=["LlamaForCausalLM"], model_type="llama", max_position_embeddings=2048,
-                  rms_norm_eps=1e-5, hidden_act="silu", bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16", **shape)
+    config = dict(architectures=["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
+                  model_type="qwen2" if qwen2 else "llama", max_position_embeddings=2048,
+                  rms_norm_eps=1e-6 if qwen2 else 1e-5, hidden_act="silu", bos_token_id=1, eos_token_id=2,
+                  torch_dtype="bfloat16", **shape)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
@@ -125,9 +137,12 @@ def main():
     parser.add_argument("--shape", default="smollm2-135m")
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--decode", type=int, default=64)
+    parser.add_argument("--write-only", action="store_true", help="write the model (if missing) and stop")
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.out, "model.safetensors")):
-        write_model(args.out, SHAPES[args.shape])
+        write_model(args.out, args.shape)
+    if args.write_only:
+        return
     with open(os.path.join(args.out, "config.json")) as f:
         config = json.load(f)
     model = Llama(config, load(args.out))

@@ -61,6 +61,9 @@ def main():
     def project(x, l, name):
         a, b = adapters[f"{l}.{name}"]
         base = x @ w[f"model.layers.{l}.{name}.weight"].T
+        bias = w.get(f"model.layers.{l}.{name}.bias")
+        if bias is not None:  # Qwen2's q, k and v
+            base = base + bias
         return base + (F.dropout(x, dropout, True) @ a.T @ b.T) * (alpha / r)
 
     def step():

@@ -60,6 +60,16 @@ describe("usage errors are one line and a pointer", () => {
       "train",
     );
     expectUsage(await tunekit(...train, "--epochs"), "--epochs needs a value", "train");
+    expectUsage(
+      await tunekit(...train, "--compute-dtype", "fp16"),
+      '--compute-dtype: unknown "fp16"; use f32 or bf16',
+      "train",
+    );
+    expectUsage(
+      await tunekit("serve", "--model", "m", "--compute-dtype", "f16"),
+      '--compute-dtype: unknown "f16"; use f32 or bf16',
+      "serve",
+    );
     expectUsage(await tunekit(...train, "--epochs", "--json"), "--epochs needs a value", "train");
     expectUsage(await tunekit(...train, "--resume="), "--resume needs a value", "train");
     expectUsage(

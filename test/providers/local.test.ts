@@ -212,6 +212,12 @@ describe("local(): creating jobs", () => {
     expect((await refusal({ providerOptions: { resumeFrom: "latest" } }))?.message).toContain(
       "pass the id of the job to continue",
     );
+    expect((await refusal({ providerOptions: { computeDtype: "fp16" } }))?.message).toMatch(
+      /^providerOptions\.computeDtype: local: Invalid option: expected one of "f32"\|"bf16"/,
+    );
+    expect(() => local({ outputDir: target.outputDir, computeDtype: "fp16" as "f32" })).toThrow(
+      'local: computeDtype must be "f32" or "bf16", not "fp16"',
+    );
     const missing = await refusal({ trainingFile: "file-local-00" });
     expect(missing).toBeInstanceOf(NotFoundError);
     expect(missing?.message).toMatch(/^trainingFile: local: no uploaded file file-local-00 in /);

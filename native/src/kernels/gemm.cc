@@ -64,9 +64,11 @@ RowSpans dense_rows(const float* data, size_t stride) {
   return [data, stride](size_t row, size_t col, size_t, float*) { return data + row * stride + col; };
 }
 
-// Tasks are (panel of B's rows, block of A's rows). A task decodes its panel once, whole rows of k,
-// then runs each group of dot_cols rows of it against every row tile of its block: that group stays
-// in L1 while the block of A comes from L2.
+// Tasks are (panel of B's rows, block of A's rows: more than one block only to give every thread
+// work). A task decodes its panel once, whole rows of k, then sweeps its rows of A in sub-blocks that
+// fit L2 beside the panel: each group of dot_cols rows of the panel stays in L1 while a sub-block's
+// row tiles come from L2. (Decoding a panel again for each sub-block cost a fifth of a training step
+// on a 151,936-row BF16 head.)
 void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
                          size_t lda, const RowSpans& b, float* c, size_t ldc) {
   if (m == 0 || n == 0) return;
@@ -74,7 +76,7 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
   const size_t panel_rows = ceil_div(kForwardPanelRows, DC) * DC;
   const size_t panels = ceil_div(n, panel_rows), tiles = ceil_div(m, DR);
   const size_t block_tiles_fit = std::max<size_t>(1, kForwardBlockBytes / (std::max<size_t>(k, 1) * 4 * DR));
-  const size_t blocks = row_blocks(tiles, ceil_div(tiles, block_tiles_fit), panels, pool.size());
+  const size_t blocks = row_blocks(tiles, 1, panels, pool.size());
   const size_t tiles_per_block = ceil_div(tiles, blocks);
 
   run(pool, m * n * k >= kInlineWork, panels * blocks, [&](size_t begin, size_t end, size_t) {
@@ -87,11 +89,15 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
       if (t0 >= t1) continue;
       for (size_t r = 0; r < count; r++) rows[r] = b(n0 + r, 0, k, decoded.data() + r * k);
       for (size_t r = count; r < panel_rows; r++) rows[r] = rows[0];
-      for (size_t j = 0; j < count; j += DC) {
-        const size_t cols = std::min(DC, count - j);
-        for (size_t t = t0; t < t1; t++) {
-          const size_t i = t * DR;
-          kernels.dot_tile(a + i * lda, lda, rows.data() + j, k, c + i * ldc + n0 + j, ldc, std::min(DR, m - i), cols);
+      for (size_t s0 = t0; s0 < t1; s0 += block_tiles_fit) {
+        const size_t s1 = std::min(t1, s0 + block_tiles_fit);
+        for (size_t j = 0; j < count; j += DC) {
+          const size_t cols = std::min(DC, count - j);
+          for (size_t t = s0; t < s1; t++) {
+            const size_t i = t * DR;
+            kernels.dot_tile(a + i * lda, lda, rows.data() + j, k, c + i * ldc + n0 + j, ldc, std::min(DR, m - i),
+                             cols);
+          }
         }
       }
     }
