@@ -4,6 +4,8 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it, vi } from "vitest";
+import { availableKernels } from "../src/engine/binding.js";
+import { LocalModel } from "../src/engine/local-model.js";
 import type { TrainingRunEvent } from "../src/local/training-run.js";
 import { runCli } from "./cli-helpers.js";
 import { TINY_MODELS, type TinyConfig, writeTinyModel } from "./engine/tiny-model.js";
@@ -143,6 +145,40 @@ describe("tunekit train", () => {
     expect(stdout).toContain(`checkpoint at step ${total}: ${join(output, `checkpoint-${total}`)}`);
     expect(stdout).toMatch(new RegExp(`^done: ${total} steps \\(1\\.00 epochs\\), final loss [\\d.]+`, "m"));
     expect(lines.at(-1)).toBe(`adapter: ${join(output, "adapter")}`);
+  });
+
+  it("--compute-dtype bf16 trains with bf16 products, and says so where the kernels have none", async () => {
+    const { model, data, output } = await setup();
+    const args = [
+      "train",
+      "--model",
+      model,
+      "--data",
+      data,
+      "--epochs",
+      "1",
+      ...quick,
+      "--compute-dtype",
+      "bf16",
+    ];
+    const asked = await cli([...args, "--output", output]);
+    expect(asked.code, asked.stderr).toBe(0);
+    await using probe = await LocalModel.load(model, { computeDtype: "bf16" });
+    const hasBf16 = probe.engine.computeDtype === "bf16";
+    expect(asked.stdout.includes("computing in fp32")).toBe(!hasBf16);
+    if (!availableKernels().includes("avx2")) return;
+    const saved = process.env.TUNEKIT_CPU;
+    process.env.TUNEKIT_CPU = "avx2";
+    try {
+      const forced = await cli([...args, "--output", join(output, "avx2")]);
+      expect(forced.code, forced.stderr).toBe(0);
+      expect(forced.stdout).toContain(
+        "warning: --compute-dtype bf16: this CPU has no AVX-512 BF16 (or another kernel path is forced); computing in fp32",
+      );
+    } finally {
+      if (saved === undefined) delete process.env.TUNEKIT_CPU;
+      else process.env.TUNEKIT_CPU = saved;
+    }
   });
 
   it("redraws one progress bar with \\r on a terminal, fitted to its width, other lines above it", async () => {

@@ -34,6 +34,8 @@ export const TRAIN_USAGE = `  train --model PATH|HUB_ID --data FILE [--output DI
       --resume continues from the newest one (or DIR) with the settings it was trained with.`;
 
 const DEFAULT_OUTPUT = "tunekit-output";
+const BF16_UNAVAILABLE =
+  "--compute-dtype bf16: this CPU has no AVX-512 BF16 (or another kernel path is forced); computing in fp32";
 /** Data warnings printed before training; the rest are counted. */
 const SHOWN_WARNINGS = 5;
 
@@ -436,6 +438,8 @@ export async function runTrain(argv: string[], io: CliIO): Promise<number> {
       onProgress: (event) => display.loading(event),
     });
     try {
+      if (command.computeDtype === "bf16" && trainer.engine.computeDtype !== "bf16")
+        display.warning(BF16_UNAVAILABLE);
       signal.throwIfAborted();
       training = true;
       const run = trainer.train(data, {

@@ -106,6 +106,11 @@ export class LocalTrainer {
     this.#name = name;
   }
 
+  /** The kernel path, compute type and thread count the model runs with (`LocalModel.engine`). */
+  get engine(): LocalModel["engine"] {
+    return this.#model.engine;
+  }
+
   /** Loads a model folder or Hub id for training; quantization defaults to "nf4" (QLoRA). */
   static async load(pathOrHubId: string, options: LoadOptions = {}): Promise<LocalTrainer> {
     const name = await modelName(pathOrHubId);

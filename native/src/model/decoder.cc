@@ -251,7 +251,8 @@ LlamaModel::HeadLoss LlamaModel::head_loss(const float* hidden, const std::vecto
   // At most 64 MiB of logits at a time (336 rows of a 49,152-token vocabulary, 104 of 151,936), and at
   // least 32 rows: each chunk decodes the whole head twice (its product and its input gradient), which
   // at 16 MiB cost a sixth of a Qwen2.5-0.5B-shaped training step.
-  const int chunk = int(std::max<size_t>(32, (size_t(64) << 20) / (size_t(V) * sizeof(float)) / 8 * 8));
+  const size_t most = std::max<size_t>(32, (size_t(64) << 20) / (size_t(V) * sizeof(float)) / 8 * 8);
+  const int chunk = int(std::max<size_t>(1, std::min(most, rows.size())));  // no larger than the rows
   std::vector<float> gathered(size_t(chunk) * H), logits(size_t(chunk) * V), d_gathered;
   std::vector<ops::CrossEntropy> results(chunk);
   HeadLoss result;

@@ -401,6 +401,8 @@ export class LocalProvider implements FineTuningProvider, AsyncDisposable {
         signal,
       });
       addEvent(live, "info", `Loaded the model in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      if (load.computeDtype === "bf16" && trainer.engine.computeDtype !== "bf16")
+        addEvent(live, "warn", "computeDtype bf16: this CPU has no AVX-512 BF16; the job computes in fp32");
       save(live);
       signal.throwIfAborted();
       const training = await Dataset.fromFile(this.#filePath(record.trainingFile));
