@@ -634,17 +634,18 @@ TUNEKIT_BF16 void bf16_row_dots(const uint32_t* x, size_t x_stride, size_t rows,
   }
 }
 
-// n NF4 values (two per byte, high nibble first) in blocks of `block` (a multiple of 16) scaled by
-// scales[b], as bf16: each value code · scale in fp32 (as nf4_to_f32 decodes it), then rounded.
-TUNEKIT_BF16 void nf4_to_bf16(const uint8_t* packed, const float* scales, size_t block, const float* code, size_t n,
-                              uint16_t* out) {
+// n NF4 values (two per byte, high nibble first) in blocks of `block` (a multiple of 16), the first at
+// `offset` (a multiple of 16) in its block, value k scaled by scales[(offset + k) / block], as bf16:
+// each value code · scale in fp32 (as nf4_to_f32 decodes it), then rounded.
+TUNEKIT_BF16 void nf4_to_bf16(const uint8_t* packed, const float* scales, size_t offset, size_t block,
+                              const float* code, size_t n, uint16_t* out) {
   const __m512 table = _mm512_loadu_ps(code);
   for (size_t k = 0; k < n; k += 16) {
     const __m128i bytes = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + k / 2)));
     const __m128i codes =
         _mm_or_si128(_mm_srli_epi16(bytes, 4), _mm_slli_epi16(_mm_and_si128(bytes, _mm_set1_epi16(0x0f)), 8));
     const __m512 values = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(codes), table),
-                                        _mm512_set1_ps(scales[k / block]));
+                                        _mm512_set1_ps(scales[(offset + k) / block]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values)));
   }
 }

@@ -123,10 +123,11 @@ struct Kernels {
   // row gets the same bits here as in a blocked product. `next` (or null): next_bytes to prefetch.
   void (*bf16_row_dots)(const uint32_t* x, size_t x_stride, size_t rows, const uint16_t* const* w, size_t count,
                         size_t pairs, float* out, size_t out_stride, const char* next, size_t next_bytes);
-  // n NF4 values (rows as row_dots_nf4 reads them: blocks of `block`, a multiple of 16 dividing n,
-  // scaled by scales[b]) decoded as nf4_to_f32 decodes them, then rounded to bf16.
-  void (*nf4_to_bf16)(const uint8_t* packed, const float* scales, size_t block, const float* code, size_t n,
-                      uint16_t* out);
+  // n NF4 values (a multiple of 16; two per byte, high nibble first) in blocks of `block` (a multiple
+  // of 16), the first at `offset` (a multiple of 16) in its block, value k scaled by
+  // scales[(offset + k) / block]: decoded as nf4_to_f32 decodes them, then rounded to bf16.
+  void (*nf4_to_bf16)(const uint8_t* packed, const float* scales, size_t offset, size_t block, const float* code,
+                      size_t n, uint16_t* out);
   bool has_bf16() const { return bf16_gemm_tile != nullptr; }
 };
 

@@ -34,6 +34,15 @@ class Floats {
   std::unique_ptr<float[]> data_;
 };
 
+// body(begin, end) over [0, n) in chunks on the pool: elementwise loops over a step's activations,
+// which on the calling thread alone left the other cores waiting.
+void parallel_elements(ThreadPool& pool, size_t n, const std::function<void(size_t, size_t)>& body) {
+  constexpr size_t kChunk = size_t(1) << 15;
+  pool.parallel_for((n + kChunk - 1) / kChunk, [&](size_t begin, size_t end, size_t) {
+    body(begin * kChunk, std::min(n, end * kChunk));
+  });
+}
+
 }  // namespace
 
 void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
@@ -106,7 +115,9 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   Floats x_dropped(dropped ? rows * in : 0);
   std::vector<float> dx_lora;
   if (dropped) {
-    for (size_t i = 0; i < rows * in; i++) x_dropped[i] = x[i] * mask[i];
+    parallel_elements(*pool_, rows * in, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; i++) x_dropped[i] = x[i] * mask[i];
+    });
     x = x_dropped.data();
     dx_lora.assign(rows * in, 0.0f);
   }
@@ -124,7 +135,9 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed, out), u.data(), r);
   Floats scaled_dy(rows * out);
   std::vector<float> grad_b_transposed(r * out, 0.0f);
-  for (size_t i = 0; i < rows * out; i++) scaled_dy[i] = s * dy[i];
+  parallel_elements(*pool_, rows * out, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; i++) scaled_dy[i] = s * dy[i];
+  });
   multiply_add(k, *pool_, r, out, rows, lora_t.data(), r, true, dense_rows(scaled_dy.data(), out),
                grad_b_transposed.data(), out);  // (dB)ᵀ = (A x̃)ᵀ s dy
   for (size_t o = 0; o < out; o++)
@@ -134,7 +147,9 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   multiply_add(k, *pool_, rows, in, r, u.data(), r, false, dense_rows(adapter->a.data(), in), dx_target,
                in);  // dx += s u A
   if (dropped)
-    for (size_t i = 0; i < dx_lora.size(); i++) dx[i] += dx_lora[i] * mask[i];
+    parallel_elements(*pool_, dx_lora.size(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; i++) dx[i] += dx_lora[i] * mask[i];
+    });
 }
 
 // ---- The block ----------------------------------------------------------------------------------

@@ -72,6 +72,20 @@ const float* Weight::span(size_t r, size_t col, size_t count, float* scratch, co
 
 const uint16_t* Weight::span_bf16(size_t r, size_t col, size_t count, uint16_t* scratch, const Kernels& kernels) const {
   if (dtype_ == DType::BF16) return reinterpret_cast<const uint16_t*>(data_) + r * cols_ + col;
+  const size_t first = r * cols_ + col;
+  if (dtype_ == DType::NF4 && kernels.nf4_to_bf16 && first % 16 == 0 && count % 16 == 0 && nf4_->block_size % 16 == 0) {
+    // Straight to bf16 (the values the fp32 decoding gives, rounded), the blocks' scales looked up once.
+    const size_t block = nf4_->block_size, first_block = first / block, last_block = (first + count - 1) / block;
+    const float* scales = nf4_->absmax.data() + first_block;
+    thread_local std::vector<float> unpacked;
+    if (nf4_->double_quant) {
+      unpacked.resize(last_block - first_block + 1);
+      for (size_t b = first_block; b <= last_block; b++) unpacked[b - first_block] = nf4_->block_absmax(b);
+      scales = unpacked.data();
+    }
+    kernels.nf4_to_bf16(nf4_->packed.data() + first / 2, scales, first % block, block, kNF4Code, count, scratch);
+    return scratch;
+  }
   thread_local std::vector<float> decoded;
   if (decoded.size() < count) decoded.resize(count);
   kernels.f32_to_bf16(span(r, col, count, decoded.data(), kernels), scratch, count);
@@ -297,7 +311,7 @@ void LlamaModel::linear_bf16_rows(const float* x, int m, const Weight& weight, c
             for (size_t block = 0; block < blocks; block++) scales[block] = nf4->block_absmax(first + block);
             row_scales = scales.data();
           }
-          k.nf4_to_bf16(nf4->packed.data() + (n0 + j) * K / 2, row_scales, nf4->block_size, kNF4Code, K, row);
+          k.nf4_to_bf16(nf4->packed.data() + (n0 + j) * K / 2, row_scales, 0, nf4->block_size, kNF4Code, K, row);
         } else {
           const uint16_t* values = weight.span_bf16(n0 + j, 0, K, row, k);
           if (values != row) std::memcpy(row, values, K * sizeof(uint16_t));
