@@ -133,13 +133,11 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   }
   std::vector<float> u(rows * r);  // dy B [T × r]
   multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed, out), u.data(), r);
-  Floats scaled_dy(rows * out);
-  std::vector<float> grad_b_transposed(r * out, 0.0f);
-  parallel_elements(*pool_, rows * out, [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; i++) scaled_dy[i] = s * dy[i];
-  });
-  multiply_add(k, *pool_, r, out, rows, lora_t.data(), r, true, dense_rows(scaled_dy.data(), out),
-               grad_b_transposed.data(), out);  // (dB)ᵀ = (A x̃)ᵀ s dy
+  // s goes into A x̃ [T × r] rather than into dy [T × out]: a copy of r columns, not of out.
+  std::vector<float> scaled_t(lora_t.size()), grad_b_transposed(r * out, 0.0f);
+  for (size_t i = 0; i < scaled_t.size(); i++) scaled_t[i] = s * lora_t[i];
+  multiply_add(k, *pool_, r, out, rows, scaled_t.data(), r, true, dense_rows(dy, out), grad_b_transposed.data(),
+               out);  // (dB)ᵀ = (s A x̃)ᵀ dy
   for (size_t o = 0; o < out; o++)
     for (size_t j = 0; j < r; j++) grad.b[o * r + j] += grad_b_transposed[j * out + o];
   for (float& value : u) value *= s;

@@ -314,7 +314,7 @@ class LlamaModel {
   // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask.
   void project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
                const Dropout* dropout, float* y, BlockActivations& a, bool keep) const;
-  // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += s·dyᵀ(A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
+  // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += dyᵀ(s·A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
   void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, bool dropped,
                         const BlockActivations& a, float* dx, LoraGradient& grad) const;
   // The next-token loss at the rows `rows` of the final hidden states [T × H], predicting targets[i]
