@@ -26,3 +26,32 @@ export function fillLoraB(model: LocalModel, divisor: number): void {
       );
   model.setLoraWeights(weights);
 }
+
+/**
+ * A row gets the same bits alone as among others: `model`'s logits of the first 44 ids on `three`
+ * (another thread count) and, for each of `lengths`, the last row of that prefix alone; then decoding
+ * (one row at a time through the cache) gives each step the logits of a full recompute.
+ */
+export async function expectRowsAsAlone(
+  model: LocalModel,
+  three: LocalModel,
+  inputIds: number[],
+  vocab: number,
+  lengths: number[],
+): Promise<void> {
+  const whole = await model.logits(inputIds.slice(0, 44));
+  expect(Array.from(await three.logits(inputIds.slice(0, 44)))).toEqual(Array.from(whole));
+  for (const length of lengths) {
+    const prefix = await model.logits(inputIds.slice(0, length));
+    expect(Array.from(prefix.subarray((length - 1) * vocab)), `row ${length - 1}`).toEqual(
+      Array.from(whole.subarray((length - 1) * vocab, length * vocab)),
+    );
+  }
+  const reply = await model.generate(
+    { inputIds: inputIds.slice(0, 40) },
+    { maxTokens: 4, temperature: 0, stopTokens: [], returnLogits: true },
+  );
+  const decoded = [...inputIds.slice(0, 40), ...reply.tokenIds.slice(0, 3)];
+  const recomputed = await model.logits(decoded);
+  expect(Array.from(reply.logits as Float32Array)).toEqual(Array.from(recomputed.subarray(39 * vocab)));
+}

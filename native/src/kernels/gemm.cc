@@ -40,6 +40,14 @@ size_t row_blocks(size_t tiles, size_t fewest, size_t column_tasks, size_t threa
   return std::min(tiles, blocks);
 }
 
+// The tasks of an accumulated product: groups of panels of nr columns (`width` columns, about
+// kAccumulateSpan, fewer when there are few panels per thread) by blocks of row tiles.
+struct AccumulateTasks {
+  size_t width, groups, blocks, tiles_per_block;
+};
+
+AccumulateTasks accumulate_tasks(size_t tiles, size_t panels, size_t nr, size_t threads);
+
 // Products of fewer multiply-adds than this run on the calling thread: waking the pool would cost
 // more than it saves (a LoRA adapter's matrices while decoding one token, say).
 constexpr size_t kInlineWork = size_t(1) << 18;
@@ -57,6 +65,13 @@ constexpr size_t kForwardBlockBytes = 512 * 1024;
 constexpr size_t kForwardPanelRows = 48;
 // Columns of B decoded together in an accumulated task: long enough spans to pay for each call.
 constexpr size_t kAccumulateSpan = 256;
+
+AccumulateTasks accumulate_tasks(size_t tiles, size_t panels, size_t nr, size_t threads) {
+  const size_t group = std::max<size_t>(1, std::min(ceil_div(kAccumulateSpan, nr), panels / (2 * threads)));
+  const size_t groups = ceil_div(panels, group);
+  const size_t blocks = row_blocks(tiles, 1, groups, threads);
+  return {group * nr, groups, blocks, ceil_div(tiles, blocks)};
+}
 
 }  // namespace
 
@@ -127,13 +142,11 @@ void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, 
     }
   });
 
-  const size_t group = std::max<size_t>(1, std::min(ceil_div(kAccumulateSpan, NR), panels / (2 * threads)));
-  const size_t groups = ceil_div(panels, group);
-  const size_t blocks = row_blocks(tiles, 1, groups, threads);
-  const size_t tiles_per_block = ceil_div(tiles, blocks);
+  const AccumulateTasks tasks = accumulate_tasks(tiles, panels, NR, threads);
+  const size_t width = tasks.width, groups = tasks.groups, blocks = tasks.blocks;
+  const size_t tiles_per_block = tasks.tiles_per_block;
 
   run(pool, parallel, groups * blocks, [&](size_t begin, size_t end, size_t) {
-    const size_t width = group * NR;
     AlignedFloats packed_b(KC * width);
     AlignedFloats scratch(width);
     for (size_t task = begin; task < end; task++) {
@@ -201,13 +214,11 @@ void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n,
     }
   });
 
-  const size_t group = std::max<size_t>(1, std::min(ceil_div(kAccumulateSpan, NR), panels / (2 * threads)));
-  const size_t groups = ceil_div(panels, group);
-  const size_t blocks = row_blocks(tiles, 1, groups, threads);
-  const size_t tiles_per_block = ceil_div(tiles, blocks);
+  const AccumulateTasks tasks = accumulate_tasks(tiles, panels, NR, threads);
+  const size_t width = tasks.width, groups = tasks.groups, blocks = tasks.blocks;
+  const size_t tiles_per_block = tasks.tiles_per_block;
 
   run(pool, parallel, groups * blocks, [&](size_t begin, size_t end, size_t) {
-    const size_t width = group * NR;
     AlignedHalves packed_b(KC * width);
     for (size_t task = begin; task < end; task++) {
       const size_t g = task / blocks, block = task % blocks;
