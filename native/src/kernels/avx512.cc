@@ -145,12 +145,17 @@ inline __m512 load_row(const float* c, __mmask16 mask, bool valid) {
   return valid ? _mm512_maskz_loadu_ps(mask, c) : _mm512_setzero_ps();
 }
 
-void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols) {
-  __mmask16 mask[kTileVectors];
+// The lanes of a tile's kTileVectors column vectors that lie within its `cols` columns.
+inline void tile_masks(size_t cols, __mmask16* mask) {
   for (size_t v = 0; v < kTileVectors; v++) {
     const size_t left = cols > 16 * v ? cols - 16 * v : 0;
     mask[v] = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1);
   }
+}
+
+void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols) {
+  __mmask16 mask[kTileVectors];
+  tile_masks(cols, mask);
   __m512 acc[kTileRows][kTileVectors];
   for (size_t i = 0; i < kTileRows; i++)
     for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], i < rows);
@@ -512,10 +517,7 @@ template <size_t ROWS>
 TUNEKIT_BF16 void bf16_gemm_tile_rows(size_t pairs, const uint16_t* a, const uint16_t* b, float* c, size_t ldc,
                                       size_t cols, bool accumulate) {
   __mmask16 mask[kTileVectors];
-  for (size_t v = 0; v < kTileVectors; v++) {
-    const size_t left = cols > 16 * v ? cols - 16 * v : 0;
-    mask[v] = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1);
-  }
+  tile_masks(cols, mask);
   __m512 acc[ROWS][kTileVectors];
   for (size_t i = 0; i < ROWS; i++)
     for (size_t v = 0; v < kTileVectors; v++) acc[i][v] = load_row(c + i * ldc + 16 * v, mask[v], accumulate);
