@@ -688,23 +688,27 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
   }
 }
 
-const Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
-                         kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
-                         dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
-                         row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
-                         exp_sum,      exp_scaled,
-                         nullptr,      nullptr,            nullptr,       0,           nullptr,
-                         nullptr,      nullptr};
-
-// The same with the bf16 products, for CPUs with AVX-512 BF16 (k blocks of 256: a [128][48][2] panel
-// of b is the 24 KB of L1 that fp32's 128 deep one is).
-const Kernels kAvx512Bf16 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
+constexpr Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                              kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
                              dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
                              row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
                              exp_sum,      exp_scaled,
-                             f32_to_bf16,  bf16_transpose_pairs, bf16_interleave, 256, bf16_gemm_tile,
-                             bf16_row_dots, nf4_to_bf16};
+                             nullptr,      nullptr,            nullptr,       0,           nullptr,
+                             nullptr,      nullptr};
+
+// The same with the bf16 products, for CPUs with AVX-512 BF16 (k blocks of 256: a [128][48][2] panel
+// of b is the 24 KB of L1 that fp32's 128 deep one is).
+constexpr Kernels with_bf16(Kernels k) {
+  k.f32_to_bf16 = f32_to_bf16;
+  k.bf16_transpose_pairs = bf16_transpose_pairs;
+  k.bf16_interleave = bf16_interleave;
+  k.bf16_kc = 256;
+  k.bf16_gemm_tile = bf16_gemm_tile;
+  k.bf16_row_dots = bf16_row_dots;
+  k.nf4_to_bf16 = nf4_to_bf16;
+  return k;
+}
+constexpr Kernels kAvx512Bf16 = with_bf16(kAvx512);
 
 }  // namespace
 
