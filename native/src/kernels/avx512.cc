@@ -256,91 +256,191 @@ inline __m512 exp16(__m512 x) {
 
 bool attention_head_dim(int D) { return D >= 16 && D <= 256 && D % 16 == 0; }
 
-// Scores, softmax (16 lanes of partial sums, then reduced), and out = Σ weight_p v_p in the order of
-// p with out in registers.
-template <int NV>
-float attention_row_d(const float* q, const float* keys, const float* values, size_t stride, int count, float scale,
-                      float* out, float* scores) {
-  __m512 query[NV];
-  for (int c = 0; c < NV; c++) query[c] = _mm512_loadu_ps(q + 16 * c);
+// Rows r < R of one head, consecutive in one sequence (row r: q + r · q_stride, the first count + r
+// keys), each computed as it would be alone: its scores as dots16 sums them, its softmax (16 lanes of
+// partial sums, then reduced), out = Σ weight_p v_p in the order of p with out in registers. What the
+// rows share is the loads: each key and value is read once for all R rows, which from L2 (a head's
+// keys of 256 positions are 64 KB) was what one row at a time waited on.
+template <int NV, int R>
+void attention_rows_d(const float* q, size_t q_stride, const float* keys, const float* values, size_t stride,
+                      int count, float scale, float* out, float* lse, size_t lse_stride, float* scratch) {
+  const int longest = count + R - 1;
+  __m512 query[R][NV];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) query[r][c] = _mm512_loadu_ps(q + r * q_stride + 16 * c);
   const __m512 scales = _mm512_set1_ps(scale);
-  __m512 maximum = _mm512_set1_ps(-INFINITY);
-  for (int p = 0; p < count; p += 16) {
-    const __mmask16 mask = first_lanes(count - p);
-    const __m512 s = _mm512_mul_ps(dots16<NV>(query, keys + size_t(p) * stride, stride, count - p), scales);
-    _mm512_mask_storeu_ps(scores + p, mask, s);
-    maximum = _mm512_mask_max_ps(maximum, mask, maximum, s);
+  __m512 maximum[R], partial[R][16];
+  for (int r = 0; r < R; r++) maximum[r] = _mm512_set1_ps(-INFINITY);
+  for (int p = 0; p < longest; p += 16) {
+    const int n = std::min(16, longest - p);
+    for (int j = 0; j < n; j++) {
+      const float* key = keys + size_t(p + j) * stride;
+      __m512 k[NV];
+      for (int c = 0; c < NV; c++) k[c] = _mm512_loadu_ps(key + 16 * c);
+      for (int r = 0; r < R; r++) {
+        __m512 sum = _mm512_mul_ps(query[r][0], k[0]);
+        for (int c = 1; c < NV; c++) sum = _mm512_fmadd_ps(query[r][c], k[c], sum);
+        partial[r][j] = sum;
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      const int seen = count + r - p;  // row r's keys from p on
+      if (seen <= 0) continue;
+      for (int j = std::min(seen, 16); j < 16; j++) partial[r][j] = _mm512_setzero_ps();
+      const __mmask16 mask = first_lanes(seen);
+      const __m512 s = _mm512_mul_ps(reduce_add16(partial[r]), scales);
+      _mm512_mask_storeu_ps(scratch + r * longest + p, mask, s);
+      maximum[r] = _mm512_mask_max_ps(maximum[r], mask, maximum[r], s);
+    }
   }
-  const float top = _mm512_reduce_max_ps(maximum);
-  const __m512 tops = _mm512_set1_ps(top);
-  __m512 sums = _mm512_setzero_ps();
-  for (int p = 0; p < count; p += 16) {
-    const __mmask16 mask = first_lanes(count - p);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores + p), tops));
-    _mm512_mask_storeu_ps(scores + p, mask, e);
-    sums = _mm512_mask_add_ps(sums, mask, sums, e);
+  for (int r = 0; r < R; r++) {
+    float* scores = scratch + r * longest;
+    const int seen = count + r;
+    const float top = _mm512_reduce_max_ps(maximum[r]);
+    const __m512 tops = _mm512_set1_ps(top);
+    __m512 sums = _mm512_setzero_ps();
+    for (int p = 0; p < seen; p += 16) {
+      const __mmask16 mask = first_lanes(seen - p);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, scores + p), tops));
+      _mm512_mask_storeu_ps(scores + p, mask, e);
+      sums = _mm512_mask_add_ps(sums, mask, sums, e);
+    }
+    const float sum = _mm512_reduce_add_ps(sums);
+    const __m512 divisor = _mm512_set1_ps(sum);
+    for (int p = 0; p < seen; p += 16) {  // the weights e / Σ e, each rounded as one division
+      const __mmask16 mask = first_lanes(seen - p);
+      _mm512_mask_storeu_ps(scores + p, mask, _mm512_div_ps(_mm512_maskz_loadu_ps(mask, scores + p), divisor));
+    }
+    lse[r * lse_stride] = top + std::log(sum);
   }
-  const float sum = _mm512_reduce_add_ps(sums);
-  __m512 acc[NV];
-  for (int c = 0; c < NV; c++) acc[c] = _mm512_setzero_ps();
-  for (int p = 0; p < count; p++) {
-    const __m512 weight = _mm512_set1_ps(scores[p] / sum);
+  __m512 acc[R][NV];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int p = 0; p < longest; p++) {
     const float* value = values + size_t(p) * stride;
-    for (int c = 0; c < NV; c++) acc[c] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(value + 16 * c), acc[c]);
+    __m512 v[NV];
+    for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(value + 16 * c);
+    for (int r = 0; r < R; r++) {
+      if (p >= count + r) continue;  // past row r's keys
+      const __m512 weight = _mm512_set1_ps(scratch[r * longest + p]);
+      for (int c = 0; c < NV; c++) acc[r][c] = _mm512_fmadd_ps(weight, v[c], acc[r][c]);
+    }
   }
-  for (int c = 0; c < NV; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
-  return top + std::log(sum);
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(out + r * q_stride + 16 * c, acc[r][c]);
 }
 
-// Rows r < ROWS of one head, consecutive in one sequence: row r attends to count + r keys. Each row's
-// probabilities, dP and w as one row alone computes them; then, key by key, both rows' terms go into
-// dk and dv (row 0's first, as rows one after another add them) with one load and store for both.
-template <int NV, int ROWS>
+// As many rows at a time as the registers hold (query and out: R · NV vectors beside NV of keys).
+constexpr int rows_at_once(int nv) { return nv <= 4 ? 4 : nv <= 8 ? 2 : 1; }
+
+// Blocks of R rows, then the rest one at a time.
+template <int NV>
+void attention_rows_nv(const float* q, size_t q_stride, const float* keys, const float* values, size_t stride,
+                       int count, int rows, float scale, float* out, float* lse, size_t lse_stride, float* scratch) {
+  constexpr int R = rows_at_once(NV);
+  int r = 0;
+  for (; r + R <= rows; r += R)
+    attention_rows_d<NV, R>(q + r * q_stride, q_stride, keys, values, stride, count + r, scale, out + r * q_stride,
+                            lse + r * lse_stride, lse_stride, scratch);
+  for (; r < rows; r++)
+    attention_rows_d<NV, 1>(q + r * q_stride, q_stride, keys, values, stride, count + r, scale, out + r * q_stride,
+                            lse + r * lse_stride, lse_stride, scratch);
+}
+
+// The backward of rows r < R of one head, consecutive in one sequence (row r attends to the first
+// count + r keys), in three passes that each read a key or value once for all R rows: (1) per row its
+// probabilities P, dP and w = Σ P dP, scores summed as dots16 sums them, then dS = P (dP − w) · scale;
+// (2) dq += Σ_p dS_p k_p in the order of p; (3) key by key, dk_p += dS_p q and dv_p += P_p d_out, row
+// 0's terms first. Every sum runs in the order one row at a time gives it (rows one after another
+// add their terms to dk and dv). scratch: 2 · R · (count + R) floats.
+template <int NV, int R>
 void attention_rows_backward_d(const float* q, const float* d_out, size_t q_stride, const float* keys,
                                const float* values, size_t stride, int count, float scale, const float* lse,
                                size_t lse_stride, float* dq, float* dk, float* dv, float* scratch) {
-  const int longest = count + ROWS - 1;
-  __m512 query[ROWS][NV], d_output[ROWS][NV], d_query[ROWS][NV];
-  float w[ROWS];
-  const __m512 scales = _mm512_set1_ps(scale);
-  for (int r = 0; r < ROWS; r++) {
+  const int longest = count + R - 1;
+  const auto probabilities = [&](int r) { return scratch + 2 * r * longest; };  // then dP, later dS
+  __m512 query[R][NV], d_output[R][NV];
+  for (int r = 0; r < R; r++)
     for (int c = 0; c < NV; c++) {
       query[r][c] = _mm512_loadu_ps(q + r * q_stride + 16 * c);
       d_output[r][c] = _mm512_loadu_ps(d_out + r * q_stride + 16 * c);
-      d_query[r][c] = _mm512_loadu_ps(dq + r * q_stride + 16 * c);
     }
-    float* probabilities = scratch + 2 * r * longest;
-    float* dp = probabilities + longest;
-    const __m512 lses = _mm512_set1_ps(lse[r * lse_stride]);
-    __m512 weighted = _mm512_setzero_ps();
-    for (int p = 0; p < count + r; p += 16) {
-      const int n = count + r - p;
-      const __mmask16 mask = first_lanes(n);
-      const __m512 s = _mm512_mul_ps(dots16<NV>(query[r], keys + size_t(p) * stride, stride, n), scales);
-      const __m512 probability = exp16(_mm512_sub_ps(s, lses));
-      const __m512 d_probability = dots16<NV>(d_output[r], values + size_t(p) * stride, stride, n);
-      _mm512_mask_storeu_ps(probabilities + p, mask, probability);
-      _mm512_mask_storeu_ps(dp + p, mask, d_probability);
-      weighted = _mm512_mask3_fmadd_ps(probability, d_probability, weighted, mask);
+  const __m512 scales = _mm512_set1_ps(scale);
+  __m512 weighted[R];
+  for (int r = 0; r < R; r++) weighted[r] = _mm512_setzero_ps();
+  {
+    __m512 scores[R][16], d_probabilities[R][16];
+    for (int p = 0; p < longest; p += 16) {
+      const int n = std::min(16, longest - p);
+      for (int j = 0; j < n; j++) {
+        const float* key = keys + size_t(p + j) * stride;
+        const float* value = values + size_t(p + j) * stride;
+        __m512 k[NV], v[NV];
+        for (int c = 0; c < NV; c++) {
+          k[c] = _mm512_loadu_ps(key + 16 * c);
+          v[c] = _mm512_loadu_ps(value + 16 * c);
+        }
+        for (int r = 0; r < R; r++) {
+          __m512 s = _mm512_mul_ps(query[r][0], k[0]), d = _mm512_mul_ps(d_output[r][0], v[0]);
+          for (int c = 1; c < NV; c++) {
+            s = _mm512_fmadd_ps(query[r][c], k[c], s);
+            d = _mm512_fmadd_ps(d_output[r][c], v[c], d);
+          }
+          scores[r][j] = s;
+          d_probabilities[r][j] = d;
+        }
+      }
+      for (int r = 0; r < R; r++) {
+        const int seen = count + r - p;
+        if (seen <= 0) continue;
+        for (int j = std::min(seen, 16); j < 16; j++) scores[r][j] = d_probabilities[r][j] = _mm512_setzero_ps();
+        const __mmask16 mask = first_lanes(seen);
+        const __m512 s = _mm512_mul_ps(reduce_add16(scores[r]), scales);
+        const __m512 probability = exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[r * lse_stride])));
+        const __m512 d_probability = reduce_add16(d_probabilities[r]);
+        _mm512_mask_storeu_ps(probabilities(r) + p, mask, probability);
+        _mm512_mask_storeu_ps(probabilities(r) + longest + p, mask, d_probability);
+        weighted[r] = _mm512_mask3_fmadd_ps(probability, d_probability, weighted[r], mask);
+      }
     }
-    w[r] = _mm512_reduce_add_ps(weighted);
   }
+  for (int r = 0; r < R; r++) {  // dS_p = P_p (dP_p − w) · scale, over dP
+    const __m512 w = _mm512_set1_ps(_mm512_reduce_add_ps(weighted[r]));
+    float* probability = probabilities(r);
+    float* ds = probability + longest;
+    for (int p = 0; p < count + r; p += 16) {
+      const __mmask16 mask = first_lanes(count + r - p);
+      const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, ds + p), w);
+      _mm512_mask_storeu_ps(ds + p, mask, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, probability + p), d), scales));
+    }
+  }
+  __m512 d_query[R][NV];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) d_query[r][c] = _mm512_loadu_ps(dq + r * q_stride + 16 * c);
   for (int p = 0; p < longest; p++) {
     const float* key = keys + size_t(p) * stride;
+    __m512 k[NV];
+    for (int c = 0; c < NV; c++) k[c] = _mm512_loadu_ps(key + 16 * c);
+    for (int r = 0; r < R; r++) {
+      if (p >= count + r) continue;
+      const __m512 ds = _mm512_set1_ps(probabilities(r)[longest + p]);
+      for (int c = 0; c < NV; c++) d_query[r][c] = _mm512_fmadd_ps(ds, k[c], d_query[r][c]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + r * q_stride + 16 * c, d_query[r][c]);
+  for (int p = 0; p < longest; p++) {
     float* d_key = dk + size_t(p) * stride;
     float* d_value = dv + size_t(p) * stride;
     const int first_row = p < count ? 0 : p - count + 1;  // the rows that see key p
-    __m512 ds[ROWS], pv[ROWS];
-    for (int r = first_row; r < ROWS; r++) {
-      const float probability = scratch[2 * r * longest + p];
-      ds[r] = _mm512_set1_ps(probability * (scratch[2 * r * longest + longest + p] - w[r]) * scale);
-      pv[r] = _mm512_set1_ps(probability);
+    __m512 ds[R], pv[R];
+    for (int r = first_row; r < R; r++) {
+      ds[r] = _mm512_set1_ps(probabilities(r)[longest + p]);
+      pv[r] = _mm512_set1_ps(probabilities(r)[p]);
     }
     for (int c = 0; c < NV; c++) {
-      const __m512 k = _mm512_loadu_ps(key + 16 * c);
       __m512 d_k = _mm512_loadu_ps(d_key + 16 * c), d_v = _mm512_loadu_ps(d_value + 16 * c);
-      for (int r = first_row; r < ROWS; r++) {
-        d_query[r][c] = _mm512_fmadd_ps(ds[r], k, d_query[r][c]);
+      for (int r = first_row; r < R; r++) {
         d_k = _mm512_fmadd_ps(ds[r], query[r][c], d_k);
         d_v = _mm512_fmadd_ps(pv[r], d_output[r][c], d_v);
       }
@@ -348,20 +448,36 @@ void attention_rows_backward_d(const float* q, const float* d_out, size_t q_stri
       _mm512_storeu_ps(d_value + 16 * c, d_v);
     }
   }
-  for (int r = 0; r < ROWS; r++)
-    for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + r * q_stride + 16 * c, d_query[r][c]);
+}
+
+// Blocks of R rows, then the rest one at a time.
+template <int NV>
+void attention_rows_backward_nv(const float* q, const float* d_out, size_t q_stride, const float* keys,
+                                const float* values, size_t stride, int count, int rows, float scale,
+                                const float* lse, size_t lse_stride, float* dq, float* dk, float* dv, float* scratch) {
+  constexpr int R = rows_at_once(NV);
+  int r = 0;
+  for (; r + R <= rows; r += R)
+    attention_rows_backward_d<NV, R>(q + r * q_stride, d_out + r * q_stride, q_stride, keys, values, stride, count + r,
+                                     scale, lse + r * lse_stride, lse_stride, dq + r * q_stride, dk, dv, scratch);
+  for (; r < rows; r++)
+    attention_rows_backward_d<NV, 1>(q + r * q_stride, d_out + r * q_stride, q_stride, keys, values, stride, count + r,
+                                     scale, lse + r * lse_stride, lse_stride, dq + r * q_stride, dk, dv, scratch);
 }
 
 template <int... NV>
 struct HeadSizes {};
 
 template <int First, int... Rest>
-float attention_row_dispatch(HeadSizes<First, Rest...>, int nv, const float* q, const float* keys,
-                             const float* values, size_t stride, int count, float scale, float* out, float* scratch) {
-  if (nv == First) return attention_row_d<First>(q, keys, values, stride, count, scale, out, scratch);
+void attention_rows_dispatch(HeadSizes<First, Rest...>, int nv, const float* q, size_t q_stride, const float* keys,
+                             const float* values, size_t stride, int count, int rows, float scale, float* out,
+                             float* lse, size_t lse_stride, float* scratch) {
+  if (nv == First)
+    return attention_rows_nv<First>(q, q_stride, keys, values, stride, count, rows, scale, out, lse, lse_stride,
+                                    scratch);
   if constexpr (sizeof...(Rest) > 0)
-    return attention_row_dispatch(HeadSizes<Rest...>{}, nv, q, keys, values, stride, count, scale, out, scratch);
-  return 0.0f;
+    attention_rows_dispatch(HeadSizes<Rest...>{}, nv, q, q_stride, keys, values, stride, count, rows, scale, out, lse,
+                            lse_stride, scratch);
 }
 
 template <int First, int... Rest>
@@ -369,17 +485,9 @@ void attention_rows_backward_dispatch(HeadSizes<First, Rest...>, int nv, int row
                                       const float* d_out, size_t q_stride, const float* keys, const float* values,
                                       size_t stride, int count, float scale, const float* lse, size_t lse_stride,
                                       float* dq, float* dk, float* dv, float* scratch) {
-  if (nv == First) {
-    // Two rows' registers (query, d_out, dq: 6 · NV vectors) fit the 32 up to NV = 4.
-    if (rows == 2 && First <= 4)
-      return attention_rows_backward_d<First, 2>(q, d_out, q_stride, keys, values, stride, count, scale, lse,
-                                                 lse_stride, dq, dk, dv, scratch);
-    for (int r = 0; r < rows; r++)
-      attention_rows_backward_d<First, 1>(q + r * q_stride, d_out + r * q_stride, q_stride, keys, values, stride,
-                                          count + r, scale, lse + r * lse_stride, lse_stride, dq + r * q_stride, dk,
-                                          dv, scratch);
-    return;
-  }
+  if (nv == First)
+    return attention_rows_backward_nv<First>(q, d_out, q_stride, keys, values, stride, count, rows, scale, lse,
+                                             lse_stride, dq, dk, dv, scratch);
   if constexpr (sizeof...(Rest) > 0)
     attention_rows_backward_dispatch(HeadSizes<Rest...>{}, nv, rows, q, d_out, q_stride, keys, values, stride, count,
                                      scale, lse, lse_stride, dq, dk, dv, scratch);
@@ -387,9 +495,11 @@ void attention_rows_backward_dispatch(HeadSizes<First, Rest...>, int nv, int row
 
 using AllHeadSizes = HeadSizes<4, 8, 2, 6, 1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 15, 16>;
 
-float attention_row(const float* q, const float* keys, const float* values, size_t stride, int count, int D,
-                    float scale, float* out, float* scratch) {
-  return attention_row_dispatch(AllHeadSizes{}, D / 16, q, keys, values, stride, count, scale, out, scratch);
+void attention_rows(const float* q, size_t q_stride, const float* keys, const float* values, size_t stride,
+                    int count, int rows, int D, float scale, float* out, float* lse, size_t lse_stride,
+                    float* scratch) {
+  attention_rows_dispatch(AllHeadSizes{}, D / 16, q, q_stride, keys, values, stride, count, rows, scale, out, lse,
+                          lse_stride, scratch);
 }
 
 void attention_rows_backward(const float* q, const float* d_out, size_t q_stride, const float* keys,
@@ -690,7 +800,7 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
 
 constexpr Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                              kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
-                             dropout_mask, attention_head_dim, attention_row, attention_rows_backward,
+                             dropout_mask, attention_head_dim, attention_rows, attention_rows_backward,
                              row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
                              exp_sum,      exp_scaled,
                              nullptr,      nullptr,            nullptr,       0,           nullptr,

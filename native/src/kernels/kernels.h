@@ -57,22 +57,27 @@ struct Kernels {
   void (*dropout_mask)(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
                        float* mask, float* dropped);
 
-  // Attention of one query row on one head, for head sizes D with attention_head_dim(D) true (the
-  // generic loops of ops.cc serve the others, and the paths where these are null). The `count` keys
-  // and values it attends to are D floats each, `stride` floats apart.
+  // Attention on one head, for head sizes D with attention_head_dim(D) true (the generic loops of
+  // ops.cc serve the others, and the paths where these are null). Keys and values are D floats each,
+  // `stride` floats apart.
   //
-  // Forward: s_p = (q · k_p) · scale, out = Σ_p (e^(s_p − max) / Σ e) v_p; returns the log-sum-exp.
-  // `scratch`: room for count floats. Each score is summed in one order whatever the count (so one row
-  // alone and the same row in a batch give the same bits), the softmax and out in the order of p.
+  // Forward of `rows` consecutive query rows of one sequence: row r (q + r · q_stride, out likewise,
+  // lse[r · lse_stride]) attends to the first count + r keys: s_p = (q · k_p) · scale,
+  // out = Σ_p (e^(s_p − max) / Σ e) v_p, lse = the log-sum-exp. Each row is computed as it would be
+  // alone (its scores summed in one order whatever the count, the softmax and out in the order of p),
+  // so a row alone and the same row in a batch give the same bits; the rows share only the loads.
+  // `scratch`: room for 4 · (count + rows) floats.
   bool (*attention_head_dim)(int D);
-  float (*attention_row)(const float* q, const float* keys, const float* values, size_t stride, int count, int D,
-                         float scale, float* out, float* scratch);
-  // Backward of `rows` (1 or 2) consecutive query rows of one head in one sequence, given their
-  // log-sum-exps: row r (q + r · q_stride, d_out and dq likewise, lse[r · lse_stride]) attends to the
-  // first count + r keys. Per row P_p = e^(s_p − lse), dP_p = d_out · v_p, w = Σ P dP,
-  // dS_p = P_p (dP_p − w) · scale; dq += Σ_p dS_p k_p, and for each p in order dk_p += dS_p q,
-  // dv_p += P_p d_out, row 0's terms before row 1's (as the rows one after another add them; dk and
-  // dv rows `stride` apart, as the keys). `scratch`: room for 4 · (count + 1) floats.
+  void (*attention_rows)(const float* q, size_t q_stride, const float* keys, const float* values, size_t stride,
+                         int count, int rows, int D, float scale, float* out, float* lse, size_t lse_stride,
+                         float* scratch);
+  // Backward of `rows` consecutive query rows of one head in one sequence, given their log-sum-exps:
+  // row r (q + r · q_stride, d_out and dq likewise, lse[r · lse_stride]) attends to the first
+  // count + r keys. Per row P_p = e^(s_p − lse), dP_p = d_out · v_p, w = Σ P dP,
+  // dS_p = P_p (dP_p − w) · scale; dq += Σ_p dS_p k_p in the order of p, and for each p dk_p += dS_p q,
+  // dv_p += P_p d_out, the rows' terms in row order (dk and dv rows `stride` apart, as the keys): the
+  // sums the rows one after another give, whatever the kernel does at once. `scratch`: room for
+  // 8 · (count + rows + 4) floats.
   void (*attention_rows_backward)(const float* q, const float* d_out, size_t q_stride, const float* keys,
                                   const float* values, size_t stride, int count, int rows, int D, float scale,
                                   const float* lse, size_t lse_stride, float* dq, float* dk, float* dv,

@@ -115,21 +115,42 @@ void attention(ThreadPool& pool, const Kernels& k, const float* q, int T, int Hq
   const float scale = 1.0f / std::sqrt(float(D));
   int longest = 0;
   for (const AttentionSpan& span : spans) longest = std::max(longest, span.count);
-  const bool row_kernel = k.attention_row && k.attention_head_dim(D);
+  if (k.attention_rows && k.attention_head_dim(D)) {
+    // Rows attending to the same keys, one more each (a sequence's rows in training and prefill), in
+    // blocks that the kernel runs a few rows at a time; a task is a block on one head.
+    constexpr int kBlock = 16;
+    std::vector<std::pair<int, int>> blocks;  // first row, rows
+    for (int t = 0; t < T; t++) {
+      if (!blocks.empty()) {
+        auto& [first, n] = blocks.back();
+        const AttentionSpan& head = spans[first];
+        if (n < kBlock && spans[t].keys == head.keys && spans[t].values == head.values &&
+            spans[t].count == head.count + n) {
+          n++;
+          continue;
+        }
+      }
+      blocks.emplace_back(t, 1);
+    }
+    pool.parallel_for(blocks.size() * Hq, [&](size_t begin, size_t end, size_t) {
+      std::vector<float> scratch(4 * (size_t(longest) + kBlock)), own_lse(kBlock);
+      for (size_t task = begin; task < end; task++) {
+        const auto [t, n] = blocks[task / Hq];
+        const int h = int(task % Hq);
+        const size_t offset = size_t(h / group) * D, at = size_t(t) * Q + size_t(h) * D;
+        float* row_lse = lse ? lse + size_t(t) * Hq + h : own_lse.data();
+        k.attention_rows(q + at, Q, spans[t].keys + offset, spans[t].values + offset, KV, spans[t].count, n, D, scale,
+                         out + at, row_lse, lse ? Hq : 1, scratch.data());
+      }
+    });
+    return;
+  }
   // One (row, head) pair per task.
   pool.parallel_for(size_t(T) * Hq, [&](size_t begin, size_t end, size_t) {
     std::vector<float> scores(static_cast<size_t>(longest));
     for (size_t task = begin; task < end; task++) {
       const int t = int(task / Hq), h = int(task % Hq), kv_head = h / group;
       const AttentionSpan& span = spans[t];
-      if (row_kernel) {
-        const size_t offset = size_t(kv_head) * D;
-        const float row_lse = k.attention_row(q + size_t(t) * Q + size_t(h) * D, span.keys + offset,
-                                              span.values + offset, KV, span.count, D, scale,
-                                              out + size_t(t) * Q + size_t(h) * D, scores.data());
-        if (lse) lse[task] = row_lse;
-        continue;
-      }
       const float* query = q + size_t(t) * Q + size_t(h) * D;
       float maximum = -std::numeric_limits<float>::infinity();
       for (int p = 0; p < span.count; p++) {
@@ -171,15 +192,14 @@ void attention_backward(ThreadPool& pool, const Kernels& k, const float* q, cons
       const size_t kv = task / count;
       const auto [from, to] = sequences[task % count];
       if (row_kernel) {
-        probabilities.resize(4 * (size_t(longest) + 1));
-        for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
-          for (int t = from; t < to; t += 2) {  // two rows at a time: one pass over dk and dv for both
-            const size_t start = size_t(first[t]) * KV + kv * D;
-            k.attention_rows_backward(q + size_t(t) * Q + size_t(h) * D, d_out + size_t(t) * Q + size_t(h) * D, Q,
-                                      keys + start, values + start, KV, t - first[t] + 1, std::min(2, to - t), D,
-                                      scale, lse + size_t(t) * Hq + h, Hq, dq + size_t(t) * Q + size_t(h) * D,
-                                      dk + start, dv + start, probabilities.data());
-          }
+        probabilities.resize(8 * (size_t(longest) + 4));
+        const size_t start = size_t(first[from]) * KV + kv * D;
+        for (int h = int(kv) * group; h < int(kv + 1) * group; h++) {
+          const size_t at = size_t(from) * Q + size_t(h) * D;
+          k.attention_rows_backward(q + at, d_out + at, Q, keys + start, values + start, KV, from - first[from] + 1,
+                                    to - from, D, scale, lse + size_t(from) * Hq + h, Hq, dq + at, dk + start,
+                                    dv + start, probabilities.data());
+        }
         continue;
       }
       for (int h = int(kv) * group; h < int(kv + 1) * group; h++)
