@@ -1211,10 +1211,19 @@ Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
     throw range_error(env, error.what());
   }
   const float dropout = float(p);
+  // The kept bits read back through dropout_apply on ones, in spans of 37 (from every bit offset, as
+  // the backward pass reads a row's columns): the keep-scales it applies.
+  const float kept = 1.0f / (1.0f - dropout);
   std::vector<float> ones(count, 1.0f), dropped(count);
+  std::vector<uint8_t> bits(count / 8 + 8);
+  kernels->dropout_mask(key, first, count, uint64_t(std::ldexp(double(dropout), 64)), kept, ones.data(), bits.data(),
+                        dropped.data());
   Napi::Float32Array mask = Napi::Float32Array::New(env, count);
-  kernels->dropout_mask(key, first, count, uint64_t(std::ldexp(double(dropout), 64)), 1.0f / (1.0f - dropout),
-                        ones.data(), mask.Data(), dropped.data());
+  for (size_t i = 0; i < count; i += 37)
+    kernels->dropout_apply(bits.data(), i, std::min<size_t>(37, count - i), kept, ones.data() + i, mask.Data() + i,
+                           false);
+  for (size_t i = 0; i < count; i++)
+    if (dropped[i] != mask[i]) throw Napi::Error::New(env, "dropout_mask's inputs and its bits disagree");
   return mask;
 }
 

@@ -183,7 +183,7 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
 
 const Kernels kAvx2 = {"avx2",     dot,      f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                        kDotRows,   kDotCols, dot_tile, kTileRows,  kTileCols,   384,  gemm_tile,
-                       dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr,
+                       dropout_mask_reference, dropout_apply_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr,
                          nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr};
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/kernels.h"
 
@@ -173,10 +174,14 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
       for (size_t v = 0; v < kTileVectors; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
 }
 
+// The first n of sixteen lanes.
+inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
+
 // Eight elements a step: splitmix64's output for eight counters in the 64-bit lanes (vpmullq), an
-// unsigned compare against the threshold, the keep-scales and the dropped inputs as eight floats.
-void dropout_mask(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x, float* mask,
-                  float* dropped) {
+// unsigned compare against the threshold (one byte of the mask's bits), the dropped inputs as eight
+// floats.
+void dropout_mask(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
+                  uint8_t* bits, float* dropped) {
   const __m512i gamma = _mm512_set1_epi64(static_cast<long long>(kSplitMixGamma));
   const __m512i step = _mm512_set1_epi64(static_cast<long long>(8 * kSplitMixGamma));
   const __m512i c1 = _mm512_set1_epi64(static_cast<long long>(0xbf58476d1ce4e5b9ull));
@@ -190,11 +195,29 @@ void dropout_mask(uint64_t key, uint64_t first, size_t n, uint64_t threshold, fl
     __m512i z = _mm512_mullo_epi64(_mm512_xor_si512(state, _mm512_srli_epi64(state, 30)), c1);
     z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
     z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
-    const __m256 scale = _mm256_maskz_mov_ps(_mm512_cmpge_epu64_mask(z, limit), keep);
-    _mm256_storeu_ps(mask + i, scale);
-    _mm256_storeu_ps(dropped + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), scale));
+    const __mmask8 kept_lanes = _mm512_cmpge_epu64_mask(z, limit);
+    if (bits) bits[i / 8] = kept_lanes;
+    _mm256_storeu_ps(dropped + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_maskz_mov_ps(kept_lanes, keep)));
   }
-  dropout_mask_reference(key, first + i, n - i, threshold, kept, x + i, mask + i, dropped + i);
+  dropout_mask_reference(key, first + i, n - i, threshold, kept, x + i, bits ? bits + i / 8 : nullptr, dropped + i);
+}
+
+// Sixteen elements a step, their bits read as one unaligned 32-bit word and shifted into a mask.
+void dropout_apply(const uint8_t* bits, size_t offset, size_t n, float kept, const float* x, float* out,
+                   bool accumulate) {
+  const __m512 keep = _mm512_set1_ps(kept);
+  for (size_t i = 0; i < n; i += 16) {
+    const size_t bit = offset + i;
+    uint32_t word;
+    std::memcpy(&word, bits + bit / 8, sizeof(word));
+    const __mmask16 lanes = first_lanes(int(std::min<size_t>(16, n - i)));
+    const __m512 scale = _mm512_maskz_mov_ps(static_cast<__mmask16>(word >> (bit % 8)), keep);
+    __m512 value = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + i), scale);
+    // The product rounded before the sum, as the reference rounds it (no fused multiply-add here).
+    __asm__("" : "+v"(value));
+    if (accumulate) value = _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out + i), value);
+    _mm512_mask_storeu_ps(out + i, lanes, value);
+  }
 }
 
 // ---- Attention, one query row at a time ----------------------------------------------------------
@@ -215,8 +238,6 @@ inline __m512 reduce_add16(const __m512* v) {
   const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xdd));
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
-
-inline __mmask16 first_lanes(int n) { return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
 // q · rows[r] for the n ≤ 16 rows `stride` floats apart: per row, its NV vectors multiplied and added
 // in order, then reduce_add16; rows past n give 0 (and are not read).
@@ -800,7 +821,7 @@ void swiglu_backward(const float* d_act, const float* gate, const float* up, siz
 
 constexpr Kernels kAvx512 = {"avx512",   dot,       f16_to_f32, bf16_to_f32, axpy, axpy4, nf4_to_f32,
                              kDotRows,   kDotCols,  dot_tile, kTileRows,  kTileCols,   128,  gemm_tile,
-                             dropout_mask, attention_head_dim, attention_rows, attention_rows_backward,
+                             dropout_mask, dropout_apply, attention_head_dim, attention_rows, attention_rows_backward,
                              row_dots,     row_dots_bf16,      row_dots_nf4,  swiglu,      swiglu_backward,
                              exp_sum,      exp_scaled,
                              nullptr,      nullptr,            nullptr,       0,           nullptr,

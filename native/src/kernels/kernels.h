@@ -50,12 +50,19 @@ struct Kernels {
   void (*gemm_tile)(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t rows, size_t cols);
 
   // Dropout, drawn by counter rather than in sequence: elements [first, first + n) of the mask keyed
-  // `key`. Element e is dropped (mask 0) when splitmix64's output for e, mix(key + (e + 1) γ), is below
-  // `threshold` (p · 2⁶⁴), else kept (mask `kept`, 1 / (1 − p)); dropped[i] = x[i] · mask[i]. Integer
-  // arithmetic decides, so every path gives the same bits, and any cut of a mask into ranges (threads)
-  // the same mask.
+  // `key`. Element e is dropped when splitmix64's output for e, mix(key + (e + 1) γ), is below
+  // `threshold` (p · 2⁶⁴), else kept and scaled by `kept` (1 / (1 − p)): dropped[i] = x[i] · (kept or
+  // 0). The mask is kept as bits, a 32nd of the floats it once was: element first + i is bit i % 8 of
+  // bits[i / 8], 1 when kept (a last partial byte's other bits 0; bits null: not kept). Integer
+  // arithmetic decides, so every path gives the same bits, and any cut of a mask into ranges
+  // (threads) the same mask.
   void (*dropout_mask)(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
-                       float* mask, float* dropped);
+                       uint8_t* bits, float* dropped);
+  // A kept mask applied again: out[i] = x[i] · (kept or 0) as bit offset + i of `bits` says (the
+  // product dropout_mask gave), or with `accumulate` out[i] += it. bits must be readable through the
+  // 4 bytes after the byte of bit offset + n − 1.
+  void (*dropout_apply)(const uint8_t* bits, size_t offset, size_t n, float kept, const float* x, float* out,
+                        bool accumulate);
 
   // Attention on one head, for head sizes D with attention_head_dim(D) true (the generic loops of
   // ops.cc serve the others, and the paths where these are null). Keys and values are D floats each,
@@ -144,9 +151,11 @@ inline uint64_t splitmix64_mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// The scalar dropout_mask, which the SIMD paths without 64-bit vector multiplies share.
+// The scalar dropout_mask and dropout_apply, which the SIMD paths without 64-bit vector multiplies share.
+void dropout_apply_reference(const uint8_t* bits, size_t offset, size_t n, float kept, const float* x, float* out,
+                             bool accumulate);
 void dropout_mask_reference(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
-                            float* mask, float* dropped);
+                            uint8_t* bits, float* dropped);
 
 const Kernels& scalar_kernels();
 #ifdef TUNEKIT_X86_SIMD

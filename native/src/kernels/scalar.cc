@@ -108,16 +108,28 @@ void gemm_tile(size_t kc, const float* a, const float* b, float* c, size_t ldc, 
 
 const Kernels kScalar = {"scalar",  dot,       f16_to_f32, bf16_to_f32, axpy,     axpy4, nf4_to_f32,
                          4,         4,         dot_tile,  kTileRows,  kTileCols,   256,      gemm_tile,
-                         dropout_mask_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr,
+                         dropout_mask_reference, dropout_apply_reference, nullptr, nullptr, nullptr, row_dots, nullptr, nullptr, nullptr, nullptr,
                          nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr, nullptr, nullptr};
 
 }  // namespace
 
 void dropout_mask_reference(uint64_t key, uint64_t first, size_t n, uint64_t threshold, float kept, const float* x,
-                            float* mask, float* dropped) {
+                            uint8_t* bits, float* dropped) {
   for (size_t i = 0; i < n; i++) {
-    mask[i] = splitmix64_mix(key + (first + i + 1) * kSplitMixGamma) < threshold ? 0.0f : kept;
-    dropped[i] = x[i] * mask[i];
+    const bool keep = splitmix64_mix(key + (first + i + 1) * kSplitMixGamma) >= threshold;
+    dropped[i] = x[i] * (keep ? kept : 0.0f);
+    if (!bits) continue;
+    if (i % 8 == 0) bits[i / 8] = 0;
+    bits[i / 8] = uint8_t(bits[i / 8] | unsigned(keep) << (i % 8));
+  }
+}
+
+void dropout_apply_reference(const uint8_t* bits, size_t offset, size_t n, float kept, const float* x, float* out,
+                             bool accumulate) {
+  for (size_t i = 0; i < n; i++) {
+    const size_t bit = offset + i;
+    const float value = x[i] * ((bits[bit / 8] >> (bit % 8) & 1) ? kept : 0.0f);
+    out[i] = accumulate ? out[i] + value : value;
   }
 }
 

@@ -75,20 +75,21 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
   const size_t r = size_t(adapter->rank);
   std::unique_ptr<Floats> dropped;
   if (dropout && dropout->p > 0.0f) {
-    // One draw of the generator keys this mask; its elements come from their counters, in parallel.
-    std::vector<float>& mask = a.lora_mask[p];
+    // One draw of the generator keys this mask; its elements come from their counters, in parallel,
+    // and it is kept as bits (padded for Kernels::dropout_apply's reads).
+    std::vector<uint8_t>& mask = a.lora_mask[p];
     const size_t count = size_t(T) * in;
-    mask.resize(count);
+    mask.resize(count / 8 + 8);
     dropped = std::make_unique<Floats>(count);
     const uint64_t key = dropout->random->next();
     const uint64_t threshold = uint64_t(std::ldexp(double(dropout->p), 64));  // p < 1: below 2⁶⁴
     const float kept = 1.0f / (1.0f - dropout->p);
-    constexpr size_t kChunk = size_t(1) << 14;
+    constexpr size_t kChunk = size_t(1) << 14;  // a multiple of 8: chunks start on whole bytes
     const Kernels& k = *kernels_;
     pool_->parallel_for((count + kChunk - 1) / kChunk, [&](size_t begin, size_t end, size_t) {
       for (size_t chunk = begin; chunk < end; chunk++) {
         const size_t first = chunk * kChunk, n = std::min(kChunk, count - first);
-        k.dropout_mask(key, first, n, threshold, kept, x + first, mask.data() + first, dropped->data() + first);
+        k.dropout_mask(key, first, n, threshold, kept, x + first, mask.data() + first / 8, dropped->data() + first);
       }
     });
     x = dropped->data();
@@ -102,7 +103,7 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
 }
 
 void LlamaModel::project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora,
-                                  bool dropped, const BlockActivations& a, float* dx, LoraGradient& grad) const {
+                                  float dropout, const BlockActivations& a, float* dx, LoraGradient& grad) const {
   const Weight& weight = projection(layers_[l], p);
   linear_backward(dy, T, weight, dx);
   const LoraAdapter* adapter = lora.layers[l][p].get();
@@ -111,16 +112,17 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows(), rows = size_t(T);
   const float s = adapter->scale;
   const std::vector<float>& lora_t = a.lora_t[p];
-  const std::vector<float>& mask = a.lora_mask[p];
-  Floats x_dropped(dropped ? rows * in : 0);
+  const bool dropped = dropout > 0.0f;
+  const uint8_t* mask = a.lora_mask[p].data();
+  const float kept = 1.0f / (1.0f - dropout);
+  // The dropped input x̃ as the forward pass had it, made a span at a time where a product reads it.
+  const RowSpans x_rows = dropped ? RowSpans([&](size_t row, size_t col, size_t count, float* scratch) {
+    k.dropout_apply(mask, row * in + col, count, kept, x + row * in + col, scratch, false);
+    return static_cast<const float*>(scratch);
+  })
+                                  : dense_rows(x, in);
   std::vector<float> dx_lora;
-  if (dropped) {
-    parallel_elements(*pool_, rows * in, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; i++) x_dropped[i] = x[i] * mask[i];
-    });
-    x = x_dropped.data();
-    dx_lora.assign(rows * in, 0.0f);
-  }
+  if (dropped) dx_lora.assign(rows * in, 0.0f);
   float* dx_target = dropped ? dx_lora.data() : dx;
   // Four matrix products, each laid out so that its output is wide (in or out columns, not r).
   std::vector<float> own_transposed;  // Bᵀ [r × out], as kept beside B (else made here)
@@ -141,12 +143,12 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   for (size_t o = 0; o < out; o++)
     for (size_t j = 0; j < r; j++) grad.b[o * r + j] += grad_b_transposed[j * out + o];
   for (float& value : u) value *= s;
-  multiply_add(k, *pool_, r, in, rows, u.data(), r, true, dense_rows(x, in), grad.a.data(), in);  // dA += s uᵀ x̃
+  multiply_add(k, *pool_, r, in, rows, u.data(), r, true, x_rows, grad.a.data(), in);  // dA += s uᵀ x̃
   multiply_add(k, *pool_, rows, in, r, u.data(), r, false, dense_rows(adapter->a.data(), in), dx_target,
                in);  // dx += s u A
   if (dropped)
     parallel_elements(*pool_, dx_lora.size(), [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; i++) dx[i] += dx_lora[i] * mask[i];
+      k.dropout_apply(mask, begin, end - begin, kept, dx_lora.data() + begin, dx + begin, true);
     });
 }
 
@@ -217,7 +219,7 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
 }
 
 void LlamaModel::block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora,
-                                bool dropped, const BlockActivations& a, float* dx,
+                                float dropout, const BlockActivations& a, float* dx,
                                 std::array<LoraGradient, kProjections>& grads) const {
   const ModelConfig& c = config_;
   const int T = rows.count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
@@ -230,17 +232,17 @@ void LlamaModel::block_backward(int l, const BlockRows& rows, const ops::RopeTab
   std::vector<float> d_act(size_t(T) * I, 0.0f);
   Floats d_gate(size_t(T) * I), d_up(size_t(T) * I);
   std::vector<float> dn(size_t(T) * H, 0.0f);
-  project_backward(l, kDown, a.act.data(), dx, T, lora, dropped, a, d_act.data(), grads[kDown]);
+  project_backward(l, kDown, a.act.data(), dx, T, lora, dropout, a, d_act.data(), grads[kDown]);
   ops::swiglu_backward(*pool_, k, d_act.data(), a.gate.data(), a.up.data(), d_act.size(), d_gate.data(), d_up.data());
-  project_backward(l, kGate, a.n2.data(), d_gate.data(), T, lora, dropped, a, dn.data(), grads[kGate]);
-  project_backward(l, kUp, a.n2.data(), d_up.data(), T, lora, dropped, a, dn.data(), grads[kUp]);
+  project_backward(l, kGate, a.n2.data(), d_gate.data(), T, lora, dropout, a, dn.data(), grads[kGate]);
+  project_backward(l, kUp, a.n2.data(), d_up.data(), T, lora, dropout, a, dn.data(), grads[kUp]);
   ops::rms_norm_backward(k, dn.data(), a.x_mid.data(), T, H, vector_of(layer.post_attention_norm, scratch, k),
                          a.rstd2.data(), dx);  // dx is now d x_mid
 
   // Attention: x_mid = x_in + o(attention).
   std::vector<float> d_attn(size_t(T) * Q, 0.0f), dq(size_t(T) * Q, 0.0f), dk(size_t(T) * KV, 0.0f),
       dv(size_t(T) * KV, 0.0f);
-  project_backward(l, kO, a.attn.data(), dx, T, lora, dropped, a, d_attn.data(), grads[kO]);
+  project_backward(l, kO, a.attn.data(), dx, T, lora, dropout, a, d_attn.data(), grads[kO]);
   ops::attention_backward(*pool_, k, a.q.data(), a.k.data(), a.v.data(), a.lse.data(), d_attn.data(), T, rows.first,
                           Hq, Hkv, D, dq.data(), dk.data(), dv.data());
   for (int t = 0; t < T; t++) {  // back through RoPE: the inverse rotation
@@ -248,9 +250,9 @@ void LlamaModel::block_backward(int l, const BlockRows& rows, const ops::RopeTab
     ops::rope(rope, &dk[size_t(t) * KV], Hkv, D, t, -1.0f);
   }
   std::fill(dn.begin(), dn.end(), 0.0f);
-  project_backward(l, kQ, a.n1.data(), dq.data(), T, lora, dropped, a, dn.data(), grads[kQ]);
-  project_backward(l, kK, a.n1.data(), dk.data(), T, lora, dropped, a, dn.data(), grads[kK]);
-  project_backward(l, kV, a.n1.data(), dv.data(), T, lora, dropped, a, dn.data(), grads[kV]);
+  project_backward(l, kQ, a.n1.data(), dq.data(), T, lora, dropout, a, dn.data(), grads[kQ]);
+  project_backward(l, kK, a.n1.data(), dk.data(), T, lora, dropout, a, dn.data(), grads[kK]);
+  project_backward(l, kV, a.n1.data(), dv.data(), T, lora, dropout, a, dn.data(), grads[kV]);
   ops::rms_norm_backward(k, dn.data(), a.x_in.data(), T, H, vector_of(layer.input_norm, scratch, k), a.rstd1.data(),
                          dx);  // d x_in
 }

@@ -169,7 +169,7 @@ struct BlockActivations {
   std::vector<float> x_mid, n2, rstd2;  // after the attention residual, its norm
   std::vector<float> gate, up, act;     // [T × I]: gate and up projections, silu(gate)·up
   std::array<std::vector<float>, kProjections> lora_t;     // A·dropout(x) per adapted projection [T × r]
-  std::array<std::vector<float>, kProjections> lora_mask;  // dropout's keep / (1 − p) per input [T × in]
+  std::array<std::vector<uint8_t>, kProjections> lora_mask;  // dropout's kept bits per input [T × in] (+ 8 bytes)
 };
 
 // Dropout on the adapters' inputs while training (PEFT: lora_B(lora_A(dropout(x)))).
@@ -308,14 +308,15 @@ class LlamaModel {
                      BlockActivations& a, bool keep) const;
   // Its backward pass: dx [T × H] holds the gradient of the block's output and becomes that of its
   // input; the gradients of the layer's adapters are added to `grads`.
-  void block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora, bool dropped,
+  void block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora, float dropout,
                       const BlockActivations& a, float* dx, std::array<LoraGradient, kProjections>& grads) const;
   // A projection with its adapters: y = W x (+ b) + s·B(A dropout(x)), each run of rows with its own;
   // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask.
   void project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
                const Dropout* dropout, float* y, BlockActivations& a, bool keep) const;
-  // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += dyᵀ(s·A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x.
-  void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, bool dropped,
+  // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += dyᵀ(s·A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x
+  // (dropout p > 0: the mask a.lora_mask keeps, kept elements scaled by 1 / (1 − p)).
+  void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, float dropout,
                         const BlockActivations& a, float* dx, LoraGradient& grad) const;
   // The next-token loss at the rows `rows` of the final hidden states [T × H], predicting targets[i]
   // at rows[i]: the head in chunks of rows, each row's softmax on its own thread, summed in order.

@@ -100,7 +100,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       block_inputs[l].clear();
       block_inputs[l].shrink_to_fit();
     }
-    block_backward(l, rows, rope, *lora, dropout > 0.0f, saved[checkpointing ? 0 : l], dx.data(), result.layers[l]);
+    block_backward(l, rows, rope, *lora, dropout, saved[checkpointing ? 0 : l], dx.data(), result.layers[l]);
   }
   return result;
 }
