@@ -58,15 +58,19 @@ export function forwardWork(shape, { sequences = 1, length, headRows, r = 0 }) {
  * Multiply-adds of one LoRA training step (forward and backward, without any recompute): the forward,
  * the input gradients through the frozen blocks and head (as many again), attention's backward (dQ, dK,
  * dV and dP: twice its forward), and the adapters' backward (dy B, dB, dA, dx: twice their forward).
- * Checkpointing adds the blocks' forward again (`recompute`), which is not counted as the step's work.
+ * Checkpointing adds the blocks' forward again (`recompute`), which is not counted as the step's work:
+ * all of it but the down projection's output (its frozen product and LoRA's B), which only made the
+ * block's output, already kept.
  */
 export function trainingWork(shape, options) {
   const forward = forwardWork(shape, options);
   const backward = forward.blocks + forward.head + 2 * forward.attention + 2 * forward.lora;
+  const tokens = (options.sequences ?? 1) * options.length;
+  const down = shape.layers * tokens * shape.hidden * (shape.intermediate + (options.r ?? 0));
   return {
     forward: forward.total,
     backward,
     total: forward.total + backward,
-    recompute: forward.blocks + forward.attention + forward.lora,
+    recompute: forward.blocks + forward.attention + forward.lora - down,
   };
 }

@@ -58,7 +58,7 @@ void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
 void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
                          const Dropout* dropout, float* y, BlockActivations& a, bool keep) const {
   const Weight& weight = projection(layers_[l], p);
-  linear(x, T, weight, bias, y);
+  if (y) linear(x, T, weight, bias, y);
   const size_t in = weight.cols(), out = weight.rows();
   const bool training = keep || (dropout && dropout->p > 0.0f);
   if (training && !(lora.size() == 1 && lora[0].first == 0 && lora[0].count == T))
@@ -155,7 +155,7 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
 // ---- The block ----------------------------------------------------------------------------------
 
 void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope,
-                               const Dropout* dropout, BlockActivations& a, bool keep) const {
+                               const Dropout* dropout, BlockActivations& a, bool keep, bool recompute) const {
   const std::vector<LoraRun>& lora = rows.lora;
   const ModelConfig& c = config_;
   const int T = rows.count, H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
@@ -214,6 +214,10 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
     act = a.act.data();
   }
   ops::swiglu(*pool_, k, a.gate.data(), a.up.data(), a.gate.size(), act);
+  if (recompute) {  // the mask and A x̃ for the backward pass, not the output
+    project(l, kDown, act, T, nullptr, lora, dropout, nullptr, a, keep);
+    return;
+  }
   project(l, kDown, act, T, nullptr, lora, dropout, projected.data(), a, keep);
   for (size_t i = 0; i < hidden; i++) x[i] += projected[i];
 }

@@ -438,6 +438,7 @@ void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, f
     t = own.data();
   }
   multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t, r);
+  if (!y) return;  // only t wanted (a recomputed block's last projection)
   std::vector<float> scaled(rows * r);
   for (size_t i = 0; i < scaled.size(); i++) scaled[i] = adapter.scale * t[i];
   // Bᵀ as kept beside B; transposed here only for an adapter made without it.

@@ -303,15 +303,18 @@ class LlamaModel {
   void embed(const int32_t* tokens, int T, float* x) const;
   // One block over the rows (each through its run's adapters), x [T × H] updated in place from its
   // input to its output. `keep`: fill `a` with what block_backward needs (training); else `a` is
-  // scratch. `dropout` only in training.
+  // scratch. `dropout` only in training. `recompute` (with keep): only fill `a`, for the backward pass
+  // of a checkpointed block whose output is already known: the down projection's frozen product,
+  // which only makes the output, is skipped, and x is left part-way.
   void block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope, const Dropout* dropout,
-                     BlockActivations& a, bool keep) const;
+                     BlockActivations& a, bool keep, bool recompute = false) const;
   // Its backward pass: dx [T × H] holds the gradient of the block's output and becomes that of its
   // input; the gradients of the layer's adapters are added to `grads`.
   void block_backward(int l, const BlockRows& rows, const ops::RopeTable& rope, const LoraSet& lora, float dropout,
                       const BlockActivations& a, float* dx, std::array<LoraGradient, kProjections>& grads) const;
   // A projection with its adapters: y = W x (+ b) + s·B(A dropout(x)), each run of rows with its own;
-  // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask.
+  // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask, and y may be null
+  // (only those are wanted).
   void project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
                const Dropout* dropout, float* y, BlockActivations& a, bool keep) const;
   // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += dyᵀ(s·A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x
@@ -327,7 +330,8 @@ class LlamaModel {
   };
   HeadLoss head_loss(const float* hidden, const std::vector<int>& rows, const std::vector<int32_t>& targets,
                      float gradient_scale, float* dh) const;
-  // y += scale · B (A x) for the m rows of x; `t`, when given, receives A x [m × rank] (training).
+  // y += scale · B (A x) for the m rows of x; `t`, when given, receives A x [m × rank] (training), and
+  // then y may be null (only t).
   void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features,
                   float* t = nullptr) const;
   KVCache new_cache(int capacity) const;

@@ -96,7 +96,7 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
     if (checkpointing) {  // recompute this block's activations, with the same dropout masks
       if (random) replay.set_state(block_random[l]);
       block_forward(l, block_inputs[l].data(), rows, rope, random && dropping ? &replayed : dropping,
-                    saved[0], true);
+                    saved[0], true, true);
       block_inputs[l].clear();
       block_inputs[l].shrink_to_fit();
     }
