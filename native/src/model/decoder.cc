@@ -191,9 +191,14 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
       spans[t] = {cache.keys[l].data(), cache.values[l].data(), rows.position[t] + 1};
     }
   }
-  a.attn.resize(size_t(T) * Q);
-  if (keep) a.lse.resize(size_t(T) * Hq);
-  ops::attention(*pool_, k, a.q.data(), T, Hq, Hkv, D, spans, a.attn.data(), keep ? a.lse.data() : nullptr);
+  if (recompute) {
+    if (a.attn.size() != size_t(T) * Q || a.lse.size() != size_t(T) * Hq)
+      throw Error(ErrorCode::EngineFailed, "a recomputed block needs its kept attention");
+  } else {
+    a.attn.resize(size_t(T) * Q);
+    if (keep) a.lse.resize(size_t(T) * Hq);
+    ops::attention(*pool_, k, a.q.data(), T, Hq, Hkv, D, spans, a.attn.data(), keep ? a.lse.data() : nullptr);
+  }
   std::vector<float> projected(hidden);
   project(l, kO, a.attn.data(), T, nullptr, lora, dropout, projected.data(), a, keep);
   for (size_t i = 0; i < hidden; i++) x[i] += projected[i];

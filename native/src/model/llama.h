@@ -304,8 +304,9 @@ class LlamaModel {
   // One block over the rows (each through its run's adapters), x [T × H] updated in place from its
   // input to its output. `keep`: fill `a` with what block_backward needs (training); else `a` is
   // scratch. `dropout` only in training. `recompute` (with keep): only fill `a`, for the backward pass
-  // of a checkpointed block whose output is already known: the down projection's frozen product,
-  // which only makes the output, is skipped, and x is left part-way.
+  // of a checkpointed block whose output is already known and whose attention output and
+  // log-sum-exps the forward pass kept (given in a.attn and a.lse): attention is not run again, the
+  // down projection's frozen product (which only makes the output) is skipped, x is left part-way.
   void block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope, const Dropout* dropout,
                      BlockActivations& a, bool keep, bool recompute = false) const;
   // Its backward pass: dx [T × H] holds the gradient of the block's output and becomes that of its

@@ -43,10 +43,13 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   const Dropout* dropping = dropout > 0.0f ? &masks : nullptr;
 
   // ---- Forward, keeping activations ----
-  // With checkpointing only each block's input (and the dropout generator's state there) is kept;
-  // the block's activations are recomputed from them in the backward pass.
+  // With checkpointing only each block's input (and the dropout generator's state there) is kept, and
+  // its attention's output and log-sum-exps (as much again as the input for SmolLM2, a ninth of the
+  // block's activations, and the one part recomputing would spend most on beside the products); the
+  // rest is recomputed from them in the backward pass.
   std::vector<BlockActivations> saved(checkpointing ? 1 : c.num_layers);
   std::vector<std::vector<float>> block_inputs(checkpointing ? c.num_layers : 0);
+  std::vector<std::vector<float>> block_attention(block_inputs.size()), block_lse(block_inputs.size());
   std::vector<std::array<uint64_t, 4>> block_random(checkpointing ? c.num_layers : 0);
   std::vector<float> x(size_t(T) * H);
   embed(tokens.data(), T, x.data());
@@ -56,6 +59,10 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
       if (random) block_random[l] = random->state();
     }
     block_forward(l, x.data(), rows, rope, dropping, saved[checkpointing ? 0 : l], true);
+    if (checkpointing) {
+      block_attention[l].swap(saved[0].attn);
+      block_lse[l].swap(saved[0].lse);
+    }
   }
   if (checkpointing) saved[0] = BlockActivations{};
   std::vector<float> final_normed(size_t(T) * H), final_rstd(T), norm(H);
@@ -95,10 +102,13 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   for (int l = c.num_layers - 1; l >= 0; l--) {
     if (checkpointing) {  // recompute this block's activations, with the same dropout masks
       if (random) replay.set_state(block_random[l]);
+      saved[0].attn.swap(block_attention[l]);
+      saved[0].lse.swap(block_lse[l]);
       block_forward(l, block_inputs[l].data(), rows, rope, random && dropping ? &replayed : dropping,
                     saved[0], true, true);
-      block_inputs[l].clear();
-      block_inputs[l].shrink_to_fit();
+      block_inputs[l] = std::vector<float>();
+      block_attention[l] = std::vector<float>();
+      block_lse[l] = std::vector<float>();
     }
     block_backward(l, rows, rope, *lora, dropout, saved[checkpointing ? 0 : l], dx.data(), result.layers[l]);
   }
