@@ -52,11 +52,15 @@ AccumulateTasks accumulate_tasks(size_t tiles, size_t panels, size_t nr, size_t 
 // more than it saves (a LoRA adapter's matrices while decoding one token, say).
 constexpr size_t kInlineWork = size_t(1) << 18;
 
-void run(ThreadPool& pool, bool parallel, size_t n, const std::function<void(size_t, size_t, size_t)>& body) {
-  if (parallel)
-    pool.parallel_for(n, body);
+// No pool: on the calling thread.
+void run(ThreadPool* pool, bool parallel, size_t n, const std::function<void(size_t, size_t, size_t)>& body) {
+  if (pool && parallel)
+    pool->parallel_for(n, body);
   else if (n > 0)
     body(0, n, 0);
+}
+void run(ThreadPool& pool, bool parallel, size_t n, const std::function<void(size_t, size_t, size_t)>& body) {
+  run(&pool, parallel, n, body);
 }
 
 // About half of a core's L2: the rows of A that a forward task sweeps for every panel of B.
@@ -84,14 +88,16 @@ RowSpans dense_rows(const float* data, size_t stride) {
 // fit L2 beside the panel: each group of dot_cols rows of the panel stays in L1 while a sub-block's
 // row tiles come from L2. (Decoding a panel again for each sub-block cost a fifth of a training step
 // on a 151,936-row BF16 head.)
-void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                         size_t lda, const RowSpans& b, float* c, size_t ldc) {
+namespace {
+
+void transposed_product(const Kernels& kernels, ThreadPool* pool, size_t m, size_t n, size_t k, const float* a,
+                        size_t lda, const RowSpans& b, float* c, size_t ldc) {
   if (m == 0 || n == 0) return;
   const size_t DR = kernels.dot_rows, DC = kernels.dot_cols;
   const size_t panel_rows = ceil_div(kForwardPanelRows, DC) * DC;
   const size_t panels = ceil_div(n, panel_rows), tiles = ceil_div(m, DR);
   const size_t block_tiles_fit = std::max<size_t>(1, kForwardBlockBytes / (std::max<size_t>(k, 1) * 4 * DR));
-  const size_t blocks = row_blocks(tiles, 1, panels, pool.size());
+  const size_t blocks = row_blocks(tiles, 1, panels, pool ? pool->size() : 1);
   const size_t tiles_per_block = ceil_div(tiles, blocks);
 
   run(pool, m * n * k >= kInlineWork, panels * blocks, [&](size_t begin, size_t end, size_t) {
@@ -119,14 +125,28 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
   });
 }
 
+}  // namespace
+
+void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
+                         size_t lda, const RowSpans& b, float* c, size_t ldc) {
+  transposed_product(kernels, &pool, m, n, k, a, lda, b, c, ldc);
+}
+
+void multiply_transposed(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                         const RowSpans& b, float* c, size_t ldc) {
+  transposed_product(kernels, nullptr, m, n, k, a, lda, b, c, ldc);
+}
+
 // A is packed once, tile by tile of gemm_mr rows ([k][mr], all of k). Tasks are (group of panels of
 // gemm_nr columns, block of row tiles); a task decodes its columns of B gemm_kc rows at a time into
 // [kc][nr] panels and runs every row tile of its block against each panel while it sits in L1.
-void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
-                  bool a_transposed, const RowSpans& b, float* c, size_t ldc) {
+namespace {
+
+void accumulated_product(const Kernels& kernels, ThreadPool* pool, size_t m, size_t n, size_t k, const float* a,
+                         size_t lda, bool a_transposed, const RowSpans& b, float* c, size_t ldc) {
   if (m == 0 || n == 0 || k == 0) return;
   const size_t MR = kernels.gemm_mr, NR = kernels.gemm_nr, KC = kernels.gemm_kc;
-  const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool.size();
+  const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool ? pool->size() : 1;
   const bool parallel = m * n * k >= kInlineWork;
 
   AlignedFloats packed_a(tiles * MR * k);
@@ -178,6 +198,18 @@ void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, 
       }
     }
   });
+}
+
+}  // namespace
+
+void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                  bool a_transposed, const RowSpans& b, float* c, size_t ldc) {
+  accumulated_product(kernels, &pool, m, n, k, a, lda, a_transposed, b, c, ldc);
+}
+
+void multiply_add(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda, bool a_transposed,
+                  const RowSpans& b, float* c, size_t ldc) {
+  accumulated_product(kernels, nullptr, m, n, k, a, lda, a_transposed, b, c, ldc);
 }
 
 // ---- bf16 inputs -----------------------------------------------------------------------------

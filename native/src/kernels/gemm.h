@@ -32,6 +32,12 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
 void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
                   bool a_transposed, const RowSpans& b, float* c, size_t ldc);
 
+// Both on the calling thread alone (inside a task of the pool): the same bits.
+void multiply_transposed(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda,
+                         const RowSpans& b, float* c, size_t ldc);
+void multiply_add(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda, bool a_transposed,
+                  const RowSpans& b, float* c, size_t ldc);
+
 // A matrix read by rows as bf16: columns [col, col + count) of `row`, either a pointer into the
 // matrix (BF16 storage) or `scratch` (room for count values) filled by decoding and rounding.
 using Bf16Rows = std::function<const uint16_t*(size_t row, size_t col, size_t count, uint16_t* scratch)>;

@@ -34,15 +34,6 @@ class Floats {
   std::unique_ptr<float[]> data_;
 };
 
-// body(begin, end) over [0, n) in chunks on the pool: elementwise loops over a step's activations,
-// which on the calling thread alone left the other cores waiting.
-void parallel_elements(ThreadPool& pool, size_t n, const std::function<void(size_t, size_t)>& body) {
-  constexpr size_t kChunk = size_t(1) << 15;
-  pool.parallel_for((n + kChunk - 1) / kChunk, [&](size_t begin, size_t end, size_t) {
-    body(begin * kChunk, std::min(n, end * kChunk));
-  });
-}
-
 }  // namespace
 
 void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
@@ -73,33 +64,34 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
   const LoraAdapter* adapter = lora[0].set ? lora[0].set->layers[l][p].get() : nullptr;
   if (!adapter) return;
   const size_t r = size_t(adapter->rank);
-  std::unique_ptr<Floats> dropped;
+  std::vector<float> own_t;
+  std::vector<float>& t = keep ? a.lora_t[p] : own_t;
+  t.resize(size_t(T) * r);
   if (dropout && dropout->p > 0.0f) {
     // One draw of the generator keys this mask; its elements come from their counters, in parallel,
-    // and it is kept as bits (padded for Kernels::dropout_apply's reads).
+    // and it is kept as bits (padded for Kernels::dropout_apply's reads). Each task drops a block of
+    // rows into its own buffer and multiplies them by A there, so the dropped input stays in cache.
     std::vector<uint8_t>& mask = a.lora_mask[p];
-    const size_t count = size_t(T) * in;
-    mask.resize(count / 8 + 8);
-    dropped = std::make_unique<Floats>(count);
+    mask.resize(size_t(T) * in / 8 + 8);
     const uint64_t key = dropout->random->next();
     const uint64_t threshold = uint64_t(std::ldexp(double(dropout->p), 64));  // p < 1: below 2⁶⁴
     const float kept = 1.0f / (1.0f - dropout->p);
-    constexpr size_t kChunk = size_t(1) << 14;  // a multiple of 8: chunks start on whole bytes
+    constexpr size_t kRows = 32;  // a multiple of 8: blocks start on whole bytes of the mask
     const Kernels& k = *kernels_;
-    pool_->parallel_for((count + kChunk - 1) / kChunk, [&](size_t begin, size_t end, size_t) {
-      for (size_t chunk = begin; chunk < end; chunk++) {
-        const size_t first = chunk * kChunk, n = std::min(kChunk, count - first);
-        k.dropout_mask(key, first, n, threshold, kept, x + first, mask.data() + first / 8, dropped->data() + first);
+    const RowSpans a_rows = dense_rows(adapter->a.data(), in);
+    pool_->parallel_for((size_t(T) + kRows - 1) / kRows, [&](size_t begin, size_t end, size_t) {
+      Floats dropped(kRows * in);
+      for (size_t block = begin; block < end; block++) {
+        const size_t first = block * kRows, n = std::min(kRows, size_t(T) - first);
+        k.dropout_mask(key, first * in, n * in, threshold, kept, x + first * in, mask.data() + first * in / 8,
+                       dropped.data());
+        multiply_transposed(k, n, r, in, dropped.data(), in, a_rows, t.data() + first * r, r);
       }
     });
-    x = dropped->data();
+    apply_lora(nullptr, T, *adapter, y, out, t.data());
+    return;
   }
-  float* t = nullptr;
-  if (keep) {
-    a.lora_t[p].resize(size_t(T) * r);
-    t = a.lora_t[p].data();
-  }
-  apply_lora(x, T, *adapter, y, out, t);
+  apply_lora(x, T, *adapter, y, out, t.data());
 }
 
 void LlamaModel::project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora,
@@ -121,9 +113,6 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
     return static_cast<const float*>(scratch);
   })
                                   : dense_rows(x, in);
-  std::vector<float> dx_lora;
-  if (dropped) dx_lora.assign(rows * in, 0.0f);
-  float* dx_target = dropped ? dx_lora.data() : dx;
   // Four matrix products, each laid out so that its output is wide (in or out columns, not r).
   std::vector<float> own_transposed;  // Bᵀ [r × out], as kept beside B (else made here)
   const float* b_transposed = adapter->b_transposed.data();
@@ -144,12 +133,23 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
     for (size_t j = 0; j < r; j++) grad.b[o * r + j] += grad_b_transposed[j * out + o];
   for (float& value : u) value *= s;
   multiply_add(k, *pool_, r, in, rows, u.data(), r, true, x_rows, grad.a.data(), in);  // dA += s uᵀ x̃
-  multiply_add(k, *pool_, rows, in, r, u.data(), r, false, dense_rows(adapter->a.data(), in), dx_target,
-               in);  // dx += s u A
-  if (dropped)
-    parallel_elements(*pool_, dx_lora.size(), [&](size_t begin, size_t end) {
-      k.dropout_apply(mask, begin, end - begin, kept, dx_lora.data() + begin, dx + begin, true);
-    });
+  const RowSpans a_rows = dense_rows(adapter->a.data(), in);
+  if (!dropped) {
+    multiply_add(k, *pool_, rows, in, r, u.data(), r, false, a_rows, dx, in);  // dx += s u A
+    return;
+  }
+  // dx += mask ⊙ (s u A): each task makes a block of rows of s u A in its own buffer (in cache, not
+  // written to memory) and adds it through the mask.
+  constexpr size_t kRows = 64;
+  pool_->parallel_for((rows + kRows - 1) / kRows, [&](size_t begin, size_t end, size_t) {
+    std::vector<float> block(kRows * in);
+    for (size_t b = begin; b < end; b++) {
+      const size_t first = b * kRows, n = std::min(kRows, rows - first);
+      std::fill(block.begin(), block.begin() + n * in, 0.0f);
+      multiply_add(k, n, in, r, u.data() + first * r, r, false, a_rows, block.data(), in);
+      k.dropout_apply(mask, first * in, n * in, kept, block.data(), dx + first * in, true);
+    }
+  });
 }
 
 // ---- The block ----------------------------------------------------------------------------------

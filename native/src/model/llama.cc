@@ -437,7 +437,7 @@ void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, f
     own.resize(rows * r);
     t = own.data();
   }
-  multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t, r);
+  if (x) multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t, r);
   if (!y) return;  // only t wanted (a recomputed block's last projection)
   std::vector<float> scaled(rows * r);
   for (size_t i = 0; i < scaled.size(); i++) scaled[i] = adapter.scale * t[i];

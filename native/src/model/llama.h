@@ -332,7 +332,7 @@ class LlamaModel {
   HeadLoss head_loss(const float* hidden, const std::vector<int>& rows, const std::vector<int32_t>& targets,
                      float gradient_scale, float* dh) const;
   // y += scale · B (A x) for the m rows of x; `t`, when given, receives A x [m × rank] (training), and
-  // then y may be null (only t).
+  // then y may be null (only t), or x null (t holds A x already).
   void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features,
                   float* t = nullptr) const;
   KVCache new_cache(int capacity) const;
