@@ -230,19 +230,26 @@ void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n,
   const size_t pairs = ceil_div(k, 2);
   const bool parallel = m * n * k >= kInlineWork;
 
-  // A as tiles [pairs][MR][2]: each row rounded once, then laid out as pairs (32-bit words).
+  // A as tiles [pairs][MR][2]: each row rounded once (an odd k's last pair ends in zero, rows past m
+  // are zero), then the tile's rows transposed into pairs (32-bit words) sixteen at a time.
   AlignedHalves packed_a(tiles * MR * 2 * pairs);
   run(pool, parallel && tiles > 1, tiles, [&](size_t begin, size_t end, size_t) {
-    std::vector<uint16_t> row(2 * pairs);
+    std::vector<uint16_t> rows(MR * 2 * pairs);
+    std::vector<const uint16_t*> pointers(MR);
     for (size_t t = begin; t < end; t++) {
-      uint32_t* out = reinterpret_cast<uint32_t*>(packed_a.data() + t * MR * 2 * pairs);
       for (size_t i = 0; i < MR; i++) {
         const size_t r = t * MR + i;
-        std::fill(row.begin(), row.end(), uint16_t(0));
-        if (r < m) kernels.f32_to_bf16(a + r * lda, row.data(), k);
-        const uint32_t* words = reinterpret_cast<const uint32_t*>(row.data());
-        for (size_t q = 0; q < pairs; q++) out[q * MR + i] = words[q];
+        uint16_t* row = rows.data() + i * 2 * pairs;
+        pointers[i] = row;
+        if (r < m) {
+          kernels.f32_to_bf16(a + r * lda, row, k);
+          if (k % 2) row[k] = 0;
+        } else {
+          std::fill(row, row + 2 * pairs, uint16_t(0));
+        }
       }
+      kernels.bf16_transpose_pairs(pointers.data(), MR, pairs,
+                                   reinterpret_cast<uint32_t*>(packed_a.data() + t * MR * 2 * pairs), MR);
     }
   });
 
