@@ -146,7 +146,9 @@ describe("training with dropout", () => {
       [{ threads: 3 }, false],
     ] as const) {
       const other = await trainedOdd(options, checkpointing);
-      expect(other.losses, `${options.threads} threads, checkpointing ${checkpointing}`).toEqual(reference.losses);
+      expect(other.losses, `${options.threads} threads, checkpointing ${checkpointing}`).toEqual(
+        reference.losses,
+      );
       for (const [key, values] of reference.weights)
         expect(Array.from(other.weights.get(key) as Float32Array), key).toEqual(Array.from(values));
     }
