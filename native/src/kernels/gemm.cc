@@ -44,6 +44,15 @@ size_t row_blocks(size_t tiles, size_t fewest, size_t column_tasks, size_t threa
 // kAccumulateSpan, fewer when there are few panels per thread) by blocks of row tiles.
 struct AccumulateTasks {
   size_t width, groups, blocks, tiles_per_block;
+  // What task `task` covers: columns [n0, n0 + cols) of n and row tiles [t0, t1) (none when t0 >= t1).
+  struct Span {
+    size_t n0, cols, t0, t1;
+  };
+  Span span(size_t task, size_t n, size_t tiles) const {
+    const size_t n0 = (task / blocks) * width, t0 = (task % blocks) * tiles_per_block;
+    return {n0, std::min(width, n - n0), t0, std::min(tiles, t0 + tiles_per_block)};
+  }
+  size_t count() const { return groups * blocks; }
 };
 
 AccumulateTasks accumulate_tasks(size_t tiles, size_t panels, size_t nr, size_t threads);
@@ -163,16 +172,12 @@ void accumulated_product(const Kernels& kernels, ThreadPool* pool, size_t m, siz
   });
 
   const AccumulateTasks tasks = accumulate_tasks(tiles, panels, NR, threads);
-  const size_t width = tasks.width, groups = tasks.groups, blocks = tasks.blocks;
-  const size_t tiles_per_block = tasks.tiles_per_block;
 
-  run(pool, parallel, groups * blocks, [&](size_t begin, size_t end, size_t) {
-    AlignedFloats packed_b(KC * width);
-    AlignedFloats scratch(width);
+  run(pool, parallel, tasks.count(), [&](size_t begin, size_t end, size_t) {
+    AlignedFloats packed_b(KC * tasks.width);
+    AlignedFloats scratch(tasks.width);
     for (size_t task = begin; task < end; task++) {
-      const size_t g = task / blocks, block = task % blocks;
-      const size_t n0 = g * width, cols = std::min(width, n - n0);
-      const size_t t0 = block * tiles_per_block, t1 = std::min(tiles, t0 + tiles_per_block);
+      const auto [n0, cols, t0, t1] = tasks.span(task, n, tiles);
       if (t0 >= t1) continue;
       for (size_t k0 = 0; k0 < k; k0 += KC) {
         const size_t kc = std::min(KC, k - k0);
@@ -254,15 +259,11 @@ void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n,
   });
 
   const AccumulateTasks tasks = accumulate_tasks(tiles, panels, NR, threads);
-  const size_t width = tasks.width, groups = tasks.groups, blocks = tasks.blocks;
-  const size_t tiles_per_block = tasks.tiles_per_block;
 
-  run(pool, parallel, groups * blocks, [&](size_t begin, size_t end, size_t) {
-    AlignedHalves packed_b(KC * width);
+  run(pool, parallel, tasks.count(), [&](size_t begin, size_t end, size_t) {
+    AlignedHalves packed_b(KC * tasks.width);
     for (size_t task = begin; task < end; task++) {
-      const size_t g = task / blocks, block = task % blocks;
-      const size_t n0 = g * width, cols = std::min(width, n - n0);
-      const size_t t0 = block * tiles_per_block, t1 = std::min(tiles, t0 + tiles_per_block);
+      const auto [n0, cols, t0, t1] = tasks.span(task, n, tiles);
       if (t0 >= t1) continue;
       for (size_t k0 = 0; k0 < k; k0 += KC) {
         const size_t kc = std::min(KC, k - k0), kc_pairs = ceil_div(kc, 2);
