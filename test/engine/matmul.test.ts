@@ -56,6 +56,7 @@ describe("matrix products (matmul)", () => {
     [45, 37, 29],
     [64, 96, 130],
     [9, 200, 17],
+    [20, 40, 1536], // the input gradient's 1536 columns: 32 panels dealt to tasks unevenly sized
   ] as const)
     for (const form of ["forward", "input-gradient"] as const)
       it(`${form} ${m} × ${n} × ${k} matches a float64 reference on every path, F32 and BF16 weights`, () => {

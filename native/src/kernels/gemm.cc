@@ -40,17 +40,20 @@ size_t row_blocks(size_t tiles, size_t fewest, size_t column_tasks, size_t threa
   return std::min(tiles, blocks);
 }
 
-// The tasks of an accumulated product: groups of panels of nr columns (`width` columns, about
-// kAccumulateSpan, fewer when there are few panels per thread) by blocks of row tiles.
+// The tasks of an accumulated product: groups of panels of nr columns (at most `width` columns, about
+// kAccumulateSpan, fewer when there are few panels per thread) by blocks of row tiles. The panels are
+// dealt out evenly (groups differ by one panel at most): the pool hands each thread a run of tasks,
+// and 32 panels cut 6, 6, 6, 6, 6, 2 left one thread 18 panels and the other 14.
 struct AccumulateTasks {
-  size_t width, groups, blocks, tiles_per_block;
+  size_t nr, panels, width, groups, blocks, tiles_per_block;
   // What task `task` covers: columns [n0, n0 + cols) of n and row tiles [t0, t1) (none when t0 >= t1).
   struct Span {
     size_t n0, cols, t0, t1;
   };
   Span span(size_t task, size_t n, size_t tiles) const {
-    const size_t n0 = (task / blocks) * width, t0 = (task % blocks) * tiles_per_block;
-    return {n0, std::min(width, n - n0), t0, std::min(tiles, t0 + tiles_per_block)};
+    const size_t group = task / blocks, t0 = (task % blocks) * tiles_per_block;
+    const size_t n0 = group * panels / groups * nr, n1 = std::min(n, (group + 1) * panels / groups * nr);
+    return {n0, n1 - n0, t0, std::min(tiles, t0 + tiles_per_block)};
   }
   size_t count() const { return groups * blocks; }
 };
@@ -83,7 +86,7 @@ AccumulateTasks accumulate_tasks(size_t tiles, size_t panels, size_t nr, size_t 
   const size_t group = std::max<size_t>(1, std::min(ceil_div(kAccumulateSpan, nr), panels / (2 * threads)));
   const size_t groups = ceil_div(panels, group);
   const size_t blocks = row_blocks(tiles, 1, groups, threads);
-  return {group * nr, groups, blocks, ceil_div(tiles, blocks)};
+  return {nr, panels, ceil_div(panels, groups) * nr, groups, blocks, ceil_div(tiles, blocks)};
 }
 
 }  // namespace
