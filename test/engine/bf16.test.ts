@@ -47,6 +47,7 @@ describe.skipIf(!HAS_BF16)("bf16 matrix products (matmul, compute bf16)", () => 
     [1, 50, 64],
     [16, 70, 600],
     [20, 1536, 40], // 32 panels of columns (forward) dealt to tasks unevenly sized
+    [200, 40, 5000], // the forward's k in two chunks of packed panels, its rows in blocks of row tiles
   ] as const)
     for (const form of ["forward", "input-gradient"] as const)
       it(`${form} ${m} × ${n} × ${k}: a float64 sum of the bf16-rounded inputs, the same bits on 1 and 3 threads`, () => {

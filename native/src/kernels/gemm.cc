@@ -81,6 +81,10 @@ constexpr size_t kForwardBlockBytes = 512 * 1024;
 constexpr size_t kForwardPanelRows = 48;
 // Columns of B decoded together in an accumulated task: long enough spans to pay for each call.
 constexpr size_t kAccumulateSpan = 256;
+// A task's packed panels for one chunk of k (about a third of a core's L2), and the row tiles run
+// through them together (their rows of C, 48 columns wide, stay in L1 across the chunk's blocks of k).
+constexpr size_t kChunkBytes = 384 * 1024;
+constexpr size_t kRowBlock = 16;
 
 AccumulateTasks accumulate_tasks(size_t tiles, size_t panels, size_t nr, size_t threads) {
   const size_t group = std::max<size_t>(1, std::min(ceil_div(kAccumulateSpan, nr), panels / (2 * threads)));
@@ -263,22 +267,36 @@ void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n,
 
   const AccumulateTasks tasks = accumulate_tasks(tiles, panels, NR, threads);
 
+  // A task packs its panels a chunk of k at a time (whole blocks of KC, as many as fit kChunkBytes),
+  // then runs blocks of kRowBlock row tiles through them: panel by panel, each block of k in turn
+  // (its part of the panel in L1) against the block's tiles, whose rows of C stay in L1 from one
+  // block of k to the next (sweeping all of m per block of k sent C, 1.2 MB a task, to memory and
+  // back each time; the head's logits are 201 MB).
+  const size_t block_halves = KC * tasks.width;  // one block of k's panels, KC rows by `width` columns
+  const size_t chunk_blocks = std::max<size_t>(1, kChunkBytes / (block_halves * sizeof(uint16_t)));
   run(pool, parallel, tasks.count(), [&](size_t begin, size_t end, size_t) {
-    AlignedHalves packed_b(KC * tasks.width);
+    AlignedHalves packed_b(chunk_blocks * block_halves);
     for (size_t task = begin; task < end; task++) {
       const auto [n0, cols, t0, t1] = tasks.span(task, n, tiles);
       if (t0 >= t1) continue;
-      for (size_t k0 = 0; k0 < k; k0 += KC) {
-        const size_t kc = std::min(KC, k - k0), kc_pairs = ceil_div(kc, 2);
-        pack_b(k0, kc, n0, cols, packed_b.data());
-        for (size_t p = 0; p * NR < cols; p++) {
-          const uint16_t* panel = packed_b.data() + p * kc_pairs * 2 * NR;
-          const size_t column = n0 + p * NR, panel_cols = std::min(NR, cols - p * NR);
-          for (size_t t = t0; t < t1; t++) {
-            const size_t row0 = t * MR;
-            kernels.bf16_gemm_tile(kc_pairs, packed_a.data() + t * MR * 2 * pairs + (k0 / 2) * 2 * MR, panel,
-                                   c + row0 * ldc + column, ldc, std::min(MR, m - row0), panel_cols,
-                                   accumulate || k0 > 0);
+      for (size_t c0 = 0; c0 < k; c0 += chunk_blocks * KC) {
+        const size_t c1 = std::min(k, c0 + chunk_blocks * KC);
+        for (size_t k0 = c0; k0 < c1; k0 += KC)
+          pack_b(k0, std::min(KC, k - k0), n0, cols, packed_b.data() + (k0 - c0) / KC * block_halves);
+        for (size_t r0 = t0; r0 < t1; r0 += kRowBlock) {
+          const size_t r1 = std::min(t1, r0 + kRowBlock);
+          for (size_t p = 0; p * NR < cols; p++) {
+            const size_t column = n0 + p * NR, panel_cols = std::min(NR, cols - p * NR);
+            for (size_t k0 = c0; k0 < c1; k0 += KC) {
+              const size_t kc_pairs = ceil_div(std::min(KC, k - k0), 2);
+              const uint16_t* panel = packed_b.data() + (k0 - c0) / KC * block_halves + p * kc_pairs * 2 * NR;
+              for (size_t t = r0; t < r1; t++) {
+                const size_t row0 = t * MR;
+                kernels.bf16_gemm_tile(kc_pairs, packed_a.data() + t * MR * 2 * pairs + (k0 / 2) * 2 * MR, panel,
+                                       c + row0 * ldc + column, ldc, std::min(MR, m - row0), panel_cols,
+                                       accumulate || k0 > 0);
+              }
+            }
           }
         }
       }
