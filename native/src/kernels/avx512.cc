@@ -369,62 +369,60 @@ void attention_rows_nv(const float* q, size_t q_stride, const float* keys, const
 }
 
 // The backward of rows r < R of one head, consecutive in one sequence (row r attends to the first
-// count + r keys), in three passes that each read a key or value once for all R rows: (1) per row its
-// probabilities P, dP and w = Σ P dP, scores summed as dots16 sums them, then dS = P (dP − w) · scale;
-// (2) dq += Σ_p dS_p k_p in the order of p; (3) key by key, dk_p += dS_p q and dv_p += P_p d_out, row
-// 0's terms first. Every sum runs in the order one row at a time gives it (rows one after another
-// add their terms to dk and dv). scratch: 2 · R · (count + R) floats.
+// count + r keys), in passes that each read a key or value once for all R rows: (1) per row its
+// probabilities P from the keys, (2) dP from the values and w = Σ P dP, scores summed as dots16 sums
+// them, then dS = P (dP − w) · scale; (3) dq += Σ_p dS_p k_p in the order of p; (4) key by key,
+// dk_p += dS_p q, row 0's term first; (5) likewise dv_p += P_p d_out. Every sum runs in the order one
+// row at a time gives it (rows one after another add their terms to dk and dv). Each pass holds only
+// its own rows' vectors in registers (queries and output gradients together, 2·R·NV of them, spilled
+// to the stack in every pass). scratch: 2 · R · (count + R) floats.
 template <int NV, int R>
 void attention_rows_backward_d(const float* q, const float* d_out, size_t q_stride, const float* keys,
                                const float* values, size_t stride, int count, float scale, const float* lse,
                                size_t lse_stride, float* dq, float* dk, float* dv, float* scratch) {
   const int longest = count + R - 1;
   const auto probabilities = [&](int r) { return scratch + 2 * r * longest; };  // then dP, later dS
-  __m512 query[R][NV], d_output[R][NV];
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < NV; c++) {
-      query[r][c] = _mm512_loadu_ps(q + r * q_stride + 16 * c);
-      d_output[r][c] = _mm512_loadu_ps(d_out + r * q_stride + 16 * c);
-    }
+  const auto load_rows = [&](const float* rows, __m512 (&out)[R][NV]) {
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < NV; c++) out[r][c] = _mm512_loadu_ps(rows + r * q_stride + 16 * c);
+  };
   const __m512 scales = _mm512_set1_ps(scale);
-  __m512 weighted[R];
-  for (int r = 0; r < R; r++) weighted[r] = _mm512_setzero_ps();
-  {
-    __m512 scores[R][16], d_probabilities[R][16];
+  // (1) and (2): 16 keys (values) at a time, each row's 16 dots reduced together.
+  const auto dots = [&](const float* rows, const float* matrix, const auto& finish) {
+    __m512 row[R][NV];
+    load_rows(rows, row);
+    __m512 sums[R][16];
     for (int p = 0; p < longest; p += 16) {
       const int n = std::min(16, longest - p);
       for (int j = 0; j < n; j++) {
-        const float* key = keys + size_t(p + j) * stride;
-        const float* value = values + size_t(p + j) * stride;
-        __m512 k[NV], v[NV];
-        for (int c = 0; c < NV; c++) {
-          k[c] = _mm512_loadu_ps(key + 16 * c);
-          v[c] = _mm512_loadu_ps(value + 16 * c);
-        }
+        const float* vector = matrix + size_t(p + j) * stride;
+        __m512 v[NV];
+        for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(vector + 16 * c);
         for (int r = 0; r < R; r++) {
-          __m512 s = _mm512_mul_ps(query[r][0], k[0]), d = _mm512_mul_ps(d_output[r][0], v[0]);
-          for (int c = 1; c < NV; c++) {
-            s = _mm512_fmadd_ps(query[r][c], k[c], s);
-            d = _mm512_fmadd_ps(d_output[r][c], v[c], d);
-          }
-          scores[r][j] = s;
-          d_probabilities[r][j] = d;
+          __m512 sum = _mm512_mul_ps(row[r][0], v[0]);
+          for (int c = 1; c < NV; c++) sum = _mm512_fmadd_ps(row[r][c], v[c], sum);
+          sums[r][j] = sum;
         }
       }
       for (int r = 0; r < R; r++) {
         const int seen = count + r - p;
         if (seen <= 0) continue;
-        for (int j = std::min(seen, 16); j < 16; j++) scores[r][j] = d_probabilities[r][j] = _mm512_setzero_ps();
-        const __mmask16 mask = first_lanes(seen);
-        const __m512 s = _mm512_mul_ps(reduce_add16(scores[r]), scales);
-        const __m512 probability = exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[r * lse_stride])));
-        const __m512 d_probability = reduce_add16(d_probabilities[r]);
-        _mm512_mask_storeu_ps(probabilities(r) + p, mask, probability);
-        _mm512_mask_storeu_ps(probabilities(r) + longest + p, mask, d_probability);
-        weighted[r] = _mm512_mask3_fmadd_ps(probability, d_probability, weighted[r], mask);
+        for (int j = std::min(seen, 16); j < 16; j++) sums[r][j] = _mm512_setzero_ps();
+        finish(r, p, first_lanes(seen), reduce_add16(sums[r]));
       }
     }
-  }
+  };
+  dots(q, keys, [&](int r, int p, __mmask16 mask, __m512 sum) {
+    const __m512 s = _mm512_mul_ps(sum, scales);
+    _mm512_mask_storeu_ps(probabilities(r) + p, mask, exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[r * lse_stride]))));
+  });
+  __m512 weighted[R];
+  for (int r = 0; r < R; r++) weighted[r] = _mm512_setzero_ps();
+  dots(d_out, values, [&](int r, int p, __mmask16 mask, __m512 d_probability) {
+    _mm512_mask_storeu_ps(probabilities(r) + longest + p, mask, d_probability);
+    weighted[r] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(mask, probabilities(r) + p), d_probability, weighted[r],
+                                        mask);
+  });
   for (int r = 0; r < R; r++) {  // dS_p = P_p (dP_p − w) · scale, over dP
     const __m512 w = _mm512_set1_ps(_mm512_reduce_add_ps(weighted[r]));
     float* probability = probabilities(r);
@@ -435,40 +433,40 @@ void attention_rows_backward_d(const float* q, const float* d_out, size_t q_stri
       _mm512_mask_storeu_ps(ds + p, mask, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, probability + p), d), scales));
     }
   }
-  __m512 d_query[R][NV];
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < NV; c++) d_query[r][c] = _mm512_loadu_ps(dq + r * q_stride + 16 * c);
-  for (int p = 0; p < longest; p++) {
-    const float* key = keys + size_t(p) * stride;
-    __m512 k[NV];
-    for (int c = 0; c < NV; c++) k[c] = _mm512_loadu_ps(key + 16 * c);
-    for (int r = 0; r < R; r++) {
-      if (p >= count + r) continue;
-      const __m512 ds = _mm512_set1_ps(probabilities(r)[longest + p]);
-      for (int c = 0; c < NV; c++) d_query[r][c] = _mm512_fmadd_ps(ds, k[c], d_query[r][c]);
-    }
-  }
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + r * q_stride + 16 * c, d_query[r][c]);
-  for (int p = 0; p < longest; p++) {
-    float* d_key = dk + size_t(p) * stride;
-    float* d_value = dv + size_t(p) * stride;
-    const int first_row = p < count ? 0 : p - count + 1;  // the rows that see key p
-    __m512 ds[R], pv[R];
-    for (int r = first_row; r < R; r++) {
-      ds[r] = _mm512_set1_ps(probabilities(r)[longest + p]);
-      pv[r] = _mm512_set1_ps(probabilities(r)[p]);
-    }
-    for (int c = 0; c < NV; c++) {
-      __m512 d_k = _mm512_loadu_ps(d_key + 16 * c), d_v = _mm512_loadu_ps(d_value + 16 * c);
-      for (int r = first_row; r < R; r++) {
-        d_k = _mm512_fmadd_ps(ds[r], query[r][c], d_k);
-        d_v = _mm512_fmadd_ps(pv[r], d_output[r][c], d_v);
+  {  // (3)
+    __m512 d_query[R][NV];
+    load_rows(dq, d_query);
+    for (int p = 0; p < longest; p++) {
+      const float* key = keys + size_t(p) * stride;
+      __m512 k[NV];
+      for (int c = 0; c < NV; c++) k[c] = _mm512_loadu_ps(key + 16 * c);
+      for (int r = 0; r < R; r++) {
+        if (p >= count + r) continue;
+        const __m512 ds = _mm512_set1_ps(probabilities(r)[longest + p]);
+        for (int c = 0; c < NV; c++) d_query[r][c] = _mm512_fmadd_ps(ds, k[c], d_query[r][c]);
       }
-      _mm512_storeu_ps(d_key + 16 * c, d_k);
-      _mm512_storeu_ps(d_value + 16 * c, d_v);
     }
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < NV; c++) _mm512_storeu_ps(dq + r * q_stride + 16 * c, d_query[r][c]);
   }
+  // (4) and (5): out_p += Σ_r weight_r(p) · row_r, key by key.
+  const auto outer = [&](const float* rows, int offset, float* out) {
+    __m512 row[R][NV];
+    load_rows(rows, row);
+    for (int p = 0; p < longest; p++) {
+      float* o = out + size_t(p) * stride;
+      const int first_row = p < count ? 0 : p - count + 1;  // the rows that see key p
+      __m512 weight[R];
+      for (int r = first_row; r < R; r++) weight[r] = _mm512_set1_ps(probabilities(r)[offset + p]);
+      for (int c = 0; c < NV; c++) {
+        __m512 sum = _mm512_loadu_ps(o + 16 * c);
+        for (int r = first_row; r < R; r++) sum = _mm512_fmadd_ps(weight[r], row[r][c], sum);
+        _mm512_storeu_ps(o + 16 * c, sum);
+      }
+    }
+  };
+  outer(q, longest, dk);
+  outer(d_out, 0, dv);
 }
 
 // Blocks of R rows, then the rest one at a time.
