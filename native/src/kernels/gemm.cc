@@ -107,7 +107,7 @@ RowSpans dense_rows(const float* data, size_t stride) {
 namespace {
 
 void transposed_product(const Kernels& kernels, ThreadPool* pool, size_t m, size_t n, size_t k, const float* a,
-                        size_t lda, const RowSpans& b, float* c, size_t ldc) {
+                        size_t lda, const RowSpans& b, float* c, size_t ldc, const Epilogue* epilogue) {
   if (m == 0 || n == 0) return;
   const size_t DR = kernels.dot_rows, DC = kernels.dot_cols;
   const size_t panel_rows = ceil_div(kForwardPanelRows, DC) * DC;
@@ -136,6 +136,7 @@ void transposed_product(const Kernels& kernels, ThreadPool* pool, size_t m, size
                              cols);
           }
         }
+        if (epilogue) (*epilogue)(s0 * DR, std::min(m, s1 * DR) - s0 * DR, n0, count);
       }
     }
   });
@@ -144,13 +145,13 @@ void transposed_product(const Kernels& kernels, ThreadPool* pool, size_t m, size
 }  // namespace
 
 void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                         size_t lda, const RowSpans& b, float* c, size_t ldc) {
-  transposed_product(kernels, &pool, m, n, k, a, lda, b, c, ldc);
+                         size_t lda, const RowSpans& b, float* c, size_t ldc, const Epilogue* epilogue) {
+  transposed_product(kernels, &pool, m, n, k, a, lda, b, c, ldc, epilogue);
 }
 
 void multiply_transposed(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda,
                          const RowSpans& b, float* c, size_t ldc) {
-  transposed_product(kernels, nullptr, m, n, k, a, lda, b, c, ldc);
+  transposed_product(kernels, nullptr, m, n, k, a, lda, b, c, ldc, nullptr);
 }
 
 // A is packed once, tile by tile of gemm_mr rows ([k][mr], all of k). Tasks are (group of panels of
@@ -236,7 +237,7 @@ namespace {
 using PackPanels = std::function<void(size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels)>;
 
 void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
-                   const PackPanels& pack_b, float* c, size_t ldc, bool accumulate) {
+                   const PackPanels& pack_b, float* c, size_t ldc, bool accumulate, const Epilogue* epilogue) {
   const size_t MR = kernels.gemm_mr, NR = kernels.gemm_nr, KC = kernels.bf16_kc;
   const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool.size();
   const size_t pairs = ceil_div(k, 2);
@@ -297,6 +298,7 @@ void multiply_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n,
                                        accumulate || k0 > 0);
               }
             }
+            if (epilogue && c1 == k) (*epilogue)(r0 * MR, std::min(m, r1 * MR) - r0 * MR, column, panel_cols);
           }
         }
       }
@@ -318,7 +320,7 @@ Bf16Rows rounded_rows(const Kernels& kernels, const RowSpans& rows) {
 // B = Wᵀ: a panel's column j is W's row n0 + j, whose pairs of k are 32-bit words already: sixteen
 // rows at a time transposed into the panel.
 void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                              size_t lda, const Bf16Rows& b, float* c, size_t ldc) {
+                              size_t lda, const Bf16Rows& b, float* c, size_t ldc, const Epilogue* epilogue) {
   if (m == 0 || n == 0) return;
   const size_t NR = kernels.gemm_nr;
   const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
@@ -345,7 +347,7 @@ void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m
       }
     }
   };
-  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, false);
+  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, false, epilogue);
 }
 
 // B's rows two at a time, interleaved into pairs.
@@ -371,7 +373,7 @@ void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_
       }
     }
   };
-  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, true);
+  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, true, nullptr);
 }
 
 }  // namespace tunekit

@@ -21,10 +21,15 @@ using RowSpans = std::function<const float*(size_t row, size_t col, size_t count
 // The rows of a plain fp32 matrix, `stride` floats apart.
 RowSpans dense_rows(const float* data, size_t stride);
 
+// Run on a block of C once its sums are final (rows [row0, row0 + rows), columns [col0, col0 + cols)),
+// by the thread that made it, while the block is in cache: what a layer adds to its product (a bias,
+// LoRA's term) without reading C from memory again.
+using Epilogue = std::function<void(size_t row0, size_t rows, size_t col0, size_t cols)>;
+
 // C [m × n] = A [m × k] · Bᵀ, with A's rows lda floats apart and B [n × k] read by rows: a linear
-// layer's forward y = x Wᵀ, W as it is stored ([out × in]).
+// layer's forward y = x Wᵀ, W as it is stored ([out × in]); then `epilogue` on each block of C.
 void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                         size_t lda, const RowSpans& b, float* c, size_t ldc);
+                         size_t lda, const RowSpans& b, float* c, size_t ldc, const Epilogue* epilogue = nullptr);
 
 // C [m × n] += op(A) · B, with B [k × n] read by rows and op(A) [m × k] either A (rows lda floats
 // apart) or, when a_transposed, Aᵀ of an A stored [k × m]: a linear layer's input gradient
@@ -49,7 +54,7 @@ Bf16Rows rounded_rows(const Kernels& kernels, const RowSpans& rows);
 // of k in order, whatever the product's size or cut (so a row gets the same bits alone as in a
 // batch). multiply_transposed_bf16 writes C; multiply_add_bf16 adds to it and takes A untransposed.
 void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                              size_t lda, const Bf16Rows& b, float* c, size_t ldc);
+                              size_t lda, const Bf16Rows& b, float* c, size_t ldc, const Epilogue* epilogue = nullptr);
 void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
                        size_t lda, const Bf16Rows& b, float* c, size_t ldc);
 

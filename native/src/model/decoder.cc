@@ -49,20 +49,25 @@ void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
 void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
                          const Dropout* dropout, float* y, BlockActivations& a, bool keep) const {
   const Weight& weight = projection(layers_[l], p);
-  if (y) linear(x, T, weight, bias, y);
   const size_t in = weight.cols(), out = weight.rows();
   const bool training = keep || (dropout && dropout->p > 0.0f);
   if (training && !(lora.size() == 1 && lora[0].first == 0 && lora[0].count == T))
     throw Error(ErrorCode::EngineFailed, "training runs every row through one set of adapters");
-  if (!training) {  // each run of rows through its adapters: the bits each row gets alone
+  const bool one_set = lora.size() == 1 && lora[0].first == 0 && lora[0].count == T;
+  const LoraAdapter* adapter = one_set && lora[0].set ? lora[0].set->layers[l][p].get() : nullptr;
+  if (!training && !adapter) {  // each run of rows through its adapters: the bits each row gets alone
+    if (y) linear(x, T, weight, bias, y);
     for (const LoraRun& run : lora) {
-      const LoraAdapter* adapter = run.set ? run.set->layers[l][p].get() : nullptr;
-      if (adapter) apply_lora(x + size_t(run.first) * in, run.count, *adapter, y + size_t(run.first) * out, out);
+      const LoraAdapter* own = run.set ? run.set->layers[l][p].get() : nullptr;
+      if (own) apply_lora(x + size_t(run.first) * in, run.count, *own, y + size_t(run.first) * out, out);
     }
     return;
   }
-  const LoraAdapter* adapter = lora[0].set ? lora[0].set->layers[l][p].get() : nullptr;
-  if (!adapter) return;
+  if (!adapter) {
+    if (y) linear(x, T, weight, bias, y);
+    return;
+  }
+  // t = A x̃ first, then the frozen product adds the bias and s t Bᵀ to each block of y it finishes.
   const size_t r = size_t(adapter->rank);
   std::vector<float> own_t;
   std::vector<float>& t = keep ? a.lora_t[p] : own_t;
@@ -88,10 +93,10 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
         multiply_transposed(k, n, r, in, dropped.data(), in, a_rows, t.data() + first * r, r);
       }
     });
-    apply_lora(nullptr, T, *adapter, y, out, t.data());
-    return;
+  } else {
+    apply_lora(x, T, *adapter, nullptr, out, t.data());  // t only
   }
-  apply_lora(x, T, *adapter, y, out, t.data());
+  if (y) linear(x, T, weight, bias, y, adapter, t.data());
 }
 
 void LlamaModel::project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora,

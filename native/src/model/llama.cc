@@ -22,6 +22,66 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
+// What a projection adds to its frozen product, on each block of y the product finishes (gemm.h's
+// Epilogue): the bias, then LoRA's (scale · t) Bᵀ on gemm_tile as apply_lora's accumulated product
+// runs it (scale · t in tiles of gemm_mr rows, Bᵀ in panels of gemm_nr columns, gemm_kc of the rank a
+// call), so that each element gets the sums it gets there.
+class ProjectionTail {
+ public:
+  ProjectionTail(const Kernels& kernels, float* y, size_t out, const float* bias, const LoraAdapter* adapter,
+                 const float* t)
+      : k_(kernels), y_(y), out_(out), bias_(bias), t_(t) {
+    if (!adapter) return;
+    rank_ = size_t(adapter->rank);
+    scale_ = adapter->scale;
+    const size_t NR = k_.gemm_nr, panels = (out + NR - 1) / NR;
+    panels_.assign(panels * rank_ * NR, 0.0f);  // Bᵀ [rank × out] as panels [panel][rank][NR]
+    const bool kept = adapter->b_transposed.size() == adapter->b.size();
+    for (size_t j = 0; j < rank_; j++)
+      for (size_t o = 0; o < out; o++)
+        panels_[(o / NR) * rank_ * NR + j * NR + o % NR] = kept ? adapter->b_transposed[j * out + o] : adapter->b[o * rank_ + j];
+  }
+
+  void operator()(size_t row0, size_t rows, size_t col0, size_t cols) const {
+    if (bias_)
+      for (size_t i = row0; i < row0 + rows; i++)
+        for (size_t j = col0; j < col0 + cols; j++) y_[i * out_ + j] += bias_[j];
+    if (rank_ == 0) return;
+    const size_t MR = k_.gemm_mr, NR = k_.gemm_nr, KC = k_.gemm_kc;
+    thread_local std::vector<float> tile, panel;
+    tile.resize(rank_ * MR);
+    for (size_t i = row0; i < row0 + rows; i += MR) {
+      const size_t tile_rows = std::min(MR, row0 + rows - i);
+      for (size_t kk = 0; kk < rank_; kk++)
+        for (size_t ii = 0; ii < MR; ii++) tile[kk * MR + ii] = ii < tile_rows ? scale_ * t_[(i + ii) * rank_ + kk] : 0.0f;
+      for (size_t j = col0; j < col0 + cols; j += NR) {
+        const size_t panel_cols = std::min(NR, col0 + cols - j);
+        const float* b = panels_.data() + (j / NR) * rank_ * NR;
+        if (j % NR != 0) {  // a block not on the panels' columns: its own panel
+          panel.assign(rank_ * NR, 0.0f);
+          for (size_t kk = 0; kk < rank_; kk++)
+            for (size_t jj = 0; jj < panel_cols; jj++)
+              panel[kk * NR + jj] = panels_[((j + jj) / NR) * rank_ * NR + kk * NR + (j + jj) % NR];
+          b = panel.data();
+        }
+        for (size_t k0 = 0; k0 < rank_; k0 += KC)
+          k_.gemm_tile(std::min(KC, rank_ - k0), tile.data() + k0 * MR, b + k0 * NR, y_ + i * out_ + j, out_, tile_rows,
+                       panel_cols);
+      }
+    }
+  }
+
+ private:
+  const Kernels& k_;
+  float* y_;
+  size_t out_;
+  const float* bias_;
+  const float* t_;
+  size_t rank_ = 0;
+  float scale_ = 0.0f;
+  std::vector<float> panels_;
+};
+
 }  // namespace
 
 // ---- Weight -------------------------------------------------------------------------------------
@@ -210,30 +270,35 @@ Bf16Rows LlamaModel::weight_rows_bf16(const Weight& weight) const {
   };
 }
 
-void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
+void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y,
+                         const LoraAdapter* adapter, const float* t) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
-  if (bf16_ && m < kGemmRows) {
-    linear_bf16_rows(x, m, weight, bias, y);
-    return;
-  }
-  if (m >= kGemmRows) {
+  if (m < kGemmRows) {
     if (bf16_)
-      multiply_transposed_bf16(k, *pool_, size_t(m), N, K, x, K, weight_rows_bf16(weight), y, N);
+      linear_bf16_rows(x, m, weight, bias, y);
     else
-      multiply_transposed(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N);
-    if (bias) {
-      std::vector<float> bias_scratch(N);
-      const float* b = bias->row(0, bias_scratch.data(), k);
-      for (size_t row = 0; row < size_t(m); row++)
-        for (size_t j = 0; j < N; j++) y[row * N + j] += b[j];
-    }
+      linear_rows(x, m, weight, bias, y);
+    if (adapter) apply_lora(nullptr, m, *adapter, y, N, const_cast<float*>(t));
     return;
   }
-  // A few rows (decoding): each task takes 16 output features, whose weight rows are read in their
-  // stored type (BF16 and NF4 in place where the kernels can, else decoded to fp32 once) and meet
-  // every row of x while they are in L1. row_dots sums as the blocked product's tiles do, so a row
-  // gets the same bits here as among many.
+  std::vector<float> bias_scratch(bias ? N : 0);
+  const ProjectionTail tail(k, y, N, bias ? bias->row(0, bias_scratch.data(), k) : nullptr, adapter, t);
+  const Epilogue epilogue = std::cref(tail);
+  const Epilogue* rest = bias || adapter ? &epilogue : nullptr;
+  if (bf16_)
+    multiply_transposed_bf16(k, *pool_, size_t(m), N, K, x, K, weight_rows_bf16(weight), y, N, rest);
+  else
+    multiply_transposed(k, *pool_, size_t(m), N, K, x, K, weight_rows(weight), y, N, rest);
+}
+
+// A few rows (decoding): each task takes 16 output features, whose weight rows are read in their
+// stored type (BF16 and NF4 in place where the kernels can, else decoded to fp32 once) and meet every
+// row of x while they are in L1. row_dots sums as the blocked product's tiles do, so a row gets the
+// same bits here as among many.
+void LlamaModel::linear_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const {
+  const size_t N = weight.rows(), K = weight.cols();
+  const Kernels& k = *kernels_;
   constexpr size_t kGroup = 16;
   const NF4Tensor* nf4 = weight.nf4();
   const bool bf16_in_place = weight.dtype() == DType::BF16 && k.row_dots_bf16;

@@ -336,9 +336,13 @@ class LlamaModel {
   void apply_lora(const float* x, int m, const LoraAdapter& adapter, float* y, size_t out_features,
                   float* t = nullptr) const;
   KVCache new_cache(int capacity) const;
-  // y[m × N] = x[m × K] · Wᵀ (+ bias)
-  void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
-  // linear for m < kGemmRows rows in bf16, summed as the blocked bf16 product sums.
+  // y[m × N] = x[m × K] · Wᵀ (+ bias) (+ scale · t Bᵀ of `adapter`, t = A x [m × rank] given): LoRA's
+  // term added as apply_lora adds it, onto each block of the frozen product while it is in cache.
+  void linear(const float* x, int m, const Weight& weight, const Weight* bias, float* y,
+              const LoraAdapter* adapter = nullptr, const float* t = nullptr) const;
+  // linear (without the adapter) for m < kGemmRows rows, summed as the blocked products sum: in fp32,
+  // and in bf16.
+  void linear_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   void linear_bf16_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear.
   void linear_backward(const float* dy, int m, const Weight& weight, float* dx) const;
