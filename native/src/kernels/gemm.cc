@@ -160,7 +160,8 @@ void multiply_transposed(const Kernels& kernels, size_t m, size_t n, size_t k, c
 namespace {
 
 void accumulated_product(const Kernels& kernels, ThreadPool* pool, size_t m, size_t n, size_t k, const float* a,
-                         size_t lda, bool a_transposed, const RowSpans& b, float* c, size_t ldc) {
+                         size_t lda, bool a_transposed, const RowSpans& b, float* c, size_t ldc,
+                         const Epilogue* epilogue) {
   if (m == 0 || n == 0 || k == 0) return;
   const size_t MR = kernels.gemm_mr, NR = kernels.gemm_nr, KC = kernels.gemm_kc;
   const size_t tiles = ceil_div(m, MR), panels = ceil_div(n, NR), threads = pool ? pool->size() : 1;
@@ -206,6 +207,7 @@ void accumulated_product(const Kernels& kernels, ThreadPool* pool, size_t m, siz
             const size_t row0 = t * MR;
             kernels.gemm_tile(kc, packed_a.data() + t * MR * k + k0 * MR, panel, c + row0 * ldc + column, ldc,
                               std::min(MR, m - row0), panel_cols);
+            if (epilogue && k0 + kc == k) (*epilogue)(row0, std::min(MR, m - row0), column, panel_cols);
           }
         }
       }
@@ -216,13 +218,13 @@ void accumulated_product(const Kernels& kernels, ThreadPool* pool, size_t m, siz
 }  // namespace
 
 void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
-                  bool a_transposed, const RowSpans& b, float* c, size_t ldc) {
-  accumulated_product(kernels, &pool, m, n, k, a, lda, a_transposed, b, c, ldc);
+                  bool a_transposed, const RowSpans& b, float* c, size_t ldc, const Epilogue* epilogue) {
+  accumulated_product(kernels, &pool, m, n, k, a, lda, a_transposed, b, c, ldc, epilogue);
 }
 
 void multiply_add(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda, bool a_transposed,
                   const RowSpans& b, float* c, size_t ldc) {
-  accumulated_product(kernels, nullptr, m, n, k, a, lda, a_transposed, b, c, ldc);
+  accumulated_product(kernels, nullptr, m, n, k, a, lda, a_transposed, b, c, ldc, nullptr);
 }
 
 // ---- bf16 inputs -----------------------------------------------------------------------------
@@ -352,7 +354,7 @@ void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m
 
 // B's rows two at a time, interleaved into pairs.
 void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                       size_t lda, const Bf16Rows& b, float* c, size_t ldc) {
+                       size_t lda, const Bf16Rows& b, float* c, size_t ldc, const Epilogue* epilogue) {
   if (m == 0 || n == 0 || k == 0) return;
   const size_t NR = kernels.gemm_nr;
   const auto pack = [&](size_t k0, size_t kc, size_t n0, size_t cols, uint16_t* panels) {
@@ -373,7 +375,7 @@ void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_
       }
     }
   };
-  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, true, nullptr);
+  multiply_bf16(kernels, pool, m, n, k, a, lda, pack, c, ldc, true, epilogue);
 }
 
 }  // namespace tunekit

@@ -33,9 +33,9 @@ void multiply_transposed(const Kernels& kernels, ThreadPool& pool, size_t m, siz
 
 // C [m × n] += op(A) · B, with B [k × n] read by rows and op(A) [m × k] either A (rows lda floats
 // apart) or, when a_transposed, Aᵀ of an A stored [k × m]: a linear layer's input gradient
-// dx += dy W, and (transposed) the weight gradients of LoRA's matrices.
+// dx += dy W, and (transposed) the weight gradients of LoRA's matrices; then `epilogue` on each block.
 void multiply_add(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a, size_t lda,
-                  bool a_transposed, const RowSpans& b, float* c, size_t ldc);
+                  bool a_transposed, const RowSpans& b, float* c, size_t ldc, const Epilogue* epilogue = nullptr);
 
 // Both on the calling thread alone (inside a task of the pool): the same bits.
 void multiply_transposed(const Kernels& kernels, size_t m, size_t n, size_t k, const float* a, size_t lda,
@@ -56,6 +56,6 @@ Bf16Rows rounded_rows(const Kernels& kernels, const RowSpans& rows);
 void multiply_transposed_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
                               size_t lda, const Bf16Rows& b, float* c, size_t ldc, const Epilogue* epilogue = nullptr);
 void multiply_add_bf16(const Kernels& kernels, ThreadPool& pool, size_t m, size_t n, size_t k, const float* a,
-                       size_t lda, const Bf16Rows& b, float* c, size_t ldc);
+                       size_t lda, const Bf16Rows& b, float* c, size_t ldc, const Epilogue* epilogue = nullptr);
 
 }  // namespace tunekit

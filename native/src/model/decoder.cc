@@ -102,9 +102,11 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
 void LlamaModel::project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora,
                                   float dropout, const BlockActivations& a, float* dx, LoraGradient& grad) const {
   const Weight& weight = projection(layers_[l], p);
-  linear_backward(dy, T, weight, dx);
   const LoraAdapter* adapter = lora.layers[l][p].get();
-  if (!adapter) return;
+  if (!adapter) {
+    linear_backward(dy, T, weight, dx);
+    return;
+  }
   const Kernels& k = *kernels_;
   const size_t r = size_t(adapter->rank), in = weight.cols(), out = weight.rows(), rows = size_t(T);
   const float s = adapter->scale;
@@ -127,8 +129,14 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
       for (size_t j = 0; j < r; j++) own_transposed[j * out + o] = adapter->b[o * r + j];
     b_transposed = own_transposed.data();
   }
-  std::vector<float> u(rows * r);  // dy B [T × r]
+  std::vector<float> u(rows * r);  // dy B [T × r], then s dy B
   multiply_transposed(k, *pool_, rows, r, out, dy, out, dense_rows(b_transposed, out), u.data(), r);
+  for (float& value : u) value *= s;
+  // dx += dy W, and onto each of its blocks as the frozen product finishes it, s u A (through the
+  // dropout mask, x̃'s gradient reaching x).
+  LowRankTail tail(k, dx, in, r, 1.0f, u.data(), adapter->a.data(), false);
+  if (dropped) tail.through_mask(mask, kept);
+  linear_backward(dy, T, weight, dx, &tail);
   // s goes into A x̃ [T × r] rather than into dy [T × out]: a copy of r columns, not of out.
   std::vector<float> scaled_t(lora_t.size()), grad_b_transposed(r * out, 0.0f);
   for (size_t i = 0; i < scaled_t.size(); i++) scaled_t[i] = s * lora_t[i];
@@ -136,25 +144,7 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
                out);  // (dB)ᵀ = (s A x̃)ᵀ dy
   for (size_t o = 0; o < out; o++)
     for (size_t j = 0; j < r; j++) grad.b[o * r + j] += grad_b_transposed[j * out + o];
-  for (float& value : u) value *= s;
   multiply_add(k, *pool_, r, in, rows, u.data(), r, true, x_rows, grad.a.data(), in);  // dA += s uᵀ x̃
-  const RowSpans a_rows = dense_rows(adapter->a.data(), in);
-  if (!dropped) {
-    multiply_add(k, *pool_, rows, in, r, u.data(), r, false, a_rows, dx, in);  // dx += s u A
-    return;
-  }
-  // dx += mask ⊙ (s u A): each task makes a block of rows of s u A in its own buffer (in cache, not
-  // written to memory) and adds it through the mask.
-  constexpr size_t kRows = 64;
-  pool_->parallel_for((rows + kRows - 1) / kRows, [&](size_t begin, size_t end, size_t) {
-    std::vector<float> block(kRows * in);
-    for (size_t b = begin; b < end; b++) {
-      const size_t first = b * kRows, n = std::min(kRows, rows - first);
-      std::fill(block.begin(), block.begin() + n * in, 0.0f);
-      multiply_add(k, n, in, r, u.data() + first * r, r, false, a_rows, block.data(), in);
-      k.dropout_apply(mask, first * in, n * in, kept, block.data(), dx + first * in, true);
-    }
-  });
 }
 
 // ---- The block ----------------------------------------------------------------------------------

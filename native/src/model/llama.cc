@@ -22,67 +22,57 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
-// What a projection adds to its frozen product, on each block of y the product finishes (gemm.h's
-// Epilogue): the bias, then LoRA's (scale · t) Bᵀ on gemm_tile as apply_lora's accumulated product
-// runs it (scale · t in tiles of gemm_mr rows, Bᵀ in panels of gemm_nr columns, gemm_kc of the rank a
-// call), so that each element gets the sums it gets there.
-class ProjectionTail {
- public:
-  ProjectionTail(const Kernels& kernels, float* y, size_t out, const float* bias, const LoraAdapter* adapter,
-                 const float* t)
-      : k_(kernels), y_(y), out_(out), bias_(bias), t_(t) {
-    if (!adapter) return;
-    rank_ = size_t(adapter->rank);
-    scale_ = adapter->scale;
-    const size_t NR = k_.gemm_nr, panels = (out + NR - 1) / NR;
-    panels_.assign(panels * rank_ * NR, 0.0f);  // Bᵀ [rank × out] as panels [panel][rank][NR]
-    const bool kept = adapter->b_transposed.size() == adapter->b.size();
-    for (size_t j = 0; j < rank_; j++)
-      for (size_t o = 0; o < out; o++)
-        panels_[(o / NR) * rank_ * NR + j * NR + o % NR] = kept ? adapter->b_transposed[j * out + o] : adapter->b[o * rank_ + j];
-  }
+}  // namespace
 
-  void operator()(size_t row0, size_t rows, size_t col0, size_t cols) const {
-    if (bias_)
-      for (size_t i = row0; i < row0 + rows; i++)
-        for (size_t j = col0; j < col0 + cols; j++) y_[i * out_ + j] += bias_[j];
-    if (rank_ == 0) return;
-    const size_t MR = k_.gemm_mr, NR = k_.gemm_nr, KC = k_.gemm_kc;
-    thread_local std::vector<float> tile, panel;
-    tile.resize(rank_ * MR);
-    for (size_t i = row0; i < row0 + rows; i += MR) {
-      const size_t tile_rows = std::min(MR, row0 + rows - i);
-      for (size_t kk = 0; kk < rank_; kk++)
-        for (size_t ii = 0; ii < MR; ii++) tile[kk * MR + ii] = ii < tile_rows ? scale_ * t_[(i + ii) * rank_ + kk] : 0.0f;
-      for (size_t j = col0; j < col0 + cols; j += NR) {
-        const size_t panel_cols = std::min(NR, col0 + cols - j);
-        const float* b = panels_.data() + (j / NR) * rank_ * NR;
-        if (j % NR != 0) {  // a block not on the panels' columns: its own panel
-          panel.assign(rank_ * NR, 0.0f);
-          for (size_t kk = 0; kk < rank_; kk++)
-            for (size_t jj = 0; jj < panel_cols; jj++)
-              panel[kk * NR + jj] = panels_[((j + jj) / NR) * rank_ * NR + kk * NR + (j + jj) % NR];
-          b = panel.data();
-        }
-        for (size_t k0 = 0; k0 < rank_; k0 += KC)
-          k_.gemm_tile(std::min(KC, rank_ - k0), tile.data() + k0 * MR, b + k0 * NR, y_ + i * out_ + j, out_, tile_rows,
-                       panel_cols);
+// ---- LoRA's term on the blocks of a frozen product -------------------------------------------------
+
+LowRankTail::LowRankTail(const Kernels& kernels, float* y, size_t out, size_t rank, float scale, const float* t,
+                         const float* matrix, bool transposed)
+    : k_(kernels), y_(y), out_(out), rank_(rank), scale_(scale), t_(t) {
+  const size_t NR = k_.gemm_nr, panels = (out + NR - 1) / NR;
+  panels_.assign(panels * rank_ * NR, 0.0f);
+  for (size_t j = 0; j < rank_; j++)
+    for (size_t o = 0; o < out; o++)
+      panels_[(o / NR) * rank_ * NR + j * NR + o % NR] = transposed ? matrix[o * rank_ + j] : matrix[j * out + o];
+}
+
+void LowRankTail::operator()(size_t row0, size_t rows, size_t col0, size_t cols) const {
+  if (bias_)
+    for (size_t i = row0; i < row0 + rows; i++)
+      for (size_t j = col0; j < col0 + cols; j++) y_[i * out_ + j] += bias_[j];
+  if (rank_ == 0) return;
+  const size_t MR = k_.gemm_mr, NR = k_.gemm_nr, KC = k_.gemm_kc;
+  thread_local std::vector<float> tile, panel, product;
+  tile.resize(rank_ * MR);
+  if (mask_) product.resize(MR * NR);
+  for (size_t i = row0; i < row0 + rows; i += MR) {
+    const size_t tile_rows = std::min(MR, row0 + rows - i);
+    for (size_t kk = 0; kk < rank_; kk++)
+      for (size_t ii = 0; ii < MR; ii++) tile[kk * MR + ii] = ii < tile_rows ? scale_ * t_[(i + ii) * rank_ + kk] : 0.0f;
+    for (size_t j = col0; j < col0 + cols; j += NR) {
+      const size_t panel_cols = std::min(NR, col0 + cols - j);
+      const float* b = panels_.data() + (j / NR) * rank_ * NR;
+      if (j % NR != 0) {  // a block not on the panels' columns: its own panel
+        panel.assign(rank_ * NR, 0.0f);
+        for (size_t kk = 0; kk < rank_; kk++)
+          for (size_t jj = 0; jj < panel_cols; jj++)
+            panel[kk * NR + jj] = panels_[((j + jj) / NR) * rank_ * NR + kk * NR + (j + jj) % NR];
+        b = panel.data();
       }
+      // Onto y, or (through the mask) from a product of its own started at zero.
+      float* c = mask_ ? product.data() : y_ + i * out_ + j;
+      const size_t ldc = mask_ ? NR : out_;
+      if (mask_) std::fill(product.begin(), product.end(), 0.0f);
+      for (size_t k0 = 0; k0 < rank_; k0 += KC)
+        k_.gemm_tile(std::min(KC, rank_ - k0), tile.data() + k0 * MR, b + k0 * NR, c, ldc, tile_rows, panel_cols);
+      if (mask_)
+        for (size_t ii = 0; ii < tile_rows; ii++)
+          k_.dropout_apply(mask_, (i + ii) * out_ + j, panel_cols, kept_, product.data() + ii * NR,
+                           y_ + (i + ii) * out_ + j, true);
     }
   }
+}
 
- private:
-  const Kernels& k_;
-  float* y_;
-  size_t out_;
-  const float* bias_;
-  const float* t_;
-  size_t rank_ = 0;
-  float scale_ = 0.0f;
-  std::vector<float> panels_;
-};
-
-}  // namespace
 
 // ---- Weight -------------------------------------------------------------------------------------
 
@@ -283,7 +273,12 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
     return;
   }
   std::vector<float> bias_scratch(bias ? N : 0);
-  const ProjectionTail tail(k, y, N, bias ? bias->row(0, bias_scratch.data(), k) : nullptr, adapter, t);
+  // Bᵀ [rank × out] as kept beside B, else B itself read transposed.
+  const bool kept = adapter && adapter->b_transposed.size() == adapter->b.size();
+  LowRankTail tail = adapter ? LowRankTail(k, y, N, size_t(adapter->rank), adapter->scale, t,
+                                           kept ? adapter->b_transposed.data() : adapter->b.data(), !kept)
+                             : LowRankTail(k, y, N, 0, 0.0f, nullptr, nullptr, false);
+  tail.add_bias(bias ? bias->row(0, bias_scratch.data(), k) : nullptr);
   const Epilogue epilogue = std::cref(tail);
   const Epilogue* rest = bias || adapter ? &epilogue : nullptr;
   if (bf16_)
@@ -399,15 +394,17 @@ void LlamaModel::linear_bf16_rows(const float* x, int m, const Weight& weight, c
 // dx[t] += Σ_o dy[t][o] · W[o]: a packed matrix product from kGemmRows rows on (W as it is stored,
 // [out × in], is the product's right operand); for fewer rows each thread takes a range of rows and
 // streams W once, four rows of W at a time so that each row of dx is read and written once per four.
-void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx) const {
+void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, float* dx,
+                                 const LowRankTail* tail) const {
   const size_t N = weight.rows(), K = weight.cols();
   const Kernels& k = *kernels_;
+  const Epilogue epilogue = tail ? Epilogue(std::cref(*tail)) : Epilogue();
   if (bf16_) {
-    multiply_add_bf16(k, *pool_, size_t(m), K, N, dy, N, weight_rows_bf16(weight), dx, K);
+    multiply_add_bf16(k, *pool_, size_t(m), K, N, dy, N, weight_rows_bf16(weight), dx, K, tail ? &epilogue : nullptr);
     return;
   }
   if (m >= kGemmRows) {
-    multiply_add(k, *pool_, size_t(m), K, N, dy, N, false, weight_rows(weight), dx, K);
+    multiply_add(k, *pool_, size_t(m), K, N, dy, N, false, weight_rows(weight), dx, K, tail ? &epilogue : nullptr);
     return;
   }
   pool_->parallel_for(size_t(m), [&](size_t begin, size_t end, size_t) {
@@ -428,6 +425,7 @@ void LlamaModel::linear_backward(const float* dy, int m, const Weight& weight, f
         if (dy[t * N + o] != 0.0f) k.axpy(dy[t * N + o], row, dx + t * K, K);
     }
   });
+  if (tail) (*tail)(0, size_t(m), 0, K);
 }
 
 void LlamaModel::head(const float* hidden, int m, float* logits) const { linear(hidden, m, head_weight(), nullptr, logits); }

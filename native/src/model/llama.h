@@ -118,6 +118,32 @@ struct LoraSet {
   std::vector<std::array<std::shared_ptr<const LoraAdapter>, kProjections>> layers;
 };
 
+// y [m × out] += (scale · t) M for t [m × rank] and M [rank × out] (or Mᵀ stored, `transposed`), on
+// any block of y (gemm.h's Epilogue): M in panels of gemm_nr columns, scale · t in tiles of gemm_mr
+// rows, gemm_tile gemm_kc of the rank at a time, as multiply_add runs the same product, so that each
+// element gets the sums it gets there. LoRA's term (t = A x̃, M = Bᵀ; in the backward, t = s u and
+// M = A), added to each block of the frozen product while it is in cache. add_bias adds a bias
+// first; through_mask adds (scale · t) M through a dropout mask (Kernels::dropout_apply) instead.
+class LowRankTail {
+ public:
+  LowRankTail(const Kernels& kernels, float* y, size_t out, size_t rank, float scale, const float* t,
+              const float* matrix, bool transposed);
+  void add_bias(const float* bias) { bias_ = bias; }
+  void through_mask(const uint8_t* mask, float kept) { mask_ = mask, kept_ = kept; }
+  void operator()(size_t row0, size_t rows, size_t col0, size_t cols) const;
+
+ private:
+  const Kernels& k_;
+  float* y_;
+  size_t out_, rank_;
+  float scale_;
+  const float* t_;
+  std::vector<float> panels_;
+  const float* bias_ = nullptr;
+  const uint8_t* mask_ = nullptr;
+  float kept_ = 1.0f;
+};
+
 struct Layer {
   Weight input_norm, post_attention_norm;
   Weight q, k, v, o;
@@ -344,8 +370,10 @@ class LlamaModel {
   // and in bf16.
   void linear_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
   void linear_bf16_rows(const float* x, int m, const Weight& weight, const Weight* bias, float* y) const;
-  // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear.
-  void linear_backward(const float* dy, int m, const Weight& weight, float* dx) const;
+  // dx [m × in] += dy [m × out] · W: the input gradient of a frozen linear; then `tail` (LoRA's
+  // term) on each block of dx.
+  void linear_backward(const float* dy, int m, const Weight& weight, float* dx,
+                       const LowRankTail* tail = nullptr) const;
   // From this many rows on, linear and linear_backward run as packed matrix products (kernels/gemm.h);
   // fewer rows take paths that sum as those do (so that a row gets the same bits alone as among many).
   static constexpr int kGemmRows = 8;
