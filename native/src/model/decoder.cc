@@ -134,7 +134,7 @@ void LlamaModel::project_backward(int l, int p, const float* x, const float* dy,
   for (float& value : u) value *= s;
   // dx += dy W, and onto each of its blocks as the frozen product finishes it, s u A (through the
   // dropout mask, x̃'s gradient reaching x).
-  LowRankTail tail(k, dx, in, r, 1.0f, u.data(), adapter->a.data(), false);
+  LowRankTail tail(k, dx, rows, in, r, 1.0f, u.data(), adapter->a.data(), false);
   if (dropped) tail.through_mask(mask, kept);
   linear_backward(dy, T, weight, dx, &tail);
   // s goes into A x̃ [T × r] rather than into dy [T × out]: a copy of r columns, not of out.

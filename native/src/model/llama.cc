@@ -26,14 +26,17 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 // ---- LoRA's term on the blocks of a frozen product -------------------------------------------------
 
-LowRankTail::LowRankTail(const Kernels& kernels, float* y, size_t out, size_t rank, float scale, const float* t,
-                         const float* matrix, bool transposed)
+LowRankTail::LowRankTail(const Kernels& kernels, float* y, size_t rows, size_t out, size_t rank, float scale,
+                         const float* t, const float* matrix, bool transposed)
     : k_(kernels), y_(y), out_(out), rank_(rank), scale_(scale), t_(t) {
-  const size_t NR = k_.gemm_nr, panels = (out + NR - 1) / NR;
+  const size_t MR = k_.gemm_mr, NR = k_.gemm_nr, panels = (out + NR - 1) / NR, tiles = (rows + MR - 1) / MR;
   panels_.assign(panels * rank_ * NR, 0.0f);
   for (size_t j = 0; j < rank_; j++)
     for (size_t o = 0; o < out; o++)
       panels_[(o / NR) * rank_ * NR + j * NR + o % NR] = transposed ? matrix[o * rank_ + j] : matrix[j * out + o];
+  tiles_.assign(tiles * rank_ * MR, 0.0f);
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < rank_; j++) tiles_[(i / MR) * rank_ * MR + j * MR + i % MR] = scale_ * t_[i * rank_ + j];
 }
 
 void LowRankTail::operator()(size_t row0, size_t rows, size_t col0, size_t cols) const {
@@ -43,12 +46,16 @@ void LowRankTail::operator()(size_t row0, size_t rows, size_t col0, size_t cols)
   if (rank_ == 0) return;
   const size_t MR = k_.gemm_mr, NR = k_.gemm_nr, KC = k_.gemm_kc;
   thread_local std::vector<float> tile, panel, product;
-  tile.resize(rank_ * MR);
   if (mask_) product.resize(MR * NR);
   for (size_t i = row0; i < row0 + rows; i += MR) {
     const size_t tile_rows = std::min(MR, row0 + rows - i);
-    for (size_t kk = 0; kk < rank_; kk++)
-      for (size_t ii = 0; ii < MR; ii++) tile[kk * MR + ii] = ii < tile_rows ? scale_ * t_[(i + ii) * rank_ + kk] : 0.0f;
+    const float* a = tiles_.data() + (i / MR) * rank_ * MR;
+    if (i % MR != 0) {  // a block not on the tiles' rows: its own tile
+      tile.resize(rank_ * MR);
+      for (size_t kk = 0; kk < rank_; kk++)
+        for (size_t ii = 0; ii < MR; ii++) tile[kk * MR + ii] = ii < tile_rows ? scale_ * t_[(i + ii) * rank_ + kk] : 0.0f;
+      a = tile.data();
+    }
     for (size_t j = col0; j < col0 + cols; j += NR) {
       const size_t panel_cols = std::min(NR, col0 + cols - j);
       const float* b = panels_.data() + (j / NR) * rank_ * NR;
@@ -64,7 +71,7 @@ void LowRankTail::operator()(size_t row0, size_t rows, size_t col0, size_t cols)
       const size_t ldc = mask_ ? NR : out_;
       if (mask_) std::fill(product.begin(), product.end(), 0.0f);
       for (size_t k0 = 0; k0 < rank_; k0 += KC)
-        k_.gemm_tile(std::min(KC, rank_ - k0), tile.data() + k0 * MR, b + k0 * NR, c, ldc, tile_rows, panel_cols);
+        k_.gemm_tile(std::min(KC, rank_ - k0), a + k0 * MR, b + k0 * NR, c, ldc, tile_rows, panel_cols);
       if (mask_)
         for (size_t ii = 0; ii < tile_rows; ii++)
           k_.dropout_apply(mask_, (i + ii) * out_ + j, panel_cols, kept_, product.data() + ii * NR,
@@ -275,9 +282,9 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
   std::vector<float> bias_scratch(bias ? N : 0);
   // Bᵀ [rank × out] as kept beside B, else B itself read transposed.
   const bool kept = adapter && adapter->b_transposed.size() == adapter->b.size();
-  LowRankTail tail = adapter ? LowRankTail(k, y, N, size_t(adapter->rank), adapter->scale, t,
+  LowRankTail tail = adapter ? LowRankTail(k, y, size_t(m), N, size_t(adapter->rank), adapter->scale, t,
                                            kept ? adapter->b_transposed.data() : adapter->b.data(), !kept)
-                             : LowRankTail(k, y, N, 0, 0.0f, nullptr, nullptr, false);
+                             : LowRankTail(k, y, size_t(m), N, 0, 0.0f, nullptr, nullptr, false);
   tail.add_bias(bias ? bias->row(0, bias_scratch.data(), k) : nullptr);
   const Epilogue epilogue = std::cref(tail);
   const Epilogue* rest = bias || adapter ? &epilogue : nullptr;

@@ -118,7 +118,7 @@ struct LoraSet {
   std::vector<std::array<std::shared_ptr<const LoraAdapter>, kProjections>> layers;
 };
 
-// y [m × out] += (scale · t) M for t [m × rank] and M [rank × out] (or Mᵀ stored, `transposed`), on
+// y [rows × out] += (scale · t) M for t [rows × rank] and M [rank × out] (or Mᵀ stored, `transposed`), on
 // any block of y (gemm.h's Epilogue): M in panels of gemm_nr columns, scale · t in tiles of gemm_mr
 // rows, gemm_tile gemm_kc of the rank at a time, as multiply_add runs the same product, so that each
 // element gets the sums it gets there. LoRA's term (t = A x̃, M = Bᵀ; in the backward, t = s u and
@@ -126,7 +126,7 @@ struct LoraSet {
 // first; through_mask adds (scale · t) M through a dropout mask (Kernels::dropout_apply) instead.
 class LowRankTail {
  public:
-  LowRankTail(const Kernels& kernels, float* y, size_t out, size_t rank, float scale, const float* t,
+  LowRankTail(const Kernels& kernels, float* y, size_t rows, size_t out, size_t rank, float scale, const float* t,
               const float* matrix, bool transposed);
   void add_bias(const float* bias) { bias_ = bias; }
   void through_mask(const uint8_t* mask, float kept) { mask_ = mask, kept_ = kept; }
@@ -138,7 +138,7 @@ class LowRankTail {
   size_t out_, rank_;
   float scale_;
   const float* t_;
-  std::vector<float> panels_;
+  std::vector<float> panels_, tiles_;  // matrix as panels [panel][rank][NR], scale · t as tiles [tile][rank][MR]
   const float* bias_ = nullptr;
   const uint8_t* mask_ = nullptr;
   float kept_ = 1.0f;
