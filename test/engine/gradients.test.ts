@@ -124,6 +124,53 @@ describe("LoRA gradients", () => {
         }
     });
 
+  it("through a head whose logits are made in several chunks: the rows' loss and gradients as alone", async () => {
+    // 65,536 tokens: 256 rows of logits at a time (64 MiB), so the 396 predicted rows of four packed
+    // sequences take two chunks while each sequence's 99 take one.
+    const config = { ...(TINY_MODELS.llama as (typeof TINY_MODELS)[string]), vocab_size: 65536 };
+    await using model = await LocalModel.load(await writeTinyModel(join(await tempDir(), "wide"), config));
+    model.attachLora({ r: 3, alpha: 6, seed: 1 });
+    const random = seededRandom(5);
+    const weights = model.getLoraWeights();
+    for (const [key, values] of weights)
+      if (key.endsWith("lora_B.weight"))
+        weights.set(
+          key,
+          values.map(() => (random() - 0.5) * 0.2),
+        );
+    model.setLoraWeights(weights);
+    const ids = Array.from({ length: 400 }, (_, i) => (i * 7919 + 13) % 65536);
+    const sequences = [0, 100, 200, 300].map((start) => ids.slice(start, start + 100));
+    const packed = await model.lossAndGradients({
+      inputIds: ids,
+      labels: ids,
+      sequenceLengths: [100, 100, 100, 100],
+    });
+    expect(packed.tokens).toBe(396);
+    const alone = [];
+    let total = 0; // the loss from the logits inference gives, row by row
+    for (const sequence of sequences) {
+      alone.push((await model.lossAndGradients({ inputIds: sequence, labels: sequence })).gradients);
+      const logits = await model.logits(sequence);
+      for (let t = 0; t + 1 < sequence.length; t++) {
+        const row = logits.subarray(t * 65536, (t + 1) * 65536);
+        const most = row.reduce((a, b) => Math.max(a, b), -Infinity);
+        const lse = most + Math.log(row.reduce((sum, value) => sum + Math.exp(value - most), 0));
+        total += lse - (row[sequence[t + 1] as number] as number);
+      }
+    }
+    expect(packed.loss).toBeCloseTo(total / 396, 5);
+    for (const [key, gradient] of packed.gradients) {
+      const parts = alone.map((gradients) => gradients.get(key) as Float32Array);
+      for (let i = 0; i < gradient.length; i++) {
+        const expected = parts.reduce((sum, part) => sum + (part[i] as number), 0) / 4; // 99 tokens each
+        expect(Math.abs((gradient[i] as number) - expected), key).toBeLessThan(
+          1e-5 + 1e-3 * Math.abs(expected),
+        );
+      }
+    }
+  });
+
   it("refuses a batch that does not add up", async () => {
     await using model = await tunedModel("llama");
     await expect(model.lossAndGradients({ inputIds, labels, sequenceLengths: [7, 6] })).rejects.toThrow(

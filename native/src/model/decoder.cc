@@ -270,8 +270,12 @@ LlamaModel::HeadLoss LlamaModel::head_loss(const float* hidden, const std::vecto
   // At most 64 MiB of logits at a time (336 rows of a 49,152-token vocabulary, 104 of 151,936), and at
   // least 32 rows: each chunk decodes the whole head twice (its product and its input gradient), which
   // at 16 MiB cost a sixth of a Qwen2.5-0.5B-shaped training step.
+  // The rows are cut evenly (1,024 rows of SmolLM2 as 4 × 256, not 3 × 336 and 16: a chunk of 16 rows
+  // decoded the whole head twice for little work).
   const size_t most = std::max<size_t>(32, (size_t(64) << 20) / (size_t(V) * sizeof(float)) / 8 * 8);
-  const int chunk = int(std::max<size_t>(1, std::min(most, rows.size())));  // no larger than the rows
+  const size_t chunks = std::max<size_t>(1, (rows.size() + most - 1) / most);
+  const size_t even = ((rows.size() + chunks - 1) / chunks + 7) / 8 * 8;  // at most `most`, a multiple of 8
+  const int chunk = int(std::max<size_t>(1, std::min(even, rows.size())));  // no larger than the rows
   std::vector<float> gathered(size_t(chunk) * H), logits(size_t(chunk) * V), d_gathered;
   std::vector<ops::CrossEntropy> results(chunk);
   HeadLoss result;
