@@ -24,7 +24,7 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-// ---- LoRA's term on the blocks of a frozen product -------------------------------------------------
+// ---- LoRA's term on the blocks of a frozen product ------------------------------------------
 
 LowRankTail::LowRankTail(const Kernels& kernels, float* y, size_t rows, size_t out, size_t rank, float scale,
                          const float* t, const float* matrix, bool transposed)
@@ -79,7 +79,6 @@ void LowRankTail::operator()(size_t row0, size_t rows, size_t col0, size_t cols)
     }
   }
 }
-
 
 // ---- Weight -------------------------------------------------------------------------------------
 
