@@ -59,18 +59,20 @@ export function forwardWork(shape, { sequences = 1, length, headRows, r = 0 }) {
  * the input gradients through the frozen blocks and head (as many again), attention's backward (dQ, dK,
  * dV and dP: twice its forward), and the adapters' backward (dy B, dB, dA, dx: twice their forward).
  * Checkpointing adds the blocks' forward again (`recompute`), which is not counted as the step's work:
- * all of it but the down projection's output (its frozen product and LoRA's B), which only made the
- * block's output, already kept.
+ * the frozen products and LoRA's B of every projection but the down projection (which only made the
+ * block's output, already kept); attention's output and LoRA's A x̃ are kept, not made again.
  */
 export function trainingWork(shape, options) {
   const forward = forwardWork(shape, options);
   const backward = forward.blocks + forward.head + 2 * forward.attention + 2 * forward.lora;
   const tokens = (options.sequences ?? 1) * options.length;
-  const down = shape.layers * tokens * shape.hidden * (shape.intermediate + (options.r ?? 0));
+  const r = options.r ?? 0;
+  const down = shape.layers * tokens * shape.hidden * shape.intermediate;
+  const outputs = projections(shape).slice(0, -1).reduce((sum, [, output]) => sum + output, 0);
   return {
     forward: forward.total,
     backward,
     total: forward.total + backward,
-    recompute: forward.blocks + forward.attention + forward.lora - down,
+    recompute: forward.blocks - down + shape.layers * tokens * r * outputs,
   };
 }

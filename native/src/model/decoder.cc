@@ -47,7 +47,7 @@ void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
 // ---- Projections: a frozen linear weight and its LoRA adapter ------------------------------------
 
 void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
-                         const Dropout* dropout, float* y, BlockActivations& a, bool keep) const {
+                         const Dropout* dropout, float* y, BlockActivations& a, bool keep, bool kept) const {
   const Weight& weight = projection(layers_[l], p);
   const size_t in = weight.cols(), out = weight.rows();
   const bool training = keep || (dropout && dropout->p > 0.0f);
@@ -71,6 +71,11 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
   const size_t r = size_t(adapter->rank);
   std::vector<float> own_t;
   std::vector<float>& t = keep ? a.lora_t[p] : own_t;
+  if (keep && kept) {
+    if (t.size() != size_t(T) * r) throw Error(ErrorCode::EngineFailed, "a recomputed block needs its kept A x");
+    if (y) linear(x, T, weight, bias, y, adapter, t.data());
+    return;
+  }
   t.resize(size_t(T) * r);
   if (dropout && dropout->p > 0.0f) {
     // One draw of the generator keys this mask; its elements come from their counters, in parallel,
@@ -168,9 +173,9 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
   a.q.resize(size_t(T) * Q);
   a.k.resize(size_t(T) * KV);
   a.v.resize(size_t(T) * KV);
-  project(l, kQ, a.n1.data(), T, c.attention_bias ? &layer.q_bias : nullptr, lora, dropout, a.q.data(), a, keep);
-  project(l, kK, a.n1.data(), T, c.attention_bias ? &layer.k_bias : nullptr, lora, dropout, a.k.data(), a, keep);
-  project(l, kV, a.n1.data(), T, c.attention_bias ? &layer.v_bias : nullptr, lora, dropout, a.v.data(), a, keep);
+  project(l, kQ, a.n1.data(), T, c.attention_bias ? &layer.q_bias : nullptr, lora, dropout, a.q.data(), a, keep, recompute);
+  project(l, kK, a.n1.data(), T, c.attention_bias ? &layer.k_bias : nullptr, lora, dropout, a.k.data(), a, keep, recompute);
+  project(l, kV, a.n1.data(), T, c.attention_bias ? &layer.v_bias : nullptr, lora, dropout, a.v.data(), a, keep, recompute);
   std::vector<ops::AttentionSpan> spans(T);
   for (int t = 0; t < T; t++) {
     ops::rope(rope, &a.q[size_t(t) * Q], Hq, D, t, 1.0f);
@@ -195,7 +200,7 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
     ops::attention(*pool_, k, a.q.data(), T, Hq, Hkv, D, spans, a.attn.data(), keep ? a.lse.data() : nullptr);
   }
   std::vector<float> projected(hidden);
-  project(l, kO, a.attn.data(), T, nullptr, lora, dropout, projected.data(), a, keep);
+  project(l, kO, a.attn.data(), T, nullptr, lora, dropout, projected.data(), a, keep, recompute);
   for (size_t i = 0; i < hidden; i++) x[i] += projected[i];
 
   // MLP: x += down(silu(gate(n)) · up(n)), n = rms_norm(x).
@@ -206,19 +211,16 @@ void LlamaModel::block_forward(int l, float* x, const BlockRows& rows, const ops
                 a.rstd2.data());
   a.gate.resize(size_t(T) * I);
   a.up.resize(size_t(T) * I);
-  project(l, kGate, a.n2.data(), T, nullptr, lora, dropout, a.gate.data(), a, keep);
-  project(l, kUp, a.n2.data(), T, nullptr, lora, dropout, a.up.data(), a, keep);
+  project(l, kGate, a.n2.data(), T, nullptr, lora, dropout, a.gate.data(), a, keep, recompute);
+  project(l, kUp, a.n2.data(), T, nullptr, lora, dropout, a.up.data(), a, keep, recompute);
   float* act = a.gate.data();  // inference: in place; training keeps gate for the backward pass
   if (keep) {
     a.act.resize(a.gate.size());
     act = a.act.data();
   }
   ops::swiglu(*pool_, k, a.gate.data(), a.up.data(), a.gate.size(), act);
-  if (recompute) {  // the mask and A x̃ for the backward pass, not the output
-    project(l, kDown, act, T, nullptr, lora, dropout, nullptr, a, keep);
-    return;
-  }
-  project(l, kDown, act, T, nullptr, lora, dropout, projected.data(), a, keep);
+  if (recompute) return;  // the down projection only makes the output (its A x̃ and mask are kept)
+  project(l, kDown, act, T, nullptr, lora, dropout, projected.data(), a, keep, recompute);
   for (size_t i = 0; i < hidden; i++) x[i] += projected[i];
 }
 

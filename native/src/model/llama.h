@@ -331,8 +331,9 @@ class LlamaModel {
   // input to its output. `keep`: fill `a` with what block_backward needs (training); else `a` is
   // scratch. `dropout` only in training. `recompute` (with keep): only fill `a`, for the backward pass
   // of a checkpointed block whose output is already known and whose attention output and
-  // log-sum-exps the forward pass kept (given in a.attn and a.lse): attention is not run again, the
-  // down projection's frozen product (which only makes the output) is skipped, x is left part-way.
+  // log-sum-exps, LoRA's A x̃ and dropout masks the forward pass kept (given in a.attn, a.lse,
+  // a.lora_t and a.lora_mask): neither attention nor A x̃ nor the masks are made again, the down
+  // projection (which only makes the output) is skipped, x is left part-way.
   void block_forward(int l, float* x, const BlockRows& rows, const ops::RopeTable& rope, const Dropout* dropout,
                      BlockActivations& a, bool keep, bool recompute = false) const;
   // Its backward pass: dx [T × H] holds the gradient of the block's output and becomes that of its
@@ -341,9 +342,9 @@ class LlamaModel {
                       const BlockActivations& a, float* dx, std::array<LoraGradient, kProjections>& grads) const;
   // A projection with its adapters: y = W x (+ b) + s·B(A dropout(x)), each run of rows with its own;
   // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask, and y may be null
-  // (only those are wanted).
+  // (only those are wanted); with `kept` too, a.lora_t holds A dropout(x) already (a recompute).
   void project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
-               const Dropout* dropout, float* y, BlockActivations& a, bool keep) const;
+               const Dropout* dropout, float* y, BlockActivations& a, bool keep, bool kept = false) const;
   // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += dyᵀ(s·A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x
   // (dropout p > 0: the mask a.lora_mask keeps, kept elements scaled by 1 / (1 − p)).
   void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, float dropout,

@@ -43,26 +43,32 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   const Dropout* dropping = dropout > 0.0f ? &masks : nullptr;
 
   // ---- Forward, keeping activations ----
-  // With checkpointing only each block's input (and the dropout generator's state there) is kept, and
-  // its attention's output and log-sum-exps (as much again as the input for SmolLM2, a ninth of the
-  // block's activations, and the one part recomputing would spend most on beside the products); the
-  // rest is recomputed from them in the backward pass.
+  // With checkpointing only each block's input is kept, with its attention's output and log-sum-exps
+  // (as much again as the input for SmolLM2, a ninth of the block's activations, and the one part
+  // recomputing would spend most on beside the products) and its adapters' A x̃ and dropout masks (a
+  // sixteenth of the input for r 16, and a 32nd of each projection's input); the rest is recomputed
+  // from them in the backward pass.
   std::vector<BlockActivations> saved(checkpointing ? 1 : c.num_layers);
-  std::vector<std::vector<float>> block_inputs(checkpointing ? c.num_layers : 0);
-  std::vector<std::vector<float>> block_attention(block_inputs.size()), block_lse(block_inputs.size());
-  std::vector<std::array<uint64_t, 4>> block_random(checkpointing ? c.num_layers : 0);
+  struct Kept {
+    std::vector<float> input, attention, lse;
+    std::array<std::vector<float>, kProjections> lora_t;
+    std::array<std::vector<uint8_t>, kProjections> lora_mask;
+    void swap(BlockActivations& a) {
+      attention.swap(a.attn);
+      lse.swap(a.lse);
+      for (int p = 0; p < kProjections; p++) {
+        lora_t[p].swap(a.lora_t[p]);
+        lora_mask[p].swap(a.lora_mask[p]);
+      }
+    }
+  };
+  std::vector<Kept> blocks(checkpointing ? c.num_layers : 0);
   std::vector<float> x(size_t(T) * H);
   embed(tokens.data(), T, x.data());
   for (int l = 0; l < c.num_layers; l++) {
-    if (checkpointing) {
-      block_inputs[l] = x;
-      if (random) block_random[l] = random->state();
-    }
+    if (checkpointing) blocks[l].input = x;
     block_forward(l, x.data(), rows, rope, dropping, saved[checkpointing ? 0 : l], true);
-    if (checkpointing) {
-      block_attention[l].swap(saved[0].attn);
-      block_lse[l].swap(saved[0].lse);
-    }
+    if (checkpointing) blocks[l].swap(saved[0]);
   }
   if (checkpointing) saved[0] = BlockActivations{};
   std::vector<float> final_normed(size_t(T) * H), final_rstd(T), norm(H);
@@ -97,18 +103,11 @@ LlamaModel::Gradients LlamaModel::train_pass(const std::vector<int32_t>& tokens,
   // ---- Backward, block by block from the top ----
   std::vector<float> dx(size_t(T) * H, 0.0f);
   ops::rms_norm_backward(k, dh.data(), x.data(), T, H, final_weight, final_rstd.data(), dx.data());
-  Random replay(0);
-  const Dropout replayed{dropout, &replay};
   for (int l = c.num_layers - 1; l >= 0; l--) {
-    if (checkpointing) {  // recompute this block's activations, with the same dropout masks
-      if (random) replay.set_state(block_random[l]);
-      saved[0].attn.swap(block_attention[l]);
-      saved[0].lse.swap(block_lse[l]);
-      block_forward(l, block_inputs[l].data(), rows, rope, random && dropping ? &replayed : dropping,
-                    saved[0], true, true);
-      block_inputs[l] = std::vector<float>();
-      block_attention[l] = std::vector<float>();
-      block_lse[l] = std::vector<float>();
+    if (checkpointing) {  // recompute this block's activations from what the forward pass kept
+      blocks[l].swap(saved[0]);
+      block_forward(l, blocks[l].input.data(), rows, rope, dropping, saved[0], true, true);
+      blocks[l] = Kept{};  // its input, and what the block above left in saved[0]
     }
     block_backward(l, rows, rope, *lora, dropout, saved[checkpointing ? 0 : l], dx.data(), result.layers[l]);
   }
