@@ -68,7 +68,9 @@ export function trainingWork(shape, options) {
   const tokens = (options.sequences ?? 1) * options.length;
   const r = options.r ?? 0;
   const down = shape.layers * tokens * shape.hidden * shape.intermediate;
-  const outputs = projections(shape).slice(0, -1).reduce((sum, [, output]) => sum + output, 0);
+  const outputs = projections(shape)
+    .slice(0, -1)
+    .reduce((sum, [, output]) => sum + output, 0);
   return {
     forward: forward.total,
     backward,
