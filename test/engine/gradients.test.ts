@@ -18,11 +18,11 @@ const inputIds = [1, 7, 23, 42, 5, 63, 17, 1, 30, 11, 2, 50, 9, 4];
 const labels = [1, 7, 23, -100, 5, 63, 17, 1, 30, -100, 2, 50, 9, 4];
 const sequenceLengths = [7, 7];
 
-async function tunedModel(name: string) {
-  const config = TINY_MODELS[name] as (typeof TINY_MODELS)[string];
+async function tunedModel(name: string, changes: Partial<(typeof TINY_MODELS)[string]> = {}, seed = 7) {
+  const config = { ...(TINY_MODELS[name] as (typeof TINY_MODELS)[string]), ...changes };
   const model = await LocalModel.load(await writeTinyModel(join(await tempDir(), name), config));
   model.attachLora({ r: 3, alpha: 6, seed: 1 });
-  const random = seededRandom(7);
+  const random = seededRandom(seed);
   const weights = model.getLoraWeights();
   for (const [key, values] of weights)
     if (key.endsWith("lora_B.weight"))
@@ -127,18 +127,7 @@ describe("LoRA gradients", () => {
   it("through a head whose logits are made in several chunks: the rows' loss and gradients as alone", async () => {
     // 65,536 tokens: 256 rows of logits at a time (64 MiB), so the 396 predicted rows of four packed
     // sequences take two chunks while each sequence's 99 take one.
-    const config = { ...(TINY_MODELS.llama as (typeof TINY_MODELS)[string]), vocab_size: 65536 };
-    await using model = await LocalModel.load(await writeTinyModel(join(await tempDir(), "wide"), config));
-    model.attachLora({ r: 3, alpha: 6, seed: 1 });
-    const random = seededRandom(5);
-    const weights = model.getLoraWeights();
-    for (const [key, values] of weights)
-      if (key.endsWith("lora_B.weight"))
-        weights.set(
-          key,
-          values.map(() => (random() - 0.5) * 0.2),
-        );
-    model.setLoraWeights(weights);
+    await using model = await tunedModel("llama", { vocab_size: 65536 }, 5);
     const ids = Array.from({ length: 400 }, (_, i) => (i * 7919 + 13) % 65536);
     const sequences = [0, 100, 200, 300].map((start) => ids.slice(start, start + 100));
     const packed = await model.lossAndGradients({

@@ -277,6 +277,39 @@ inline __m512 exp16(__m512 x) {
 
 bool attention_head_dim(int D) { return D >= 16 && D <= 256 && D % 16 == 0; }
 
+// Row r < R of `rows` (r · rows_stride apart) against the first count + r rows of `matrix` (keys or values,
+// `stride` apart), sixteen at a time: each row's sixteen dots as dots16 sums them, reduced together,
+// handed to finish(r, p, mask, sums) for matrix rows [p, p + 16) (mask: those row r sees). Each matrix
+// row is read once for all R rows; only the R rows' vectors stay in registers.
+template <int NV, int R, typename Finish>
+inline void rows_dots16(const float* rows, size_t rows_stride, const float* matrix, size_t stride, int count,
+                        const Finish& finish) {
+  __m512 row[R][NV];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NV; c++) row[r][c] = _mm512_loadu_ps(rows + r * rows_stride + 16 * c);
+  const int longest = count + R - 1;
+  __m512 sums[R][16];
+  for (int p = 0; p < longest; p += 16) {
+    const int n = std::min(16, longest - p);
+    for (int j = 0; j < n; j++) {
+      const float* vector = matrix + size_t(p + j) * stride;
+      __m512 v[NV];
+      for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(vector + 16 * c);
+      for (int r = 0; r < R; r++) {
+        __m512 sum = _mm512_mul_ps(row[r][0], v[0]);
+        for (int c = 1; c < NV; c++) sum = _mm512_fmadd_ps(row[r][c], v[c], sum);
+        sums[r][j] = sum;
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      const int seen = count + r - p;  // row r's matrix rows from p on
+      if (seen <= 0) continue;
+      for (int j = std::min(seen, 16); j < 16; j++) sums[r][j] = _mm512_setzero_ps();
+      finish(r, p, first_lanes(seen), reduce_add16(sums[r]));
+    }
+  }
+}
+
 // Rows r < R of one head, consecutive in one sequence (row r: q + r · q_stride, the first count + r
 // keys), each computed as it would be alone: its scores as dots16 sums them, its softmax (16 lanes of
 // partial sums, then reduced), out = Σ weight_p v_p in the order of p with out in registers. What the
@@ -286,34 +319,14 @@ template <int NV, int R>
 void attention_rows_d(const float* q, size_t q_stride, const float* keys, const float* values, size_t stride,
                       int count, float scale, float* out, float* lse, size_t lse_stride, float* scratch) {
   const int longest = count + R - 1;
-  __m512 query[R][NV];
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < NV; c++) query[r][c] = _mm512_loadu_ps(q + r * q_stride + 16 * c);
   const __m512 scales = _mm512_set1_ps(scale);
-  __m512 maximum[R], partial[R][16];
+  __m512 maximum[R];
   for (int r = 0; r < R; r++) maximum[r] = _mm512_set1_ps(-INFINITY);
-  for (int p = 0; p < longest; p += 16) {
-    const int n = std::min(16, longest - p);
-    for (int j = 0; j < n; j++) {
-      const float* key = keys + size_t(p + j) * stride;
-      __m512 k[NV];
-      for (int c = 0; c < NV; c++) k[c] = _mm512_loadu_ps(key + 16 * c);
-      for (int r = 0; r < R; r++) {
-        __m512 sum = _mm512_mul_ps(query[r][0], k[0]);
-        for (int c = 1; c < NV; c++) sum = _mm512_fmadd_ps(query[r][c], k[c], sum);
-        partial[r][j] = sum;
-      }
-    }
-    for (int r = 0; r < R; r++) {
-      const int seen = count + r - p;  // row r's keys from p on
-      if (seen <= 0) continue;
-      for (int j = std::min(seen, 16); j < 16; j++) partial[r][j] = _mm512_setzero_ps();
-      const __mmask16 mask = first_lanes(seen);
-      const __m512 s = _mm512_mul_ps(reduce_add16(partial[r]), scales);
-      _mm512_mask_storeu_ps(scratch + r * longest + p, mask, s);
-      maximum[r] = _mm512_mask_max_ps(maximum[r], mask, maximum[r], s);
-    }
-  }
+  rows_dots16<NV, R>(q, q_stride, keys, stride, count, [&](int r, int p, __mmask16 mask, __m512 sum) {
+    const __m512 s = _mm512_mul_ps(sum, scales);
+    _mm512_mask_storeu_ps(scratch + r * longest + p, mask, s);
+    maximum[r] = _mm512_mask_max_ps(maximum[r], mask, maximum[r], s);
+  });
   for (int r = 0; r < R; r++) {
     float* scores = scratch + r * longest;
     const int seen = count + r;
@@ -387,38 +400,13 @@ void attention_rows_backward_d(const float* q, const float* d_out, size_t q_stri
       for (int c = 0; c < NV; c++) out[r][c] = _mm512_loadu_ps(rows + r * q_stride + 16 * c);
   };
   const __m512 scales = _mm512_set1_ps(scale);
-  // (1) and (2): 16 keys (values) at a time, each row's 16 dots reduced together.
-  const auto dots = [&](const float* rows, const float* matrix, const auto& finish) {
-    __m512 row[R][NV];
-    load_rows(rows, row);
-    __m512 sums[R][16];
-    for (int p = 0; p < longest; p += 16) {
-      const int n = std::min(16, longest - p);
-      for (int j = 0; j < n; j++) {
-        const float* vector = matrix + size_t(p + j) * stride;
-        __m512 v[NV];
-        for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(vector + 16 * c);
-        for (int r = 0; r < R; r++) {
-          __m512 sum = _mm512_mul_ps(row[r][0], v[0]);
-          for (int c = 1; c < NV; c++) sum = _mm512_fmadd_ps(row[r][c], v[c], sum);
-          sums[r][j] = sum;
-        }
-      }
-      for (int r = 0; r < R; r++) {
-        const int seen = count + r - p;
-        if (seen <= 0) continue;
-        for (int j = std::min(seen, 16); j < 16; j++) sums[r][j] = _mm512_setzero_ps();
-        finish(r, p, first_lanes(seen), reduce_add16(sums[r]));
-      }
-    }
-  };
-  dots(q, keys, [&](int r, int p, __mmask16 mask, __m512 sum) {
+  rows_dots16<NV, R>(q, q_stride, keys, stride, count, [&](int r, int p, __mmask16 mask, __m512 sum) {
     const __m512 s = _mm512_mul_ps(sum, scales);
     _mm512_mask_storeu_ps(probabilities(r) + p, mask, exp16(_mm512_sub_ps(s, _mm512_set1_ps(lse[r * lse_stride]))));
   });
   __m512 weighted[R];
   for (int r = 0; r < R; r++) weighted[r] = _mm512_setzero_ps();
-  dots(d_out, values, [&](int r, int p, __mmask16 mask, __m512 d_probability) {
+  rows_dots16<NV, R>(d_out, q_stride, values, stride, count, [&](int r, int p, __mmask16 mask, __m512 d_probability) {
     _mm512_mask_storeu_ps(probabilities(r) + longest + p, mask, d_probability);
     weighted[r] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(mask, probabilities(r) + p), d_probability, weighted[r],
                                         mask);
