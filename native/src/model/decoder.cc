@@ -47,13 +47,12 @@ void LlamaModel::embed(const int32_t* tokens, int T, float* x) const {
 // ---- Projections: a frozen linear weight and its LoRA adapter ------------------------------------
 
 void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
-                         const Dropout* dropout, float* y, BlockActivations& a, bool keep, bool kept) const {
+                         const Dropout* dropout, float* y, BlockActivations& a, bool keep, bool recompute) const {
   const Weight& weight = projection(layers_[l], p);
   const size_t in = weight.cols(), out = weight.rows();
   const bool training = keep || (dropout && dropout->p > 0.0f);
-  if (training && !(lora.size() == 1 && lora[0].first == 0 && lora[0].count == T))
-    throw Error(ErrorCode::EngineFailed, "training runs every row through one set of adapters");
   const bool one_set = lora.size() == 1 && lora[0].first == 0 && lora[0].count == T;
+  if (training && !one_set) throw Error(ErrorCode::EngineFailed, "training runs every row through one set of adapters");
   const LoraAdapter* adapter = one_set && lora[0].set ? lora[0].set->layers[l][p].get() : nullptr;
   if (!training && !adapter) {  // each run of rows through its adapters: the bits each row gets alone
     if (y) linear(x, T, weight, bias, y);
@@ -71,8 +70,8 @@ void LlamaModel::project(int l, int p, const float* x, int T, const Weight* bias
   const size_t r = size_t(adapter->rank);
   std::vector<float> own_t;
   std::vector<float>& t = keep ? a.lora_t[p] : own_t;
-  if (keep && kept) {
-    if (t.size() != size_t(T) * r) throw Error(ErrorCode::EngineFailed, "a recomputed block needs its kept A x");
+  if (keep && recompute) {
+    if (t.size() != size_t(T) * r) throw Error(ErrorCode::EngineFailed, "a recomputed block needs its kept A x̃");
     if (y) linear(x, T, weight, bias, y, adapter, t.data());
     return;
   }

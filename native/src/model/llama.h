@@ -342,9 +342,9 @@ class LlamaModel {
                       const BlockActivations& a, float* dx, std::array<LoraGradient, kProjections>& grads) const;
   // A projection with its adapters: y = W x (+ b) + s·B(A dropout(x)), each run of rows with its own;
   // with `keep` (one run), A dropout(x) and the mask go to a.lora_t / a.lora_mask, and y may be null
-  // (only those are wanted); with `kept` too, a.lora_t holds A dropout(x) already (a recompute).
+  // (only those are wanted); with `recompute` too, a.lora_t holds A dropout(x) already.
   void project(int l, int p, const float* x, int T, const Weight* bias, const std::vector<LoraRun>& lora,
-               const Dropout* dropout, float* y, BlockActivations& a, bool keep, bool kept = false) const;
+               const Dropout* dropout, float* y, BlockActivations& a, bool keep, bool recompute = false) const;
   // Its backward: dx += Wᵀ dy + mask ⊙ s·Aᵀ(Bᵀ dy); dB += dyᵀ(s·A x̃); dA += s·(dy B)ᵀ x̃, x̃ = mask ⊙ x
   // (dropout p > 0: the mask a.lora_mask keeps, kept elements scaled by 1 / (1 − p)).
   void project_backward(int l, int p, const float* x, const float* dy, int T, const LoraSet& lora, float dropout,
