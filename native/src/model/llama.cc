@@ -80,6 +80,19 @@ void LowRankTail::operator()(size_t row0, size_t rows, size_t col0, size_t cols)
   }
 }
 
+namespace {
+
+// LoRA's forward term as a tail: y += (scale · t) Bᵀ, reading Bᵀ as kept beside B (else B itself,
+// transposed); no adapter, no term.
+LowRankTail lora_tail(const Kernels& k, float* y, size_t rows, size_t out, const LoraAdapter* adapter, const float* t) {
+  if (!adapter) return LowRankTail(k, y, rows, out, 0, 0.0f, nullptr, nullptr, false);
+  const bool kept = adapter->b_transposed.size() == adapter->b.size();
+  return LowRankTail(k, y, rows, out, size_t(adapter->rank), adapter->scale, t,
+                     kept ? adapter->b_transposed.data() : adapter->b.data(), !kept);
+}
+
+}  // namespace
+
 // ---- Weight -------------------------------------------------------------------------------------
 
 Weight::Weight(const TensorSource& source, const uint8_t* bytes, size_t rows, size_t cols)
@@ -275,15 +288,11 @@ void LlamaModel::linear(const float* x, int m, const Weight& weight, const Weigh
       linear_bf16_rows(x, m, weight, bias, y);
     else
       linear_rows(x, m, weight, bias, y);
-    if (adapter) apply_lora(nullptr, m, *adapter, y, N, const_cast<float*>(t));
+    if (adapter) lora_tail(k, y, size_t(m), N, adapter, t)(0, size_t(m), 0, N);
     return;
   }
   std::vector<float> bias_scratch(bias ? N : 0);
-  // Bᵀ [rank × out] as kept beside B, else B itself read transposed.
-  const bool kept = adapter && adapter->b_transposed.size() == adapter->b.size();
-  LowRankTail tail = adapter ? LowRankTail(k, y, size_t(m), N, size_t(adapter->rank), adapter->scale, t,
-                                           kept ? adapter->b_transposed.data() : adapter->b.data(), !kept)
-                             : LowRankTail(k, y, size_t(m), N, 0, 0.0f, nullptr, nullptr, false);
+  LowRankTail tail = lora_tail(k, y, size_t(m), N, adapter, t);
   tail.add_bias(bias ? bias->row(0, bias_scratch.data(), k) : nullptr);
   const Epilogue epilogue = std::cref(tail);
   const Epilogue* rest = bias || adapter ? &epilogue : nullptr;
@@ -507,19 +516,13 @@ void LlamaModel::apply_lora(const float* x, int m, const LoraAdapter& adapter, f
     t = own.data();
   }
   if (x) multiply_transposed(k, *pool_, rows, r, in, x, in, dense_rows(adapter.a.data(), in), t, r);
-  if (!y) return;  // only t wanted (a recomputed block's last projection)
-  std::vector<float> scaled(rows * r);
-  for (size_t i = 0; i < scaled.size(); i++) scaled[i] = adapter.scale * t[i];
-  // Bᵀ as kept beside B; transposed here only for an adapter made without it.
-  std::vector<float> own_transposed;
-  const float* b_transposed = adapter.b_transposed.data();
-  if (adapter.b_transposed.size() != adapter.b.size()) {
-    own_transposed.resize(r * out);
-    for (size_t o = 0; o < out; o++)
-      for (size_t j = 0; j < r; j++) own_transposed[j * out + o] = adapter.b[o * r + j];
-    b_transposed = own_transposed.data();
-  }
-  multiply_add(k, *pool_, rows, out, r, scaled.data(), r, false, dense_rows(b_transposed, out), y, out);
+  if (!y) return;  // only t wanted
+  // y += (scale · t) Bᵀ, a block of gemm_mr rows a task.
+  const LowRankTail tail = lora_tail(k, y, rows, out, &adapter, t);
+  const size_t MR = k.gemm_mr;
+  pool_->parallel_for((rows + MR - 1) / MR, [&](size_t begin, size_t end, size_t) {
+    tail(begin * MR, std::min(rows, end * MR) - begin * MR, 0, out);
+  });
 }
 
 std::vector<float> LlamaModel::merged_weight(int layer, int p) const {
